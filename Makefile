@@ -1,0 +1,21 @@
+# statjob: `make demo` runs the default job, `make test` runs every test.
+GO ?= go
+# Packages with concurrency run under the race detector.
+RACE_PKGS := ./storage/... ./job/... ./teacher/...
+
+.PHONY: build demo test test-deps
+build:
+	$(GO) build -o bin/statjob .
+
+demo: build
+	./bin/statjob run
+
+test-deps:
+	./scripts/test-deps.sh
+
+# STATJOB_TEST_STRICT=1 turns "tool not installed" skips into failures.
+test: test-deps
+	$(GO) vet ./...
+	test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+	STATJOB_TEST_STRICT=1 $(GO) test -race -timeout 40m $(RACE_PKGS)
+	STATJOB_TEST_STRICT=1 $(GO) test -timeout 40m $$($(GO) list ./... | grep -v -E '/(storage|job|teacher)(/|$$)')
