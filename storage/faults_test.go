@@ -30,7 +30,7 @@ func faulty(t *testing.T, c storage.Config, f storagetest.Faults) (storage.Confi
 }
 
 // TestFaults runs the core of the suite through a proxy that answers 503 to
-// two requests in sixteen and stalls one: every operation must still
+// one request in seven and stalls one in forty: every operation must still
 // succeed, by retrying.
 func TestFaults(t *testing.T) {
 	backends := map[string]func(*testing.T) (storage.Config, bool){
@@ -45,7 +45,7 @@ func TestFaults(t *testing.T) {
 			var total storagetest.FaultCounts
 			o := storagetest.Options{
 				LargeSize: 24 << 20, // several chunks / parts
-				ListKeys:  1001,     // past one page
+				ListKeys:  300,
 				Racers:    8,
 				Tests:     []string{"RoundTrip", "Range", "CreateIfAbsent", "CreateIfAbsentRace", "CompareAndSwap", "List", "Copy", "Large"},
 			}
@@ -54,7 +54,7 @@ func TestFaults(t *testing.T) {
 				if !ok {
 					t.Skip("versitygw not installed")
 				}
-				c, counts := faulty(t, c, storagetest.Faults{Every: 16, Unavailable: 2, Stall: 1})
+				c, counts := faulty(t, c, storagetest.Faults{UnavailableEvery: 7, StallEvery: 40})
 				t.Cleanup(func() {
 					n := counts()
 					total.Requests += n.Requests

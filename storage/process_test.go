@@ -3,6 +3,7 @@ package storage_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,20 +20,26 @@ import (
 // The tests below re-run this test binary as child processes; a child
 // finds its job in the environment and runs TestChild.
 const (
-	envRoot = "STATJOB_STORAGE_CHILD_ROOT"
-	envMode = "STATJOB_STORAGE_CHILD_MODE"
-	envID   = "STATJOB_STORAGE_CHILD_ID"
+	envConfig = "STATJOB_STORAGE_CHILD_CONFIG" // JSON storage.Config, or:
+	envRoot   = "STATJOB_STORAGE_CHILD_ROOT"
+	envMode   = "STATJOB_STORAGE_CHILD_MODE"
+	envID     = "STATJOB_STORAGE_CHILD_ID"
 )
 
 const increments = 20
 
 func TestChild(t *testing.T) {
-	root := os.Getenv(envRoot)
-	if root == "" {
-		t.Skip("only runs as a child of TestLocalProcesses / TestLocalKilledWriter")
+	cfg := storage.Config{Root: os.Getenv(envRoot)}
+	if j := os.Getenv(envConfig); j != "" {
+		if err := json.Unmarshal([]byte(j), &cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cfg.Root == "" {
+		t.Skip("only runs as a child of TestLocalProcesses, TestLocalKilledWriter or BenchmarkThroughput")
 	}
 	ctx := context.Background()
-	s, err := storage.Open(ctx, root)
+	s, err := cfg.Open(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +70,8 @@ func TestChild(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	case "bench":
+		benchClient(t, s, id)
 	case "slowput":
 		// Streams 1 GiB; says so after 8 MiB and is killed by the parent.
 		r := &announcer{r: storagetest.Data(9, 1<<30), after: 8 << 20}
@@ -88,9 +97,13 @@ func (a *announcer) Read(p []byte) (int, error) {
 
 // child starts this test binary as a child; closing the returned stdin
 // lets it go. Its stdout lines starting "RESULT " arrive on results.
-func child(t *testing.T, root, mode, id string) (*exec.Cmd, io.WriteCloser, <-chan string) {
+func child(t testing.TB, root, mode, id string) (*exec.Cmd, io.WriteCloser, <-chan string) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envRoot+"="+root, envMode+"="+mode, envID+"="+id)
+	env := envRoot + "=" + root
+	if strings.HasPrefix(root, "{") {
+		env = envConfig + "=" + root
+	}
+	cmd.Env = append(os.Environ(), env, envMode+"="+mode, envID+"="+id)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,80 @@
 //     silently overwriting.
 //
 // Keys are slash-separated, relative to the store's root; keys that would
-// escape the root ("..", absolute paths) are rejected.
+// escape the root ("..", absolute paths) are rejected (CheckKey), and so is
+// the reserved first segment ".statjob".
+//
+// # Opening
+//
+//	s, err := storage.Open(ctx, "gs://bucket/statjob")      // or s3://…, file:///…, ./dir
+//	s, err := storage.Config{Root: "s3://b/p", S3: storage.S3Config{
+//		Endpoint: "https://minio.example:9000", PathStyle: true,
+//		ChecksumsWhenRequired: true}}.Open(ctx)
+//
+// Credentials come from each ecosystem's own chain (Application Default
+// Credentials; the default AWS chain), never from Config, and never appear in
+// errors. A missing bucket or permission fails Open, naming the URI.
+//
+// # Backends and libraries
+//
+// GCS uses cloud.google.com/go/storage over the JSON API: generations are the
+// CAS tokens (ifGenerationMatch, ifGenerationMatch=0 for create-if-absent),
+// uploads are resumable in GCS.ChunkSize pieces (the memory one upload holds)
+// with CRC32C checked by the service, reads verify CRC32C.
+//
+// S3 uses aws-sdk-go-v2: If-None-Match: * and If-Match: <ETag> on PutObject
+// and CompleteMultipartUpload. Open probes with a throw-away object under
+// .statjob/ whether the store honours them; where it does not (several
+// S3-compatible stores accept and ignore them), Conditional is false and
+// conditional writes fail with ErrUnsupported instead of overwriting.
+// Multipart uploads go through feature/s3/manager: it is marked deprecated in
+// favour of feature/s3/transfermanager, but it is the stable, long-used code
+// path (a v1 module, still maintained), it copies If-None-Match / If-Match
+// onto CompleteMultipartUpload, and memory is bounded by PartSize ×
+// Concurrency; transfermanager is pre-1.0 with an API still moving, which a
+// job that must resume for months should not build on. Swapping is local to
+// s3.go.
+//
+// gocloud.dev/blob would give the three backends behind one URL API, and its
+// driver split is the model for this package; it was not used because what
+// statjob needs most is not portable there: compare-and-swap on a generation
+// or ETag (only reachable through per-cloud As hooks, i.e. writing the three
+// backends' conditional code anyway), probing S3-compatible stores for
+// conditional support, and a local backend whose create-if-absent and CAS are
+// safe between processes (fileblob has no compare-and-swap). It would be a
+// forwarding layer over the same two SDKs.
+//
+// # Integrity
+//
+// Put computes the sha256 while streaming and returns it. Objects up to one
+// chunk/part are sent in one request with the sha256 as metadata (and on S3
+// as x-amz-checksum-sha256, checked by the service, unless
+// ChecksumsWhenRequired); larger ones record it after the upload on GCS
+// (a metadata update of that generation), while on S3 only Put's return has
+// it (metadata cannot change after CreateMultipartUpload). List on S3 carries
+// no metadata: Attrs.SHA256 is empty there, Stat has it.
+//
+// # Retries
+//
+// Both SDKs retry 408/429/5xx, connection resets and stalls (no response
+// headers within StallTimeout) with jittered exponential backoff, up to
+// MaxAttempts. Conditional writes are retried too; a retry of a conditional
+// write whose first try took effect but whose answer was lost reports
+// ErrExists / ErrStale although the write is ours. Callers that must tell
+// compare the object's content (a manifest's fingerprint, a lease's holder).
+// 403, 404 and a missing bucket are not retried.
+//
+// # Local folders
+//
+// Objects are plain files under the root; .statjob/ holds metadata (sha256
+// and generation per object), lock files and temp files. A write goes to a
+// temp file, is fsynced and renamed (create-if-absent: linked, which fails if
+// the name exists) under an flock of the key's stripe, so create-if-absent
+// and CAS are atomic between processes on one machine (and on NFS where flock
+// is). Unlike the clouds, "a" and "a/b" cannot both exist.
+//
+// Tests of other packages get every backend, emulators included, from
+// storage/storagetest.
 package storage
 
 import (

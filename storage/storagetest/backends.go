@@ -63,7 +63,7 @@ func Open(t testing.TB, c storage.Config) storage.Store {
 
 // testTuning makes uploads cross chunk and part boundaries at test sizes.
 func testTuning(c storage.Config) storage.Config {
-	c.GCS.ChunkSize = 4 << 20
+	c.GCS.ChunkSize = 8 << 20
 	c.S3.PartSize = 5 << 20
 	c.S3.Concurrency = 2
 	return c

@@ -10,13 +10,14 @@ import (
 	"testing"
 )
 
-// Faults says which requests a FaultProxy spoils. Requests are numbered as
-// they arrive; of every Every requests, the first Unavailable are answered
-// 503 and the next Stall are held unanswered (their bodies read) until the
-// client gives up. Faults happen before the request reaches the server, so
-// a retry never repeats a write that took effect.
+// Faults says which requests a FaultProxy spoils. Requests are numbered
+// from 0 as they arrive: request i is answered 503 when i is a multiple of
+// UnavailableEvery, else held unanswered (its body read) until the client
+// gives up when i%StallEvery == StallEvery/2. Faults happen before the
+// request reaches the server, so a retry never repeats a write that took
+// effect. Zero disables a kind of fault.
 type Faults struct {
-	Every, Unavailable, Stall int
+	UnavailableEvery, StallEvery int
 	// StripConditions removes If-Match / If-None-Match from requests:
 	// a store that ignores conditional writes, as some S3-compatible ones do.
 	StripConditions bool
@@ -48,21 +49,18 @@ func FaultProxy(t testing.TB, target string, f Faults) (string, func() FaultCoun
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		i := n.Add(1) - 1
-		if f.Every > 0 {
-			switch k := int(i % int64(f.Every)); {
-			case k < f.Unavailable:
-				unavailable.Add(1)
-				io.Copy(io.Discard, r.Body)
-				http.Error(w, "injected: service unavailable", http.StatusServiceUnavailable)
-				return
-			case k < f.Unavailable+f.Stall:
-				stalled.Add(1)
-				io.Copy(io.Discard, r.Body)
-				<-r.Context().Done() // the client's stall timeout closes the connection
-				return
-			}
+		switch {
+		case f.UnavailableEvery > 0 && i%int64(f.UnavailableEvery) == 0:
+			unavailable.Add(1)
+			io.Copy(io.Discard, r.Body)
+			http.Error(w, "injected: service unavailable", http.StatusServiceUnavailable)
+		case f.StallEvery > 0 && i%int64(f.StallEvery) == int64(f.StallEvery/2):
+			stalled.Add(1)
+			io.Copy(io.Discard, r.Body)
+			<-r.Context().Done() // the client's stall timeout closes the connection
+		default:
+			rp.ServeHTTP(w, r)
 		}
-		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL, func() FaultCounts {
