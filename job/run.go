@@ -448,12 +448,14 @@ func (r *runner) inputs(st Stage) ([]Input, map[string]*Manifest) {
 // run computes stage st (shard i of n, or its merge) under a held lease and
 // writes its manifest last.
 func (r *runner) run(ctx context.Context, st Stage, i, n int, merge bool) error {
+	_, sharded := st.(Sharded)
+	isShard := sharded && !merge
 	name, fp := st.Name(), r.fps[st.Name()]
 	// Someone may have finished it between our look and our lease.
 	key := stageKey(r.runID, name, manifestName)
 	dir := runKey(r.runID, name+"/")
 	label := name
-	if n > 1 && !merge {
+	if isShard {
 		key = shardDir(r.runID, name, i, n) + manifestName
 		dir = shardDir(r.runID, name, i, n)
 		label = fmt.Sprintf("%s %d/%d", name, i, n)
@@ -466,7 +468,7 @@ func (r *runner) run(ctx context.Context, st Stage, i, n int, merge bool) error 
 		store: r.store, runID: r.runID, name: name, dir: dir, shard: i, shards: n, upstream: up,
 		log: r.rep.log.With("stage", name), rep: r.rep, outputs: map[string]Output{},
 	}
-	if n > 1 && !merge {
+	if isShard {
 		env.log = env.log.With("shard", i, "shards", n)
 	}
 	if merge {
@@ -499,7 +501,7 @@ func (r *runner) run(ctx context.Context, st Stage, i, n int, merge bool) error 
 		Stage: name, RunID: r.runID, Fingerprint: fp, Inputs: in, Outputs: env.recorded(), Metrics: metrics,
 		Holder: r.opts.Holder, Started: started.UTC(), Finished: r.now().UTC(),
 	}
-	if n > 1 && !merge {
+	if isShard {
 		m.Shard, m.Shards = i, n
 	}
 	if err := createJSON(ctx, r.store, key, m); err != nil {
@@ -509,7 +511,7 @@ func (r *runner) run(ctx context.Context, st Stage, i, n int, merge bool) error 
 		return err
 	}
 	r.rep.stage("ran", label, m.Finished.Sub(m.Started), fp, "")
-	if n > 1 && !merge {
+	if isShard {
 		r.sum.Shards = append(r.sum.Shards, label)
 		return nil
 	}
