@@ -23,7 +23,7 @@ import (
 
 // fastJob makes leases and polling quick enough for tests that use real
 // time between processes.
-var fastJob = []string{"job.poll=20ms", "job.heartbeat=100ms", "job.lease_ttl=2s", "job.grace=0s"}
+var fastJob = []string{"gen.count=20", "job.poll=20ms", "job.heartbeat=100ms", "job.lease_ttl=2s", "job.grace=0s"}
 
 // start runs the test graph once, as a fresh process would: a new spec,
 // the sets applied, then Run.

@@ -157,17 +157,17 @@ func (s *Spec) decode(source string, data []byte) error {
 	if err.Error() == "EOF" { // an empty file: all defaults
 		return nil
 	}
-	return explainYAML(source, data, err)
+	return explainYAML(source, data, err, s.names)
 }
 
 var (
 	lineRe       = regexp.MustCompile(`^line (\d+): (.*)$`)
-	unknownField = regexp.MustCompile(`^field (\S+) not found in type (\S+)$`)
+	unknownField = regexp.MustCompile(`^field (\S+) not found in type (.+)$`)
 )
 
 // explainYAML rewrites yaml's "line N: msg" errors as "source:N: key.path:
 // msg", naming the key whose value sits on that line.
-func explainYAML(source string, data []byte, err error) error {
+func explainYAML(source string, data []byte, err error, sections []string) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("%s: %w", source, err)
@@ -185,7 +185,12 @@ func explainYAML(source string, data []byte, err error) error {
 			continue
 		}
 		line, _ := strconv.Atoi(m[1])
-		msg := unknownField.ReplaceAllString(m[2], `unknown key "$1" (not a field of $2)`)
+		msg := m[2]
+		if u := unknownField.FindStringSubmatch(msg); u != nil && strings.HasPrefix(u[2], "struct") {
+			msg = fmt.Sprintf("unknown section %q (sections: %s)", u[1], strings.Join(sections, ", "))
+		} else if u != nil {
+			msg = fmt.Sprintf("unknown key %q (not a field of %s)", u[1], u[2])
+		}
 		if p, ok := paths[line]; ok {
 			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", source, line, p, msg))
 		} else {

@@ -227,7 +227,7 @@ func (s *sumStage) Run(ctx context.Context, env *Env) (Metrics, error) {
 // testSpec returns a spec with the test sections and the graph over it.
 func testSpec(h *hooks) (*Spec, *Graph, error) {
 	spec := NewSpec()
-	gen := genConfig{Count: 20, Seed: 1}
+	gen := genConfig{Seed: 1} // count is required
 	sc := scaleConfig{A: 2, B: 3}
 	spec.Register("gen", &gen)
 	spec.Register("scale", &sc)
