@@ -344,7 +344,7 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 	// This task's own shard first; then any shard whose holder stopped
 	// heartbeating (its lease expired) — never one nobody has started, which
 	// belongs to a task that may still be starting up.
-	var missing []string
+	var missing, waits []string
 	for k := 0; k < n; k++ {
 		i := (r.opts.Shard + k) % n
 		m, err := r.manifest(ctx, shardDir(r.runID, name, i, n)+manifestName)
@@ -367,9 +367,15 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 		if did || err != nil {
 			return did, wait, err
 		}
+		if wait != "" {
+			waits = append(waits, wait)
+		}
 	}
 	if len(missing) > 0 {
-		return false, fmt.Sprintf("%s: shards %s of %d", name, strings.Join(missing, ","), n), nil
+		if len(waits) > 0 {
+			return false, strings.Join(waits, "; "), nil
+		}
+		return false, fmt.Sprintf("%s: shards %s of %d not finished", name, strings.Join(missing, ","), n), nil
 	}
 	return r.withLease(ctx, leaseKey(r.runID, name, 0, 1), func(ctx context.Context) error {
 		return r.run(ctx, st, 0, n, true)
@@ -385,9 +391,9 @@ func (r *runner) withLease(ctx context.Context, key string, fn func(context.Cont
 	work, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
 	h, err := r.leases.take(ctx, key, func() { cancel(ErrLeaseLost) })
+	piece := strings.TrimPrefix(key, runKey(r.runID, "leases/"))
 	var held *HeldError
 	if errors.As(err, &held) {
-		piece := strings.TrimPrefix(key, runKey(r.runID, "leases/"))
 		return false, fmt.Sprintf("%s held by %s until %s", piece, held.Lease.Holder, held.Lease.Expires.UTC().Format(time.TimeOnly)), nil
 	}
 	if err != nil {
@@ -399,6 +405,7 @@ func (r *runner) withLease(ctx context.Context, key string, fn func(context.Cont
 		select {
 		case <-finished:
 		case <-ctx.Done():
+			r.rep.Printf("stop requested: %s may finish within %s (job.grace), then it is abandoned", piece, r.cfg.Grace)
 			t := time.NewTimer(r.cfg.Grace)
 			defer t.Stop()
 			select {

@@ -67,7 +67,7 @@ func (h *hooks) ran(ctx context.Context, env *Env, what string) error {
 	if h.block != what {
 		return nil
 	}
-	if err := os.WriteFile(filepath.Join(h.dir, what+".started"), []byte(h.holder), 0o644); err != nil {
+	if err := os.WriteFile(startedFile(h.dir, what), []byte(h.holder), 0o644); err != nil {
 		return err
 	}
 	for {
@@ -233,4 +233,9 @@ func testSpec(h *hooks) (*Spec, *Graph, error) {
 	spec.Register("scale", &sc)
 	g, err := NewGraph(&sumStage{h}, &scaleStage{"a", &sc, h}, &scaleStage{"b", &sc, h}, &genStage{&gen, h})
 	return spec, g, err
+}
+
+// startedFile is where a blocked stage says it has started.
+func startedFile(dir, stage string) string {
+	return filepath.Join(dir, strings.ReplaceAll(stage, "/", "_")+".started")
 }
