@@ -138,12 +138,17 @@ func (f *rootFlag) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.root, "root", "", "storage root holding the runs (default: storage.root of the spec)")
 }
 
-// open returns the spec (for storage settings) and the store.
-func (f *rootFlag) open(ctx context.Context) (*job.Spec, storage.Store, error) {
+// spec resolves the spec with --root applied.
+func (f *rootFlag) spec() (*job.Spec, error) {
 	if f.root != "" {
 		f.sets = append(f.sets, "storage.root="+f.root)
 	}
-	spec, err := f.load()
+	return f.load()
+}
+
+// open returns the spec (for storage settings) and the store.
+func (f *rootFlag) open(ctx context.Context) (*job.Spec, storage.Store, error) {
+	spec, err := f.spec()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -188,12 +193,11 @@ finish, and statjob exits with status 75; start it again to resume.`,
 			if o.RunID == "" {
 				o.RunID = batchRunID()
 			}
-			spec, st, err := f.open(ctx)
+			spec, err := f.spec()
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			return work(ctx, cmd, spec, st, o, logFormat)
+			return work(ctx, cmd, spec, o, logFormat)
 		},
 	}
 	f.add(cmd)
@@ -217,12 +221,12 @@ func newResumeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			_, st, err := f.open(ctx)
+			here, st, err := f.open(ctx)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
 			rec, err := job.ReadRun(ctx, st, args[0])
+			st.Close()
 			if err != nil {
 				return err
 			}
@@ -230,11 +234,13 @@ func newResumeCmd() *cobra.Command {
 			if err := spec.Load("run.json of run "+rec.ID, rec.Spec); err != nil {
 				return err
 			}
+			// The run is where we found it, whatever root it was started with.
+			*spec.Storage() = *here.Storage()
 			o := job.Options{RunID: rec.ID, Resume: true}
 			if err := shardOptions(&o, ""); err != nil {
 				return err
 			}
-			return work(ctx, cmd, spec, st, o, logFormat)
+			return work(ctx, cmd, spec, o, logFormat)
 		},
 	}
 	f.add(cmd)
@@ -242,12 +248,26 @@ func newResumeCmd() *cobra.Command {
 	return cmd
 }
 
-// work builds the graph and runs it, printing the plan first.
-func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, st storage.Store, o job.Options, logFormat string) error {
+// work builds the graph and runs it. A plan with stages this build does not
+// have is printed and refused before storage is touched.
+func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options, logFormat string) error {
 	g, err := buildGraph(spec)
 	if err != nil {
 		return err
 	}
+	selected, _, err := g.Select(o.From, o.Until)
+	if err != nil {
+		return err
+	}
+	if missing := job.Missing(selected); len(missing) > 0 {
+		printPlan(cmd.OutOrStdout(), g)
+		return fmt.Errorf("nothing was run: the plan needs stages this build does not have yet: %s", strings.Join(missing, ", "))
+	}
+	st, err := spec.Storage().Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open storage: %w", err)
+	}
+	defer st.Close()
 	tty := isatty.IsTerminal(os.Stderr.Fd())
 	switch logFormat {
 	case "text":
@@ -260,11 +280,6 @@ func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, st storage.St
 	}
 	o.Reporter = job.NewReporter(cmd.ErrOrStderr(), tty)
 	o.Version = version
-	if selected, _, err := g.Select(o.From, o.Until); err == nil {
-		if missing := job.Missing(selected); len(missing) > 0 {
-			printPlan(cmd.OutOrStdout(), g)
-		}
-	}
 	sum, err := job.Run(ctx, st, spec, g, o)
 	if sum != nil && err != nil && !errors.Is(err, job.ErrInterrupted) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "run %s stopped; its outputs so far are in %s\n", sum.RunID, sum.URI)
