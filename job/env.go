@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"path"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -300,8 +299,4 @@ func ReadManifest(ctx context.Context, store storage.Store, runID, stage string)
 		return nil, err
 	}
 	return &m, nil
-}
-
-func sameOutputs(a, b []Output) bool {
-	return slices.Equal(a, b)
 }

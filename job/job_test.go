@@ -388,3 +388,36 @@ func TestReporterJSON(t *testing.T) {
 		t.Errorf("JSON log has level rather than severity:\n%s", out)
 	}
 }
+
+func TestProgress(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var tty, batch bytes.Buffer
+	for _, r := range []*Reporter{NewReporter(&tty, true), NewReporter(&batch, false)} {
+		r.now = func() time.Time { return clock }
+		r.every = 30 * time.Second
+		p := r.progress("probe", "questions", 100)
+		for range 10 {
+			clock = clock.Add(time.Second)
+			p.Add(5) // 5 a second
+		}
+		r.stage("ran", "probe", 10*time.Second, "0123456789abcdef", "")
+	}
+	// A terminal gets a redrawn bar with count, rate and ETA, cleared
+	// before the next line.
+	out := tty.String()
+	for _, want := range []string{"\r\033[Kprobe", "[############............] 50/100 questions  5.0/s  ETA 10s", "\r\033[Kran      probe"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("terminal output lacks %q:\n%q", want, out)
+		}
+	}
+	// Batch logs get no bar, and progress only every progress_every.
+	if strings.Contains(batch.String(), "[#") || strings.Count(batch.String(), `"message":"progress"`) != 0 {
+		t.Errorf("batch output within 30s:\n%s", batch.String())
+	}
+	p := (&Reporter{w: &batch, log: NewJSONLogger(&batch), every: 30 * time.Second, now: func() time.Time { return clock }}).progress("probe", "questions", 100)
+	clock = clock.Add(31 * time.Second)
+	p.Add(60)
+	if !strings.Contains(batch.String(), `"message":"progress","stage":"probe","done":60,"total":100`) {
+		t.Errorf("batch progress line:\n%s", batch.String())
+	}
+}

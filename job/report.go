@@ -20,9 +20,8 @@ type Reporter struct {
 	every time.Duration
 	now   func() time.Time
 
-	mu     sync.Mutex
-	barOn  bool // a progress bar is on the terminal's last line
-	closed bool
+	mu    sync.Mutex
+	barOn bool // a progress bar is on the terminal's last line
 }
 
 // NewReporter writes to w: human lines when tty, JSON logs otherwise.

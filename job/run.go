@@ -417,6 +417,12 @@ func (r *runner) withLease(ctx context.Context, key string, fn func(context.Cont
 	}()
 	err = fn(work)
 	close(finished)
+	if errors.Is(context.Cause(work), ErrLeaseLost) && ctx.Err() == nil {
+		// Another runner took the piece over (this one was presumed dead,
+		// or someone ran unlock): it is theirs now; carry on with the rest.
+		r.rep.Printf("lost the lease of %s to another runner; leaving it to them", piece)
+		return false, piece + " taken over by another runner", nil
+	}
 	if cause := context.Cause(work); cause != nil && err != nil && !errors.Is(err, cause) {
 		err = fmt.Errorf("%w: %v", cause, err) // interrupted, or the lease was lost
 	}
