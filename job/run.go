@@ -328,7 +328,7 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 		if err != nil {
 			return false, "", err
 		}
-		if cached != nil {
+		if cached != nil && r.cacheComplete(ctx, cached) {
 			return r.withLease(ctx, leaseKey(r.runID, name, 0, 1), func(ctx context.Context) error {
 				return r.reuse(ctx, st, cached)
 			})
@@ -551,6 +551,18 @@ func (r *runner) toCache(ctx context.Context, m *Manifest) error {
 		return fmt.Errorf("stage cache: %w", err)
 	}
 	return nil
+}
+
+// cacheComplete reports whether every output of a cached stage is still
+// there (a pruned cache entry is recomputed, not half-reused).
+func (r *runner) cacheComplete(ctx context.Context, m *Manifest) bool {
+	for _, o := range m.Outputs {
+		if _, err := r.store.Stat(ctx, cacheKey(m.Fingerprint, o.Path)); err != nil {
+			r.rep.Printf("stage cache entry %s lacks %s (%v): %s recomputes", m.Fingerprint, o.Path, err, m.Stage)
+			return false
+		}
+	}
+	return true
 }
 
 // reuse takes stage st's outputs from the stage cache into this run.
