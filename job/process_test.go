@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/storage/storagetest"
 )
 
 func TestMain(m *testing.M) {
@@ -28,13 +31,18 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// childMain is a runner process: the test graph over the store at
-// JOBTEST_ROOT, exit status as statjob's.
+// childMain is a runner process: the test graph over the store that
+// JOBTEST_STORAGE configures, exit status as statjob's.
 func childMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	h := &hooks{dir: os.Getenv("JOBTEST_DIR"), holder: os.Getenv("JOBTEST_HOLDER"), block: os.Getenv("JOBTEST_BLOCK")}
-	st, err := storage.Open(ctx, os.Getenv("JOBTEST_ROOT"))
+	var cfg storage.Config
+	if err := yaml.Unmarshal([]byte(os.Getenv("JOBTEST_STORAGE")), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	st, err := cfg.Open(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -75,14 +83,18 @@ type proc struct {
 }
 
 // spawn starts a runner process; env holds JOBTEST_* settings.
-func spawn(t *testing.T, root, dir, holder string, env ...string) *proc {
+func spawn(t *testing.T, cfg storage.Config, dir, holder string, env ...string) *proc {
 	t.Helper()
+	sc, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "JOBTEST_CHILD=1", "JOBTEST_ROOT="+root, "JOBTEST_DIR="+dir, "JOBTEST_HOLDER="+holder)
+	cmd.Env = append(os.Environ(), "JOBTEST_CHILD=1", "JOBTEST_STORAGE="+string(sc), "JOBTEST_DIR="+dir, "JOBTEST_HOLDER="+holder)
 	cmd.Env = append(cmd.Env, env...)
 	p := &proc{cmd: cmd, stderr: filepath.Join(dir, holder+".stderr"), done: make(chan error, 1)}
 	f, err := os.Create(p.stderr)
@@ -146,21 +158,36 @@ func exists(path string) bool {
 	return err == nil
 }
 
-func localStore(t *testing.T, root string) storage.Store {
-	t.Helper()
-	st, err := storage.Open(context.Background(), root)
-	if err != nil {
-		t.Fatal(err)
+// procBackend is a store that runner processes reach by its Config.
+type procBackend struct {
+	name string
+	cfg  storage.Config
+}
+
+// procBackends returns fresh stores for process tests: a local folder, and
+// the GCS and S3 emulators (in this test process, on loopback ports).
+func procBackends(t *testing.T) []procBackend {
+	return []procBackend{{"local", storage.Config{Root: t.TempDir()}}}
+}
+
+// forProcBackends runs test once per backend.
+func forProcBackends(t *testing.T, test func(t *testing.T, cfg storage.Config, st storage.Store)) {
+	for _, b := range procBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			test(t, b.cfg, openStore(t, b.cfg))
+		})
 	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 func TestLeaseExclusionBetweenProcesses(t *testing.T) {
-	root, dir := t.TempDir(), t.TempDir()
-	p1 := spawn(t, root, dir, "p1", "JOBTEST_RUN=shared", "JOBTEST_BLOCK=gen")
+	forProcBackends(t, testLeaseExclusion)
+}
+
+func testLeaseExclusion(t *testing.T, cfg storage.Config, st storage.Store) {
+	dir := t.TempDir()
+	p1 := spawn(t, cfg, dir, "p1", "JOBTEST_RUN=shared", "JOBTEST_BLOCK=gen")
 	eventually(t, "p1 to start gen", func() bool { return exists(startedFile(dir, "gen")) }, p1)
-	p2 := spawn(t, root, dir, "p2", "JOBTEST_RUN=shared", "JOBTEST_BLOCK=gen")
+	p2 := spawn(t, cfg, dir, "p2", "JOBTEST_RUN=shared", "JOBTEST_BLOCK=gen")
 	// p2 finds gen leased, says by whom, and waits.
 	eventually(t, "p2 to wait for p1's lease", func() bool { return strings.Contains(p2.log(), "gen held by p1") }, p2)
 	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
@@ -172,16 +199,20 @@ func TestLeaseExclusionBetweenProcesses(t *testing.T) {
 		}
 	}
 	checkList(t, "runs.log", runLog(t, dir), "gen 0/1", "gen-merge 0/1", "scale/a 0/1", "scale/b 0/1", "sum 0/1")
-	if got := readSum(t, localStore(t, root), "shared"); got != "12450" {
+	if got := readSum(t, st, "shared"); got != "12450" {
 		t.Errorf("sum = %s, want 12450", got)
 	}
 }
 
 func TestShardWorkersAsProcesses(t *testing.T) {
-	root, dir := t.TempDir(), t.TempDir()
+	forProcBackends(t, testShardWorkers)
+}
+
+func testShardWorkers(t *testing.T, cfg storage.Config, st storage.Store) {
+	dir := t.TempDir()
 	ps := []*proc{
-		spawn(t, root, dir, "w0", "JOBTEST_RUN=arr", "JOBTEST_SHARD=0/2"),
-		spawn(t, root, dir, "w1", "JOBTEST_RUN=arr", "JOBTEST_SHARD=1/2"),
+		spawn(t, cfg, dir, "w0", "JOBTEST_RUN=arr", "JOBTEST_SHARD=0/2"),
+		spawn(t, cfg, dir, "w1", "JOBTEST_RUN=arr", "JOBTEST_SHARD=1/2"),
 	}
 	for _, p := range ps {
 		if code := p.wait(t); code != 0 {
@@ -195,7 +226,7 @@ func TestShardWorkersAsProcesses(t *testing.T) {
 			t.Errorf("runs.log lacks %q (each worker runs its own shard):\n%s", want, b)
 		}
 	}
-	if got := readSum(t, localStore(t, root), "arr"); got != "12450" {
+	if got := readSum(t, st, "arr"); got != "12450" {
 		t.Errorf("sum = %s, want 12450", got)
 	}
 }
@@ -203,18 +234,22 @@ func TestShardWorkersAsProcesses(t *testing.T) {
 // TestKillThenResume kills a runner in the middle of a stage (an output
 // written, no manifest) and resumes: the result is the uninterrupted one.
 func TestKillThenResume(t *testing.T) {
-	refStore := localStore(t, t.TempDir())
+	refStore := storagetest.Local(t)
 	mustStart(t, refStore, nil, Options{RunID: "ref"})
 	want := outputs(t, refStore, "ref")
+	forProcBackends(t, func(t *testing.T, cfg storage.Config, st storage.Store) {
+		testKillThenResume(t, cfg, st, want)
+	})
+}
 
-	root, dir := t.TempDir(), t.TempDir()
-	p := spawn(t, root, dir, "victim", "JOBTEST_RUN=k", "JOBTEST_BLOCK=scale/a")
+func testKillThenResume(t *testing.T, cfg storage.Config, st storage.Store, want map[string]string) {
+	dir := t.TempDir()
+	p := spawn(t, cfg, dir, "victim", "JOBTEST_RUN=k", "JOBTEST_BLOCK=scale/a")
 	eventually(t, "the runner to be inside scale/a", func() bool { return exists(startedFile(dir, "scale/a")) }, p)
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	p.wait(t)
-	st := localStore(t, root)
 	if _, err := st.Stat(context.Background(), stageKey("k", "scale/a", "partial.txt")); err != nil {
 		t.Fatalf("the killed stage left no partial output: %v", err)
 	}
@@ -262,8 +297,9 @@ func TestSignals(t *testing.T) {
 		finished bool // scale/a finishes within the grace
 	}{{"job.grace=0s", false}, {"job.grace=5m", true}} {
 		t.Run(tc.grace, func(t *testing.T) {
-			root, dir := t.TempDir(), t.TempDir()
-			p := spawn(t, root, dir, "p", "JOBTEST_RUN=s", "JOBTEST_BLOCK=scale/a", "JOBTEST_SETS="+tc.grace)
+			cfg := storage.Config{Root: t.TempDir()}
+			dir := t.TempDir()
+			p := spawn(t, cfg, dir, "p", "JOBTEST_RUN=s", "JOBTEST_BLOCK=scale/a", "JOBTEST_SETS="+tc.grace)
 			eventually(t, "the runner to be inside scale/a", func() bool { return exists(startedFile(dir, "scale/a")) }, p)
 			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
@@ -277,7 +313,7 @@ func TestSignals(t *testing.T) {
 			if code := p.wait(t); code != ExitInterrupted {
 				t.Fatalf("exit status %d, want %d:\n%s", code, ExitInterrupted, p.log())
 			}
-			st := localStore(t, root)
+			st := openStore(t, cfg)
 			_, err := ReadManifest(context.Background(), st, "s", "scale/a")
 			if tc.finished != (err == nil) {
 				t.Fatalf("scale/a manifest after SIGTERM: %v (want finished=%v)", err, tc.finished)
@@ -309,4 +345,14 @@ func (w *watchWriter) Write(p []byte) (int, error) {
 		w.seen()
 	}
 	return len(p), nil
+}
+
+func openStore(t *testing.T, c storage.Config) storage.Store {
+	t.Helper()
+	s, err := c.Open(context.Background())
+	if err != nil {
+		t.Fatalf("open %s: %v", c.Root, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
