@@ -119,92 +119,89 @@ func runLog(t *testing.T, dir string) []string {
 }
 
 func TestRunResumeAndReuse(t *testing.T) {
-	for _, b := range storagetest.Backends(t) {
-		t.Run(b.Name, func(t *testing.T) {
-			st := b.Store
-			h := &hooks{dir: t.TempDir(), holder: "r1"}
+	forBackends(t, func(t *testing.T, st storage.Store) {
+		h := &hooks{dir: t.TempDir(), holder: "r1"}
 
-			// A run that fails in scale/b, then is resumed: the stages
-			// done before are skipped, the rest run.
-			h.fail = "scale/b"
-			s1, err := start(t, st, h, Options{RunID: "first"})
-			if err == nil || !strings.Contains(err.Error(), "stage scale/b: failing as the test asked") {
-				t.Fatalf("first run: %v", err)
-			}
-			checkList(t, "first.Ran", s1.Ran, "gen", "scale/a")
-			h.fail = ""
-			sum := mustStart(t, st, h, Options{RunID: "first", Resume: true})
-			checkList(t, "resume.Done", sum.Done, "gen", "scale/a")
-			checkList(t, "resume.Ran", sum.Ran, "scale/b", "sum")
-			checkList(t, "runs.log", runLog(t, h.dir), "gen 0/1", "gen-merge 0/1", "scale/a 0/1", "scale/b 0/1", "scale/b 0/1", "sum 0/1")
-			// 20 numbers k*k+1, times 2 plus times 3: 5 * (2470 + 20) = 12450.
-			if got := readSum(t, st, "first"); got != "12450" {
-				t.Fatalf("sum = %s, want 12450", got)
-			}
-			want := outputs(t, st, "first")
+		// A run that fails in scale/b, then is resumed: the stages
+		// done before are skipped, the rest run.
+		h.fail = "scale/b"
+		s1, err := start(t, st, h, Options{RunID: "first"})
+		if err == nil || !strings.Contains(err.Error(), "stage scale/b: failing as the test asked") {
+			t.Fatalf("first run: %v", err)
+		}
+		checkList(t, "first.Ran", s1.Ran, "gen", "scale/a")
+		h.fail = ""
+		sum := mustStart(t, st, h, Options{RunID: "first", Resume: true})
+		checkList(t, "resume.Done", sum.Done, "gen", "scale/a")
+		checkList(t, "resume.Ran", sum.Ran, "scale/b", "sum")
+		checkList(t, "runs.log", runLog(t, h.dir), "gen 0/1", "gen-merge 0/1", "scale/a 0/1", "scale/b 0/1", "scale/b 0/1", "sum 0/1")
+		// 20 numbers k*k+1, times 2 plus times 3: 5 * (2470 + 20) = 12450.
+		if got := readSum(t, st, "first"); got != "12450" {
+			t.Fatalf("sum = %s, want 12450", got)
+		}
+		want := outputs(t, st, "first")
 
-			// Same spec, new run: every stage comes from the stage cache.
-			s2 := mustStart(t, st, h, Options{RunID: "second"})
-			checkList(t, "second.Reused", s2.Reused, "gen", "scale/a", "scale/b", "sum")
-			checkList(t, "second.Ran", s2.Ran)
-			if got := outputs(t, st, "second"); !mapsEqual(got, want) {
-				t.Errorf("reused outputs differ:\n got %v\nwant %v", got, want)
-			}
-			m, err := ReadManifest(context.Background(), st, "second", "sum")
-			if err != nil || m.ReusedFrom != "first" || m.RunID != "second" {
-				t.Errorf("sum manifest of second run: %+v, %v; want reused_from first", m, err)
-			}
+		// Same spec, new run: every stage comes from the stage cache.
+		s2 := mustStart(t, st, h, Options{RunID: "second"})
+		checkList(t, "second.Reused", s2.Reused, "gen", "scale/a", "scale/b", "sum")
+		checkList(t, "second.Ran", s2.Ran)
+		if got := outputs(t, st, "second"); !mapsEqual(got, want) {
+			t.Errorf("reused outputs differ:\n got %v\nwant %v", got, want)
+		}
+		m, err := ReadManifest(context.Background(), st, "second", "sum")
+		if err != nil || m.ReusedFrom != "first" || m.RunID != "second" {
+			t.Errorf("sum manifest of second run: %+v, %v; want reused_from first", m, err)
+		}
 
-			// A changed section recomputes exactly the stages that read it
-			// and their downstream.
-			s3 := mustStart(t, st, h, Options{RunID: "third"}, "scale.b=4")
-			checkList(t, "third.Ran", s3.Ran, "scale/b", "sum")
-			checkList(t, "third.Reused", s3.Reused, "gen", "scale/a")
-			if got := readSum(t, st, "third"); got != "14940" {
-				t.Fatalf("sum with b=4 = %s, want 14940", got)
-			}
+		// A changed section recomputes exactly the stages that read it
+		// and their downstream.
+		s3 := mustStart(t, st, h, Options{RunID: "third"}, "scale.b=4")
+		checkList(t, "third.Ran", s3.Ran, "scale/b", "sum")
+		checkList(t, "third.Reused", s3.Reused, "gen", "scale/a")
+		if got := readSum(t, st, "third"); got != "14940" {
+			t.Fatalf("sum with b=4 = %s, want 14940", got)
+		}
 
-			// --from forces a stage and its downstream even when cached.
-			s4 := mustStart(t, st, h, Options{RunID: "fourth", From: "scale/a"})
-			checkList(t, "fourth.Ran", s4.Ran, "scale/a", "sum")
-			checkList(t, "fourth.Reused", s4.Reused, "gen", "scale/b")
+		// --from forces a stage and its downstream even when cached.
+		s4 := mustStart(t, st, h, Options{RunID: "fourth", From: "scale/a"})
+		checkList(t, "fourth.Ran", s4.Ran, "scale/a", "sum")
+		checkList(t, "fourth.Reused", s4.Reused, "gen", "scale/b")
 
-			// A pruned cache entry recomputes rather than half-reuses.
-			if err := st.Delete(context.Background(), cacheKey(m.Fingerprint, "sum.txt")); err != nil {
-				t.Fatal(err)
-			}
-			// Going back to the first spec reuses the first run's outputs.
-			s5 := mustStart(t, st, h, Options{RunID: "fifth"})
-			checkList(t, "fifth.Ran", s5.Ran, "sum")
-			checkList(t, "fifth.Reused", s5.Reused, "gen", "scale/a", "scale/b")
-			if got := readSum(t, st, "fifth"); got != "12450" {
-				t.Errorf("sum = %s, want 12450", got)
-			}
+		// A pruned cache entry recomputes rather than half-reuses.
+		if err := st.Delete(context.Background(), cacheKey(m.Fingerprint, "sum.txt")); err != nil {
+			t.Fatal(err)
+		}
+		// Going back to the first spec reuses the first run's outputs.
+		s5 := mustStart(t, st, h, Options{RunID: "fifth"})
+		checkList(t, "fifth.Ran", s5.Ran, "sum")
+		checkList(t, "fifth.Reused", s5.Reused, "gen", "scale/a", "scale/b")
+		if got := readSum(t, st, "fifth"); got != "12450" {
+			t.Errorf("sum = %s, want 12450", got)
+		}
 
-			// Joining a run with another spec is refused, naming resume.
-			if _, err := start(t, st, h, Options{RunID: "first"}, "gen.seed=7"); err == nil || !strings.Contains(err.Error(), "statjob resume first") {
-				t.Errorf("joining run first with another spec: %v", err)
-			}
+		// Joining a run with another spec is refused, naming resume.
+		if _, err := start(t, st, h, Options{RunID: "first"}, "gen.seed=7"); err == nil || !strings.Contains(err.Error(), "statjob resume first") {
+			t.Errorf("joining run first with another spec: %v", err)
+		}
 
-			// status and runs see it all.
-			rows, err := Status(context.Background(), st, "third", time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			states := map[string]string{}
-			for _, r := range rows {
-				states[r.Stage] = r.State
-			}
-			wantStates := map[string]string{"gen": "reused", "scale/a": "reused", "scale/b": "done", "sum": "done"}
-			if !mapsEqual(states, wantStates) {
-				t.Errorf("status = %v, want %v", states, wantStates)
-			}
-			runs, err := ListRuns(context.Background(), st)
-			if err != nil || len(runs) != 5 {
-				t.Fatalf("ListRuns: %d runs, %v", len(runs), err)
-			}
-		})
-	}
+		// status and runs see it all.
+		rows, err := Status(context.Background(), st, "third", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := map[string]string{}
+		for _, r := range rows {
+			states[r.Stage] = r.State
+		}
+		wantStates := map[string]string{"gen": "reused", "scale/a": "reused", "scale/b": "done", "sum": "done"}
+		if !mapsEqual(states, wantStates) {
+			t.Errorf("status = %v, want %v", states, wantStates)
+		}
+		runs, err := ListRuns(context.Background(), st)
+		if err != nil || len(runs) != 5 {
+			t.Fatalf("ListRuns: %d runs, %v", len(runs), err)
+		}
+	})
 }
 
 func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
@@ -223,43 +220,40 @@ func TestShardsAndMerge(t *testing.T) {
 	ref := storagetest.Local(t)
 	mustStart(t, ref, nil, Options{RunID: "whole"})
 	want := outputs(t, ref, "whole")
-	for _, b := range storagetest.Backends(t) {
-		t.Run(b.Name, func(t *testing.T) {
-			st := b.Store
-			// Three workers of one run side by side, one shard each: every
-			// shard runs once, the merge once, every other stage once.
-			dir := t.TempDir()
-			var wg sync.WaitGroup
-			errs := make([]error, 3)
-			sums := make([]*Summary, 3)
-			for i := range 3 {
-				wg.Go(func() {
-					h := &hooks{dir: dir, holder: fmt.Sprintf("w%d", i)}
-					sums[i], errs[i] = start(t, st, h, Options{RunID: "sharded", Shard: i, Shards: 3})
-				})
+	forBackends(t, func(t *testing.T, st storage.Store) {
+		// Three workers of one run side by side, one shard each: every
+		// shard runs once, the merge once, every other stage once.
+		dir := t.TempDir()
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		sums := make([]*Summary, 3)
+		for i := range 3 {
+			wg.Go(func() {
+				h := &hooks{dir: dir, holder: fmt.Sprintf("w%d", i)}
+				sums[i], errs[i] = start(t, st, h, Options{RunID: "sharded", Shard: i, Shards: 3})
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("worker %d: %v", i, err)
 			}
-			wg.Wait()
-			for i, err := range errs {
-				if err != nil {
-					t.Fatalf("worker %d: %v", i, err)
-				}
+		}
+		checkList(t, "runs.log", runLog(t, dir), "gen 0/3", "gen 1/3", "gen 2/3", "gen-merge 0/1", "scale/a 0/1", "scale/b 0/1", "sum 0/1")
+		var shardsRun, ran []string
+		for i, s := range sums {
+			shardsRun = append(shardsRun, s.Shards...)
+			ran = append(ran, s.Ran...)
+			if len(s.Shards) != 1 || s.Shards[0] != fmt.Sprintf("gen %d/3", i) {
+				t.Errorf("worker %d ran shards %v, want its own", i, s.Shards)
 			}
-			checkList(t, "runs.log", runLog(t, dir), "gen 0/3", "gen 1/3", "gen 2/3", "gen-merge 0/1", "scale/a 0/1", "scale/b 0/1", "sum 0/1")
-			var shardsRun, ran []string
-			for i, s := range sums {
-				shardsRun = append(shardsRun, s.Shards...)
-				ran = append(ran, s.Ran...)
-				if len(s.Shards) != 1 || s.Shards[0] != fmt.Sprintf("gen %d/3", i) {
-					t.Errorf("worker %d ran shards %v, want its own", i, s.Shards)
-				}
-			}
-			checkList(t, "stages ran", ran, "gen", "scale/a", "scale/b", "sum")
-			// Merged shards give what one unsharded run gives.
-			if got := outputs(t, st, "sharded"); !mapsEqual(got, want) {
-				t.Errorf("sharded outputs differ from unsharded:\n got %v\nwant %v", got, want)
-			}
-		})
-	}
+		}
+		checkList(t, "stages ran", ran, "gen", "scale/a", "scale/b", "sum")
+		// Merged shards give what one unsharded run gives.
+		if got := outputs(t, st, "sharded"); !mapsEqual(got, want) {
+			t.Errorf("sharded outputs differ from unsharded:\n got %v\nwant %v", got, want)
+		}
+	})
 }
 
 func TestNoConditionalStore(t *testing.T) {
@@ -424,5 +418,22 @@ func TestProgress(t *testing.T) {
 	p.Add(60)
 	if !strings.Contains(batch.String(), `"message":"progress","stage":"probe","done":60,"total":100`) {
 		t.Errorf("batch progress line:\n%s", batch.String())
+	}
+}
+
+// forBackends runs test on a fresh store of every backend storagetest
+// offers. A backend without conditional writes must be refused for runs,
+// clearly; that is what is checked on it instead.
+func forBackends(t *testing.T, test func(t *testing.T, st storage.Store)) {
+	for _, b := range storagetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			if !b.Store.Conditional() {
+				if _, err := start(t, b.Store, nil, Options{}); !errors.Is(err, ErrNoCAS) {
+					t.Fatalf("run on %s, which cannot do conditional writes: %v, want ErrNoCAS", b.Name, err)
+				}
+				return
+			}
+			test(t, b.Store)
+		})
 	}
 }
