@@ -16,7 +16,9 @@ import (
 // value is not usable; start from DefaultConfig.
 type Config struct {
 	// RelTol is the relative tolerance for numbers: a and b are equal when
-	// |a-b| <= RelTol * max(|a|, |b|, 1). 0 means exact. Default 1e-8.
+	// |a-b| <= RelTol * max(|a|, |b|). 0 means exact for rationals (and
+	// 1e-12 for floats). Zero equals only zero (up to float rounding,
+	// 1e-12 absolute, for values computed in floating point). Default 1e-8.
 	RelTol float64 `yaml:"rel_tol"`
 	// Budget is the work allowed for one comparison, in steps (one per
 	// expression node evaluated, plus big-number word operations). A
@@ -477,12 +479,11 @@ func (c *cmp) close(a, b complex128) bool {
 	if !finite(a) || !finite(b) {
 		return false
 	}
-	scale := math.Max(1, math.Max(cmplx.Abs(a), cmplx.Abs(b)))
-	tol := c.cfg.RelTol
-	if tol < 1e-12 { // floats carry rounding error: 0 means "as exact as floats allow"
-		tol = 1e-12
-	}
-	return cmplx.Abs(a-b) <= tol*scale
+	// floats carry rounding error: RelTol 0 means "as exact as floats
+	// allow", and a difference below 1e-12 is rounding (sin(pi) is 1e-16).
+	tol := max(c.cfg.RelTol, 1e-12)
+	d := cmplx.Abs(a - b)
+	return d <= 1e-12 || d <= tol*math.Max(cmplx.Abs(a), cmplx.Abs(b))
 }
 
 func (c *cmp) ratClose(a, b *big.Rat) bool {
@@ -497,9 +498,6 @@ func (c *cmp) ratClose(a, b *big.Rat) bool {
 	scale := new(big.Rat).Abs(a)
 	if ab := new(big.Rat).Abs(b); ab.Cmp(scale) > 0 {
 		scale = ab
-	}
-	if scale.Cmp(big.NewRat(1, 1)) < 0 {
-		scale = big.NewRat(1, 1)
 	}
 	tol := new(big.Rat).SetFloat64(c.cfg.RelTol)
 	return d.Cmp(tol.Mul(tol, scale)) <= 0

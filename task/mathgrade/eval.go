@@ -28,7 +28,7 @@ func (b *budget) spend(n int) error {
 }
 
 // maxExactBits bounds the size of an exact rational built by exact.
-const maxExactBits = 1 << 14
+const maxExactBits = 1 << 16
 
 func ratWords(r *big.Rat) int {
 	return (r.Num().BitLen()+r.Denom().BitLen())/64 + 1
@@ -150,7 +150,7 @@ func exactFunc(name string, a []*big.Rat, b *budget) (*big.Rat, error) {
 		}
 		return new(big.Rat).SetFrac(n, d), nil
 	case "fact":
-		if !x.IsInt() || x.Sign() < 0 || x.Num().Int64() > 1000 || !x.Num().IsInt64() {
+		if !x.IsInt() || x.Sign() < 0 || !x.Num().IsInt64() || x.Num().Int64() > 5000 {
 			return nil, errNotExact
 		}
 		k := x.Num().Int64()
@@ -228,7 +228,7 @@ func numeric(n *Node, env map[string]complex128, b *budget) (complex128, error) 
 		if err != nil {
 			return 0, err
 		}
-		return cpow(x, y), nil
+		return overflow(cpow(x, y), x, y), nil
 	case KFunc:
 		args := make([]complex128, len(n.Args))
 		for i, a := range n.Args {
@@ -238,7 +238,7 @@ func numeric(n *Node, env map[string]complex128, b *budget) (complex128, error) 
 			}
 			args[i] = x
 		}
-		return numFunc(n.Name, args), nil
+		return overflow(numFunc(n.Name, args), args...), nil
 	}
 	return cmplx.NaN(), nil
 }
@@ -352,4 +352,19 @@ func hasInf(n *Node) bool {
 		}
 	}
 	return false
+}
+
+// overflow turns a result that left float range from finite arguments
+// (2004!, 10^{400}) into NaN: such a value cannot be compared as a float,
+// and 1/2004! must not become 0.
+func overflow(z complex128, args ...complex128) complex128 {
+	if finite(z) {
+		return z
+	}
+	for _, a := range args {
+		if !finite(a) {
+			return z
+		}
+	}
+	return cmplx.NaN()
 }

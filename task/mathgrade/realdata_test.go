@@ -3,6 +3,7 @@ package mathgrade_test
 import (
 	"fmt"
 	"math/big"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -169,4 +170,66 @@ func isDigits(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// negativeSameValue lists the pairs of different gold texts (after
+// Normalize) that the negative check finds equal, each checked by hand to
+// be the same value. Keys are "goldA || goldB" as drawn.
+var negativeSameValue = map[string]string{
+	`8 || 8_9`:                "8 in base 9 is eight",
+	`2\sqrt{5} || 2 \sqrt{5}`: "same expression, one space",
+	`x=-10 || -10`:            "x = is a label on -10",
+	`x = 3 || 3`:              "x = is a label on 3",
+	`3.5 || \frac{7}{2}`:      "7/2 = 3.5",
+	`4 || x = 4`:              "x = is a label on 4",
+	`\text{E} || \text{(E)}`:  "both choice E",
+	`a=9 || 9\text{ a.m.}`:    "both the number 9 (a label; a time whose unit text is dropped)",
+	`0 || b=0`:                "b = is a label on 0",
+	`5 || x=5`:                "x = is a label on 5",
+	`4 || b=4`:                "b = is a label on 4",
+}
+
+// TestRealDataNegative grades each MATH test gold answer against the gold
+// answers of 20 other problems drawn with a fixed seed. Pairs whose
+// normalised texts are identical are the same value by construction; every
+// other pair judged equal must be listed in negativeSameValue.
+func TestRealDataNegative(t *testing.T) {
+	ps, err := problems.LoadDir(problems.MATH, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(7, 11))
+	pairs, sameText, equal := 0, 0, 0
+	found := map[string]bool{}
+	for i, p := range ps {
+		for k := 0; k < 20; k++ {
+			j := r.IntN(len(ps) - 1)
+			if j >= i {
+				j++
+			}
+			q := ps[j]
+			pairs++
+			v := mathgrade.Default().Equal(q.Answer, p.Answer)
+			if !v.Equal {
+				continue
+			}
+			equal++
+			if mathgrade.Normalize(p.Answer) == mathgrade.Normalize(q.Answer) {
+				sameText++
+				continue
+			}
+			key := p.Answer + " || " + q.Answer
+			found[key] = true
+			if _, ok := negativeSameValue[key]; !ok {
+				t.Errorf("judged equal, not listed as the same value: %q (%s) vs %q (%s) [%s]", p.Answer, p.ID, q.Answer, q.ID, v.How)
+			}
+		}
+	}
+	for k := range negativeSameValue {
+		if !found[k] {
+			t.Errorf("listed pair %q was not judged equal", k)
+		}
+	}
+	t.Logf("negative check: %d pairs, %d judged equal (%d identical after normalisation, %d hand-checked)",
+		pairs, equal, sameText, equal-sameText)
 }
