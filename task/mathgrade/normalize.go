@@ -12,6 +12,7 @@ var (
 	reSpaces      = regexp.MustCompile(`\s+`)
 	reTrailUnit   = regexp.MustCompile(`(?i)([\d}).\s])\s*(?:square|sq\.?|cubic)?\s*\b(?:units?|cm|mm|km|meters?|metres?|inch(?:es)?|feet|foot|ft|yards?|yd|miles?|mph|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|years?|degrees?|dollars?|cents?|percent|points?|people|students?|ways?|pounds?|lbs?|ounces?|oz|grams?|kg|liters?|litres?|ml|gallons?|cups?|sq)\.?(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*$`)
 	reLeadVarIn   = regexp.MustCompile(`^[a-zA-Z]\s*\\in\s*`)
+	reUnitPower   = regexp.MustCompile(`^\s*\^\s*\{?\s*[23]\s*\}?`)
 	reTextCommand = regexp.MustCompile(`\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|mathbf|mathit|operatorname\*?)\s*\{`)
 )
 
@@ -83,6 +84,11 @@ func stripDelims(s string) string {
 // is the whole answer is kept as text: \text{Evelyn}, \text{(C)}.
 // "and"/"or" between answers become commas.
 func unwrapText(s string) string {
+	if loc := reTextCommand.FindStringIndex(s); loc != nil && loc[0] == 0 {
+		if end := matchBrace(s, loc[1]-1); end == len(s)-1 && isPhrase(s[loc[1]:end]) {
+			return `\text{` + strings.TrimSpace(s[loc[1]:end]) + "}" // a word answer stays marked as text
+		}
+	}
 	for k := 0; k < 50; k++ {
 		loc := reTextCommand.FindStringIndex(s)
 		if loc == nil {
@@ -102,7 +108,11 @@ func unwrapText(s string) string {
 		case before != "" && isWords(trimmed) && !strings.HasSuffix(before, ",") && !strings.HasSuffix(before, "=") && !strings.HasSuffix(before, "("):
 			repl = " "
 		}
-		s = s[:loc[0]] + repl + s[end+1:]
+		after := s[end+1:]
+		if repl == " " { // a unit's power: \mbox{ inches}^2
+			after = reUnitPower.ReplaceAllString(after, "")
+		}
+		s = s[:loc[0]] + repl + after
 	}
 	return s
 }
@@ -144,4 +154,20 @@ func matchBrace(s string, open int) int {
 		}
 	}
 	return -1
+}
+
+// isPhrase reports whether s is words only: letters and spaces, at least
+// two letters.
+func isPhrase(s string) bool {
+	letters := 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case isLetter(s[i]):
+			letters++
+		case s[i] == ' ':
+		default:
+			return false
+		}
+	}
+	return letters >= 2
 }

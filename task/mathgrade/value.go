@@ -41,6 +41,9 @@ func parseValue(s string, depth int) *value {
 	if depth > 8 || s == "" {
 		return v
 	}
+	if strings.HasPrefix(s, `\text{`) { // a word answer (Normalize keeps only those)
+		return v
+	}
 	if m := reChoice.FindStringSubmatch(s); m != nil {
 		return &value{kind: vChoice, text: m[1] + m[2]}
 	}
