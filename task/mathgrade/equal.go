@@ -77,18 +77,36 @@ type Verdict struct {
 	How string `json:"how"`
 }
 
+// Answer is an answer normalised and parsed once, for comparing it with
+// many others (clustering, grading k samples against one gold).
+type Answer struct {
+	Raw  string
+	norm string
+	v    *value
+}
+
+// Prepare normalises and parses an answer.
+func Prepare(s string) Answer {
+	n := Normalize(s)
+	return Answer{Raw: s, norm: n, v: parseValue(n, 0)}
+}
+
 // Equal compares two answers (gold vs response, or two responses). It is
 // symmetric.
 func (g *Grader) Equal(a, b string) Verdict {
-	na, nb := Normalize(a), Normalize(b)
-	if na == "" || nb == "" {
+	return g.EqualPrepared(Prepare(a), Prepare(b))
+}
+
+// EqualPrepared is Equal on prepared answers.
+func (g *Grader) EqualPrepared(a, b Answer) Verdict {
+	if a.norm == "" || b.norm == "" {
 		return Verdict{Equal: false, How: "empty"}
 	}
-	if na == nb {
+	if a.norm == b.norm {
 		return Verdict{Equal: true, How: "string"}
 	}
 	c := &cmp{cfg: g.cfg, b: budget{left: g.cfg.Budget}}
-	eq, how, err := c.values(parseValue(na, 0), parseValue(nb, 0))
+	eq, how, err := c.values(a.v, b.v)
 	if errors.Is(err, errBudget) {
 		return Verdict{Equal: false, How: "budget"}
 	}
