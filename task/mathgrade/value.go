@@ -113,9 +113,12 @@ func parseList(s string, parts []string, kind valueKind, depth int) *value {
 
 func parseMatrix(s string, depth int) *value {
 	i := strings.Index(s, "}")
+	if i < 0 {
+		return nil
+	}
 	env := s[len(`\begin{`):i]
 	end := `\end{` + env + `}`
-	if !strings.HasSuffix(s, end) {
+	if !strings.HasSuffix(s, end) || len(s) < i+1+len(end) {
 		return nil
 	}
 	body := strings.TrimSpace(s[i+1 : len(s)-len(end)])
