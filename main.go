@@ -36,5 +36,6 @@ func newRootCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "statjob", version)
 		},
 	})
+	root.AddCommand(newGradeCmd())
 	return root
 }

@@ -69,7 +69,8 @@ func Default() *Grader { return std }
 // Verdict is the outcome of comparing two answers.
 type Verdict struct {
 	Equal bool `json:"equal"`
-	// How tells what decided: "string" (same normalised text), "exact"
+	// How tells what decided: "string" (same normalised text), "tree"
+	// (same expression tree), "exact"
 	// (same rational), "numeric" (within tolerance), "sampled" (equal at
 	// every random point), "structure" (tuples, sets, matrices, relations
 	// element by element), "choice", "text", "different", "unparsed",
@@ -371,7 +372,7 @@ func pointLess(r *value) *value {
 // seeded random points.
 func (c *cmp) exprs(x, y *Node) (bool, string, error) {
 	if x.String() == y.String() {
-		return true, "string", nil
+		return true, "tree", nil
 	}
 	vs := map[string]bool{}
 	vars(x, vs)
