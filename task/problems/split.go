@@ -14,34 +14,63 @@ type SplitConfig struct {
 	Seed uint64 `yaml:"seed"`
 	// Validation is the size of the validation split (paper: 1000 of MATH test).
 	Validation int `yaml:"validation"`
-	// ExcludeFromValidation names problem IDs that must not enter the
-	// validation split (decontamination: the problems of evaluation sets).
-	// They stay in the test split.
-	ExcludeFromValidation []string `yaml:"-"`
+	// Exclude names evaluation sets (Benchmarks keys) whose problems must
+	// not enter the validation split (decontamination); they stay in the
+	// test split. Default: math500, a subset of MATH test.
+	Exclude []string `yaml:"exclude"`
 }
 
-// DefaultSplitConfig is the paper's 1,000 validation problems, seed 0.
-func DefaultSplitConfig() SplitConfig { return SplitConfig{Seed: 0, Validation: 1000} }
+// DefaultSplitConfig is the paper's 1,000 validation problems, seed 0,
+// with MATH500 kept out of validation.
+func DefaultSplitConfig() SplitConfig {
+	return SplitConfig{Seed: 0, Validation: 1000, Exclude: []string{MATH500}}
+}
 
 // Validate names the first bad field.
 func (c SplitConfig) Validate() error {
 	if c.Validation < 0 {
 		return fmt.Errorf("validation: %d is negative", c.Validation)
 	}
+	for i, b := range c.Exclude {
+		if _, ok := Benchmarks[b]; !ok {
+			return fmt.Errorf("exclude[%d]: %w %q", i, ErrUnknownBenchmark, b)
+		}
+	}
 	return nil
+}
+
+// SplitMATH loads MATH test and the sets named in c.Exclude from dataDir
+// and splits MATH test into validation and test.
+func SplitMATH(dataDir string, c SplitConfig) (validation, test []Problem, err error) {
+	if err := c.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("split: %w", err)
+	}
+	ps, err := LoadDir(MATH, dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	var excl []string
+	for _, b := range c.Exclude {
+		e, err := LoadDir(b, dataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		excl = append(excl, IDs(e)...)
+	}
+	return Split(ps, c, excl)
 }
 
 // Split divides ps into validation and test. Each problem's place in the
 // draw is a hash of (seed, ID), so the split does not depend on the input
-// order, and adding a problem does not move the others. Problems in
-// ExcludeFromValidation are never drawn for validation. It fails when too
-// few problems are eligible.
-func Split(ps []Problem, c SplitConfig) (validation, test []Problem, err error) {
+// order, and adding a problem does not move the others. Problems whose ID
+// is in exclude (the problems of c.Exclude's sets) are never drawn for
+// validation. It fails when too few problems are eligible.
+func Split(ps []Problem, c SplitConfig, exclude []string) (validation, test []Problem, err error) {
 	if err := c.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("split: %w", err)
 	}
-	excl := make(map[string]bool, len(c.ExcludeFromValidation))
-	for _, id := range c.ExcludeFromValidation {
+	excl := make(map[string]bool, len(exclude))
+	for _, id := range exclude {
 		excl[id] = true
 	}
 	seen := make(map[string]bool, len(ps))
