@@ -374,10 +374,8 @@ func (c *cmp) exprs(x, y *Node) (bool, string, error) {
 	if x.String() == y.String() {
 		return true, "tree", nil
 	}
-	vs := map[string]bool{}
-	vars(x, vs)
-	vars(y, vs)
-	if len(vs) == 0 {
+	names := varNames(x, y)
+	if len(names) == 0 {
 		rx, errx := exact(x, &c.b)
 		ry, erry := exact(y, &c.b)
 		if errors.Is(errx, errBudget) || errors.Is(erry, errBudget) {
@@ -396,19 +394,9 @@ func (c *cmp) exprs(x, y *Node) (bool, string, error) {
 		}
 		return c.close(fx, fy), "numeric", nil
 	}
-	names := make([]string, 0, len(vs))
-	for v := range vs {
-		names = append(names, v)
-	}
-	sort.Strings(names)
 	valid := 0
 	for p := 0; p < c.cfg.Points*3 && valid < c.cfg.Points; p++ {
-		env := c.point(names, p)
-		fx, err := numeric(x, env, &c.b)
-		if err != nil {
-			return false, "budget", err
-		}
-		fy, err := numeric(y, env, &c.b)
+		fx, fy, err := c.at(x, y, names, p)
 		if err != nil {
 			return false, "budget", err
 		}
@@ -426,23 +414,11 @@ func (c *cmp) exprs(x, y *Node) (bool, string, error) {
 // proportional reports whether x = k*y for one non-zero constant k at every
 // sample point (both sides of an equation scaled or swapped).
 func (c *cmp) proportional(x, y *Node) (bool, error) {
-	vs := map[string]bool{}
-	vars(x, vs)
-	vars(y, vs)
-	names := make([]string, 0, len(vs))
-	for v := range vs {
-		names = append(names, v)
-	}
-	sort.Strings(names)
+	names := varNames(x, y)
 	var k complex128
 	valid := 0
 	for p := 0; p < c.cfg.Points*3 && valid < c.cfg.Points; p++ {
-		env := c.point(names, p)
-		fx, err := numeric(x, env, &c.b)
-		if err != nil {
-			return false, err
-		}
-		fy, err := numeric(y, env, &c.b)
+		fx, fy, err := c.at(x, y, names, p)
 		if err != nil {
 			return false, err
 		}
@@ -467,6 +443,29 @@ func (c *cmp) proportional(x, y *Node) (bool, error) {
 		valid++
 	}
 	return valid >= 2, nil
+}
+
+// varNames returns the variables of x and y, sorted.
+func varNames(x, y *Node) []string {
+	vs := map[string]bool{}
+	vars(x, vs)
+	vars(y, vs)
+	names := make([]string, 0, len(vs))
+	for v := range vs {
+		names = append(names, v)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// at evaluates x and y at the p-th sample point.
+func (c *cmp) at(x, y *Node, names []string, p int) (fx, fy complex128, err error) {
+	env := c.point(names, p)
+	if fx, err = numeric(x, env, &c.b); err != nil {
+		return 0, 0, err
+	}
+	fy, err = numeric(y, env, &c.b)
+	return fx, fy, err
 }
 
 // point returns the p-th sample point. Each variable gets a value drawn

@@ -542,7 +542,7 @@ func (p *parser) command() (*Node, error) {
 	t := p.peek()
 	p.pos++
 	switch t.text {
-	case "frac", "dfrac", "tfrac", "cfrac":
+	case "frac", "dfrac", "tfrac", "cfrac", "binom", "dbinom", "tbinom":
 		a, err := p.arg()
 		if err != nil {
 			return nil, err
@@ -550,18 +550,11 @@ func (p *parser) command() (*Node, error) {
 		b, err := p.arg()
 		if err != nil {
 			return nil, err
+		}
+		if strings.HasSuffix(t.text, "binom") {
+			return p.node(&Node{Kind: KFunc, Name: "binom", Args: []*Node{a, b}}), nil
 		}
 		return p.node(&Node{Kind: KMul, Args: []*Node{a, inverse(b)}}), nil
-	case "binom", "dbinom", "tbinom":
-		a, err := p.arg()
-		if err != nil {
-			return nil, err
-		}
-		b, err := p.arg()
-		if err != nil {
-			return nil, err
-		}
-		return p.node(&Node{Kind: KFunc, Name: "binom", Args: []*Node{a, b}}), nil
 	case "sqrt":
 		if p.at("[") {
 			idx, err := p.group("[", "]")

@@ -144,36 +144,42 @@ func parseMatrix(s string, depth int) *value {
 	return m
 }
 
-// closerOf returns the index of the bracket closing the opener at i, where
-// any of ( [ \{ { opens and any of ) ] \} } closes, so that the half-open
-// interval [0,1) matches; or -1.
+// bracket reports how the byte at j changes the bracket depth and how many
+// bytes it spans: ( [ { and \{ open, ) ] } and \} close, and any other
+// escaped pair (\\, \,) is skipped whole. Any opener matches any closer, so
+// the half-open interval [0,1) is one bracketed span.
+func bracket(s string, j int) (delta, width int) {
+	switch c := s[j]; c {
+	case '\\':
+		if j+1 < len(s) {
+			switch s[j+1] {
+			case '{':
+				return 1, 2
+			case '}':
+				return -1, 2
+			case '\\':
+				return 0, 2
+			}
+		}
+		return 0, 1
+	case '(', '[', '{':
+		return 1, 1
+	case ')', ']', '}':
+		return -1, 1
+	}
+	return 0, 1
+}
+
+// closerOf returns the index of the bracket closing the opener at i, or -1.
 func closerOf(s string, i int) int {
 	depth := 0
-	for j := i; j < len(s); j++ {
-		c := s[j]
-		if c == '\\' && j+1 < len(s) {
-			if s[j+1] == '{' || s[j+1] == '}' {
-				if s[j+1] == '{' {
-					depth++
-				} else {
-					depth--
-				}
-				if depth == 0 {
-					return j
-				}
-			}
-			j++
-			continue
+	for j := i; j < len(s); {
+		d, w := bracket(s, j)
+		depth += d
+		if d < 0 && depth == 0 {
+			return j
 		}
-		switch c {
-		case '(', '[', '{':
-			depth++
-		case ')', ']', '}':
-			depth--
-			if depth == 0 {
-				return j
-			}
-		}
+		j += w
 	}
 	return -1
 }
@@ -182,31 +188,16 @@ func closerOf(s string, i int) int {
 func splitTop(s, sep string) []string {
 	var parts []string
 	depth, start := 0, 0
-	for j := 0; j < len(s); j++ {
-		c := s[j]
+	for j := 0; j < len(s); {
 		if depth == 0 && strings.HasPrefix(s[j:], sep) {
 			parts = append(parts, s[start:j])
-			j += len(sep) - 1
-			start = j + 1
+			j += len(sep)
+			start = j
 			continue
 		}
-		if c == '\\' && j+1 < len(s) {
-			if s[j+1] == '{' {
-				depth++
-			} else if s[j+1] == '}' {
-				depth--
-			}
-			if s[j+1] == '{' || s[j+1] == '}' || s[j+1] == '\\' {
-				j++
-			}
-			continue
-		}
-		switch c {
-		case '(', '[', '{':
-			depth++
-		case ')', ']', '}':
-			depth--
-		}
+		d, w := bracket(s, j)
+		depth += d
+		j += w
 	}
 	return append(parts, s[start:])
 }
