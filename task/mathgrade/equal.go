@@ -76,6 +76,8 @@ type Verdict struct {
 	// element by element), "choice", "text", "different", "unparsed",
 	// "budget" (out of work: not equal).
 	How string `json:"how"`
+	// Steps is the work the comparison used (see Config.Budget).
+	Steps int `json:"steps"`
 }
 
 // Answer is an answer normalised and parsed once, for comparing it with
@@ -108,10 +110,11 @@ func (g *Grader) EqualPrepared(a, b Answer) Verdict {
 	}
 	c := &cmp{cfg: g.cfg, b: budget{left: g.cfg.Budget}}
 	eq, how, err := c.values(a.v, b.v)
+	steps := min(g.cfg.Budget-c.b.left, g.cfg.Budget)
 	if errors.Is(err, errBudget) {
-		return Verdict{Equal: false, How: "budget"}
+		return Verdict{Equal: false, How: "budget", Steps: steps}
 	}
-	return Verdict{Equal: eq, How: how}
+	return Verdict{Equal: eq, How: how, Steps: steps}
 }
 
 // Equal compares two answers with the default grader.

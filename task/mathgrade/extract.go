@@ -105,6 +105,7 @@ type Result struct {
 	Extracted string `json:"extracted"`
 	Rule      Rule   `json:"rule"`
 	How       string `json:"how"`
+	Steps     int    `json:"steps"`
 }
 
 // Grade extracts the answer from response and compares it with gold.
@@ -114,7 +115,7 @@ func (g *Grader) Grade(response, gold string) Result {
 		return Result{Rule: rule, How: "no answer"}
 	}
 	v := g.Equal(a, gold)
-	return Result{Correct: v.Equal, Extracted: a, Rule: rule, How: v.How}
+	return Result{Correct: v.Equal, Extracted: a, Rule: rule, How: v.How, Steps: v.Steps}
 }
 
 // Grade grades with the default grader.
