@@ -259,16 +259,25 @@ func (c *cmp) matching(xs, ys []*value) (bool, string, error) {
 
 // labelled returns the right side of "x = 5" (one variable on the left,
 // not appearing on the right), or nil.
+//
+// A function name with its argument, f(x) = 2x, is a label too: the left
+// side is a product of two variables whose first does not occur on the
+// right (f) and whose second does (x).
 func labelled(r *value) *value {
-	if len(r.ops) != 1 || r.ops[0] != "=" || r.items[0].expr.Kind != KSym {
+	if len(r.ops) != 1 || r.ops[0] != "=" {
 		return nil
 	}
+	lhs := r.items[0].expr
 	vs := map[string]bool{}
 	vars(r.items[1].expr, vs)
-	if vs[r.items[0].expr.Name] {
-		return nil
+	switch {
+	case lhs.Kind == KSym && !vs[lhs.Name]:
+		return r.items[1]
+	case lhs.Kind == KMul && len(lhs.Args) == 2 && lhs.Args[0].Kind == KSym && lhs.Args[1].Kind == KSym &&
+		!vs[lhs.Args[0].Name] && vs[lhs.Args[1].Name]:
+		return r.items[1]
 	}
-	return r.items[1]
+	return nil
 }
 
 // interval turns "x > 3", "3 < x \le 5" into the interval it describes.

@@ -18,7 +18,7 @@ const (
 )
 
 var (
-	reAnswerIs   = regexp.MustCompile(`(?i)(?:final answer|the answer|answer)\s*(?:is|:)\s*(?:[:=]\s*)?`)
+	reAnswerIs   = regexp.MustCompile(`(?i)(?:(?:final answer|the answer|answer)\s*(?:is|:)\s*(?:[:=]\s*)?|####\s*)`)
 	reLastNumber = regexp.MustCompile(`-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+`)
 )
 

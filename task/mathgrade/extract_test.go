@@ -23,6 +23,7 @@ func TestExtract(t *testing.T) {
 		{`The answer is $\$40$.`, `\$40`, RuleAnswerIs},
 		{"The answer is: 12\nmore text", "12", RuleAnswerIs},
 		{"the answer is (C).", "(C)", RuleAnswerIs},
+		{"She has 3 + 4 = 7 left.\n#### 7", "7", RuleAnswerIs},
 		{`We get 3 apples and then 1,250 pears`, "1,250", RuleLastNumber},
 		{`x is -2.5 or so`, "-2.5", RuleLastNumber},
 		{`ratio 3/4`, "3/4", RuleLastNumber},

@@ -36,7 +36,7 @@ func Normalize(s string) string {
 	for _, f := range []string{`\dbinom`, `\tbinom`} {
 		s = strings.ReplaceAll(s, f, `\binom`)
 	}
-	s = strings.NewReplacer(`\leq`, `\le`, `\geq`, `\ge`, `\neq`, `\ne`, `≤`, `\le`, `≥`, `\ge`,
+	s = strings.NewReplacer(`\leqslant`, `\le`, `\geqslant`, `\ge`, `\leq`, `\le`, `\geq`, `\ge`, `\neq`, `\ne`, `≤`, `\le`, `≥`, `\ge`,
 		`\lt`, `<`, `\gt`, `>`, `\%`, "", `%`, "", `\$`, "", `$`, "", `\emptyset`, `\{\}`, `\varnothing`, `\{\}`).Replace(s)
 	s = reDegrees.ReplaceAllString(s, "")
 	s = unwrapText(s)
@@ -105,7 +105,8 @@ func unwrapText(s string) string {
 		switch {
 		case trimmed == "and" || trimmed == "or" || trimmed == ",":
 			repl = ","
-		case before != "" && isWords(trimmed) && !strings.HasSuffix(before, ",") && !strings.HasSuffix(before, "=") && !strings.HasSuffix(before, "("):
+		case before != "" && isWords(trimmed) && !strings.HasSuffix(before, ",") && !strings.HasSuffix(before, "=") && !strings.HasSuffix(before, "(") &&
+			!strings.HasSuffix(before, "{") && !strings.HasSuffix(before, "_") && !strings.HasSuffix(before, "^"):
 			repl = " "
 		}
 		after := s[end+1:]

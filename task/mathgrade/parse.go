@@ -296,7 +296,7 @@ func (p *parser) startsPrimary() bool {
 		_, sym := symbols[t.text]
 		return fn || sym || t.text == "frac" || t.text == "sqrt" || t.text == "binom" ||
 			t.text == "pi" || t.text == "infty" || t.text == "lfloor" || t.text == "lceil" ||
-			t.text == "log" || t.text == "operatorname" || t.text == "mathbf" || t.text == "vec"
+			t.text == "log" || t.text == "operatorname" || t.text == "mathbf" || decorations[t.text]
 	}
 	c := t.text[0]
 	return isDigit(c) || isLetter(c) || c == '(' || c == '{' || c == '[' || c == '.'
@@ -392,12 +392,18 @@ var funcs = map[string]string{
 	"ln": "ln", "exp": "exp", "log": "log",
 }
 
+// decorations make a new variable of their argument.
+var decorations = map[string]bool{"vec": true, "overline": true, "bar": true, "hat": true, "dot": true,
+	"ddot": true, "tilde": true, "widetilde": true, "widehat": true}
+
 // symbols are commands read as variables.
 var symbols = map[string]bool{
 	"alpha": true, "beta": true, "gamma": true, "delta": true, "theta": true, "phi": true,
 	"varphi": true, "lambda": true, "mu": true, "sigma": true, "omega": true, "tau": true,
 	"rho": true, "epsilon": true, "varepsilon": true, "psi": true, "eta": true, "xi": true, "zeta": true,
-	"Delta": true, "Omega": true, "Gamma": true, "Phi": true,
+	"Delta": true, "Omega": true, "Gamma": true, "Phi": true, "Sigma": true, "Lambda": true, "Psi": true,
+	"nu": true, "kappa": true, "chi": true, "ell": true, "hbar": true, "odot": true, "prime": true,
+	"angle": true, "max": true, "min": true,
 }
 
 func (p *parser) primary() (*Node, error) {
@@ -471,6 +477,8 @@ func (p *parser) number() (*Node, error) {
 		}
 		if isDigit(t.text[0]) {
 			b.WriteString(t.text)
+		} else if t.text == "." && !dot && b.Len() > 0 && (p.pos+1 == len(p.toks) || p.toks[p.pos+1].cmd || !isDigit(p.toks[p.pos+1].text[0])) {
+			dot = true // "1./3": a trailing decimal point
 		} else if t.text == "." && !dot && p.pos+1 < len(p.toks) && !p.toks[p.pos+1].cmd && isDigit(p.toks[p.pos+1].text[0]) {
 			dot = true
 			b.WriteByte('.')
@@ -576,8 +584,24 @@ func (p *parser) command() (*Node, error) {
 		return p.node(&Node{Kind: KConst, Name: "pi"}), nil
 	case "infty", "infinity":
 		return p.node(&Node{Kind: KConst, Name: "inf"}), nil
-	case "mathbf", "vec", "mathit", "boldsymbol", "overline", "bar", "hat":
+	case "mathbf", "mathit", "boldsymbol":
 		return p.arg()
+	case "vec", "overline", "bar", "hat", "dot", "ddot", "tilde", "widetilde", "widehat":
+		// a decorated symbol is another variable: \dot{x} is not x
+		x, err := p.arg()
+		if err != nil {
+			return nil, err
+		}
+		n := &Node{Kind: KSym, Name: `\` + t.text + "{" + x.String() + "}"}
+		if p.at("_") {
+			p.pos++
+			sub, err := p.arg()
+			if err != nil {
+				return nil, err
+			}
+			n.Name += "_" + sub.String()
+		}
+		return p.node(n), nil
 	case "lfloor", "lceil":
 		closer, name := "rfloor", "floor"
 		if t.text == "lceil" {
