@@ -88,6 +88,7 @@ The job spec is YAML; the default one is built in (statjob spec prints it).`,
 			fmt.Fprintln(cmd.OutOrStdout(), "statjob", version)
 		},
 	})
+	root.AddCommand(newGradeCmd())
 	return root
 }
 
