@@ -95,4 +95,3 @@ func openaiReply(resp *openai.ChatCompletion) (*Reply, error) {
 	}
 	return r, nil
 }
-
