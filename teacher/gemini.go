@@ -1,12 +1,18 @@
 package teacher
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 
 	"cloud.google.com/go/auth"
 	"google.golang.org/genai"
+
+	"github.com/statjob/statjob/storage"
 )
 
 // geminiModel calls generateContent on the Gemini API or on Vertex AI.
@@ -103,4 +109,131 @@ func geminiReply(provider string, resp *genai.GenerateContentResponse) (*Reply, 
 		r.Finish = FinishOther
 	}
 	return r, nil
+}
+
+// Vertex AI batch prediction: request JSONL written to the store (a gs://
+// root), a batchPredictionJob over it created and polled through genai, and
+// the predictions JSONL the job writes under the output prefix read back.
+
+// vertexLine is one line of the batch input, and of the output with
+// response and status filled in.
+type vertexLine struct {
+	Key      string                         `json:"key"`
+	Request  map[string]any                 `json:"request"`
+	Response *genai.GenerateContentResponse `json:"response,omitempty"`
+	Status   string                         `json:"status,omitempty"`
+}
+
+func vertexRequest(req *Request) map[string]any {
+	contents, cfg := geminiRequest(req)
+	gen := map[string]any{}
+	if cfg.MaxOutputTokens > 0 {
+		gen["maxOutputTokens"] = cfg.MaxOutputTokens
+	}
+	if cfg.Temperature != nil {
+		gen["temperature"] = *cfg.Temperature
+	}
+	if cfg.TopP != nil {
+		gen["topP"] = *cfg.TopP
+	}
+	if cfg.Seed != nil {
+		gen["seed"] = *cfg.Seed
+	}
+	if cfg.ResponseJsonSchema != nil {
+		gen["responseMimeType"] = cfg.ResponseMIMEType
+		gen["responseJsonSchema"] = cfg.ResponseJsonSchema
+	}
+	r := map[string]any{"contents": contents, "generationConfig": gen}
+	if cfg.SystemInstruction != nil {
+		r["systemInstruction"] = cfg.SystemInstruction
+	}
+	return r
+}
+
+func (m *geminiModel) submit(ctx context.Context, store storage.Store, dir, name string, items []batchItem) (string, error) {
+	if m.name != ProviderVertex {
+		return "", fmt.Errorf("batch mode on the Gemini API is not supported: use provider vertex")
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		enc := json.NewEncoder(pw)
+		for _, it := range items {
+			if err := enc.Encode(vertexLine{Key: it.key, Request: vertexRequest(it.req)}); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.Close()
+	}()
+	in := dir + "/input.jsonl"
+	if _, err := store.Put(ctx, in, pr, storage.PutOptions{ContentType: "application/jsonl"}); err != nil {
+		pr.CloseWithError(err)
+		return "", fmt.Errorf("write %s: %w", store.URI(in), err)
+	}
+	ctx, meta := withRespMeta(ctx)
+	job, err := m.client.Batches.Create(ctx, m.model,
+		&genai.BatchJobSource{Format: "jsonl", GCSURI: []string{store.URI(in)}},
+		&genai.CreateBatchJobConfig{DisplayName: "statjob " + name,
+			Dest: &genai.BatchJobDestination{Format: "jsonl", GCSURI: store.URI(dir + "/output")}})
+	if err != nil {
+		return "", apiError(m.name, m.key, meta, err)
+	}
+	return job.Name, nil
+}
+
+func (m *geminiModel) poll(ctx context.Context, id string) (bool, string, error) {
+	ctx, meta := withRespMeta(ctx)
+	job, err := m.client.Batches.Get(ctx, id, nil)
+	if err != nil {
+		return false, "", apiError(m.name, m.key, meta, err)
+	}
+	switch job.State {
+	case genai.JobStateSucceeded, genai.JobStatePartiallySucceeded, genai.JobStateFailed,
+		genai.JobStateCancelled, genai.JobStateExpired:
+		return true, string(job.State), nil
+	}
+	return false, string(job.State), nil
+}
+
+func (m *geminiModel) results(ctx context.Context, store storage.Store, dir, id string, fn func(batchResult)) error {
+	var files []string
+	err := store.List(ctx, dir+"/output/", func(a storage.Attrs) error {
+		if strings.HasSuffix(a.Key, ".jsonl") {
+			files = append(files, a.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := readVertexOutput(ctx, store, f, m.name, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readVertexOutput(ctx context.Context, store storage.Store, key, provider string, fn func(batchResult)) error {
+	rc, err := store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	sc := bufio.NewScanner(rc)
+	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	for n := 1; sc.Scan(); n++ {
+		var line vertexLine
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			return fmt.Errorf("%s line %d: %w", store.URI(key), n, err)
+		}
+		r := batchResult{key: line.Key}
+		if line.Status != "" || line.Response == nil {
+			r.err = fmt.Errorf("item failed in batch: %s", line.Status)
+		} else {
+			r.reply, r.err = geminiReply(provider, line.Response)
+		}
+		fn(r)
+	}
+	return sc.Err()
 }
