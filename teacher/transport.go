@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/openai/openai-go/v3"
 )
 
 // The SDKs turn HTTP errors into their own types, and genai's drops the
@@ -123,7 +125,12 @@ func apiError(provider string, key redactor, meta *respMeta, err error) error {
 	}
 	status, h := meta.get()
 	if status >= 400 {
-		msg := key.scrub(err.Error())
+		text := err.Error()
+		var oe *openai.Error
+		if errors.As(err, &oe) && oe.Message != "" {
+			text += ": " + oe.Message // openai-go leaves the server's message out of Error()
+		}
+		msg := key.scrub(text)
 		if len(msg) > 500 {
 			msg = msg[:500] + "…"
 		}

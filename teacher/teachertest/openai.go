@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -16,7 +17,7 @@ import (
 func NewOpenAI(t testing.TB) *Server { return newServer(t, routeOpenAI) }
 
 func openaiErr(status int, msg string) string {
-	b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": "error", "code": status}})
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": "error", "code": fmt.Sprintf("http_%d", status)}})
 	return string(b)
 }
 
