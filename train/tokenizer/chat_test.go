@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 type conversation struct {
@@ -38,6 +40,7 @@ var conversations = []conversation{
 	{name: "padded answer", msgs: []Message{q1, {"assistant", "\n\nspaced answer 你好 😀 \n"}}},
 	{name: "reasoning", msgs: []Message{q1, {"assistant", "<think>\nAdd them.\n</think>\n\nIt is \\boxed{4}."}}},
 	{name: "reasoning earlier turn", msgs: []Message{q1, {"assistant", "<think>\nAdd.\n</think>\n\n4"}, q2, a2}},
+	{name: "combining marks", msgs: []Message{{"user", "Is cafe\u0301 NFC?"}, {"assistant", "No: cafe\u0301 becomes caf\u00e9, x\u0302 stays."}, q2, a2}},
 	{name: "no thinking", msgs: []Message{q1}, gen: true, vars: map[string]any{"enable_thinking": false}},
 }
 
@@ -173,11 +176,18 @@ func checkAssistantSpans(t *testing.T, c conversation, tok *Tokenizer, chat *Cha
 			continue
 		}
 		sp := chat.Assistant[j]
-		if before := tok.Decode(chat.IDs[:sp.Start]); !strings.HasPrefix(chat.Text, prompts[j]) || before != prompts[j] {
+		prompt := prompts[j]
+		if tok.nfc {
+			prompt = norm.NFC.String(prompt)
+		}
+		if before := tok.Decode(chat.IDs[:sp.Start]); !strings.HasPrefix(chat.Text, prompts[j]) || before != prompt {
 			t.Errorf("%s: span %d starts after %q, want the prompt %q", c.name, j, before, prompts[j])
 		}
 		got := tok.Decode(chat.IDs[sp.Start:sp.End])
 		answer := strings.TrimSpace(msg.Content)
+		if tok.nfc {
+			answer = norm.NFC.String(answer)
+		}
 		if k := strings.LastIndex(answer, "</think>"); k >= 0 {
 			answer = strings.TrimSpace(answer[k+len("</think>"):])
 		}

@@ -304,9 +304,9 @@ func (t *Tokenizer) encode(text string, withOffsets bool) (ids, offsets []int) {
 			continue
 		}
 		s := text[seg.start:seg.end]
-		normalized := t.nfc && !norm.NFC.IsNormalString(s)
-		if normalized {
-			s = norm.NFC.String(s)
+		var origin []int // normalised offset -> offset in s, when NFC changed s
+		if t.nfc && !norm.NFC.IsNormalString(s) {
+			s, origin = nfc(s, withOffsets)
 		}
 		for _, w := range t.preTokenize(s) {
 			before := len(ids)
@@ -314,19 +314,39 @@ func (t *Tokenizer) encode(text string, withOffsets bool) (ids, offsets []int) {
 			if !withOffsets {
 				continue
 			}
-			pos := seg.start + w[0]
+			pos := w[0]
 			for _, id := range ids[before:] {
-				if normalized {
-					// Offsets into the normalised text do not map back
-					// exactly: every token of the segment starts it.
-					pos = seg.start
+				if origin != nil {
+					offsets = append(offsets, seg.start+origin[pos])
+				} else {
+					offsets = append(offsets, seg.start+pos)
 				}
-				offsets = append(offsets, pos)
 				pos += len(t.idBytes[id])
 			}
 		}
 	}
 	return ids, offsets
+}
+
+// nfc normalises s and, when withOffsets, maps each byte offset of the result
+// to the start of the normalisation segment it came from in s.
+func nfc(s string, withOffsets bool) (string, []int) {
+	if !withOffsets {
+		return norm.NFC.String(s), nil
+	}
+	var out []byte
+	var origin []int
+	var it norm.Iter
+	it.InitString(norm.NFC, s)
+	for !it.Done() {
+		start := it.Pos()
+		seg := it.Next()
+		out = append(out, seg...)
+		for range seg {
+			origin = append(origin, start)
+		}
+	}
+	return string(out), append(origin, len(s))
 }
 
 // appendWord appends the BPE ids of one pre-token.
