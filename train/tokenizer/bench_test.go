@@ -32,6 +32,30 @@ func BenchmarkEncodeMATH(b *testing.B) {
 	}
 }
 
+// BenchmarkReferenceEncodeMATH times the JavaScript reference (@lenml/tokenizers
+// under node) on the same texts, for comparison; it reports the reference's
+// own timing of the encode loop, without node's start-up and file loading.
+func BenchmarkReferenceEncodeMATH(b *testing.B) {
+	texts := mathTexts(b)
+	n := 0
+	for _, s := range texts {
+		n += len(s)
+	}
+	for _, name := range []string{"qwen3", "llama3_1"} {
+		b.Run(name, func(b *testing.B) {
+			var sec, tokens float64
+			for b.Loop() {
+				var r struct{ Seconds, Tokens float64 }
+				node(b, map[string]any{"op": "time", "tokenizer": name, "texts": texts}, &r)
+				sec += r.Seconds
+				tokens += r.Tokens
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/sec/1e6, "MB/s")
+			b.ReportMetric(tokens/sec, "tokens/s")
+		})
+	}
+}
+
 // BenchmarkDecodeMATH decodes the ids of the MATH train split.
 func BenchmarkDecodeMATH(b *testing.B) {
 	tok := loadRef(b, "qwen3")

@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -403,13 +404,16 @@ func (t *Tokenizer) VocabSize() int { return len(t.idBytes) }
 // Special returns the special token ids.
 func (t *Tokenizer) Special() Special { return t.special }
 
-// StopIDs are the ids that end generation: EOS and the end-of-turn token.
+// StopIDs are the ids that end generation: EOS and the end-of-turn token
+// (those the checkpoint has).
 func (t *Tokenizer) StopIDs() []int {
-	s := t.special
-	if s.EndOfTurn >= 0 && s.EndOfTurn != s.EOS {
-		return []int{s.EOS, s.EndOfTurn}
+	var ids []int
+	for _, id := range []int{t.special.EOS, t.special.EndOfTurn} {
+		if id >= 0 && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
 	}
-	return []int{s.EOS}
+	return ids
 }
 
 // TokenID returns the id of a token written out as text (an added token such

@@ -4,6 +4,8 @@
 //
 //   {"op": "encode", "tokenizer": "qwen3", "texts": ["..."]}      -> [[ids...], ...]
 //   {"op": "render", "template": "...", "contexts": [{...}, ...]} -> ["text", ...]
+//   {"op": "time", "tokenizer": "qwen3", "texts": ["..."]}        -> {"seconds": s, "tokens": n}
+//     (one encoding of all texts, BPE cache cleared first, load time excluded)
 //
 // A context may carry "__date" ("YYYY-MM-DD"): "now" is then that date (run
 // with TZ=UTC), as the Go renderer takes the caller's date.
@@ -43,6 +45,14 @@ if (req.op === "encode") {
   const { fromPreTrained } = await import(name);
   const tok = fromPreTrained();
   out = req.texts.map((t) => tok.encode(t, { add_special_tokens: false }));
+} else if (req.op === "time") {
+  const { fromPreTrained } = await import(tokenizers[req.tokenizer]);
+  const tok = fromPreTrained();
+  tok.model.clear_cache?.();
+  const start = process.hrtime.bigint();
+  let tokens = 0;
+  for (const t of req.texts) tokens += tok.encode(t, { add_special_tokens: false }).length;
+  out = { seconds: Number(process.hrtime.bigint() - start) / 1e9, tokens };
 } else if (req.op === "render") {
   const tmpl = new Template(req.template);
   out = req.contexts.map((ctx) => {
