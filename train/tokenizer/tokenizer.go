@@ -17,6 +17,8 @@ package tokenizer
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +48,7 @@ type Tokenizer struct {
 	split     []splitter
 	added     addedTokens
 
+	hash    string // sha256 of tokenizer.json
 	special Special
 	tokens  map[string]string // bos_token, eos_token, ... as template variables
 	chat    *chatTemplate     // nil when tokenizer_config.json has no chat_template
@@ -93,13 +96,18 @@ func LoadDir(dir string) (*Tokenizer, error) {
 // names and no chat template.
 func Load(tokenizerJSON, config io.Reader) (*Tokenizer, error) {
 	var tj tokenizerFile
-	if err := json.NewDecoder(tokenizerJSON).Decode(&tj); err != nil {
+	h := sha256.New()
+	if err := json.NewDecoder(io.TeeReader(tokenizerJSON, h)).Decode(&tj); err != nil {
 		return nil, fmt.Errorf("parse tokenizer.json: %w", err)
+	}
+	if _, err := io.Copy(h, tokenizerJSON); err != nil { // the rest, for the hash
+		return nil, fmt.Errorf("read tokenizer.json: %w", err)
 	}
 	t, err := build(&tj)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer.json: %w", err)
 	}
+	t.hash = hex.EncodeToString(h.Sum(nil))
 	var cfg configFile
 	if config != nil {
 		if err := json.NewDecoder(config).Decode(&cfg); err != nil {
@@ -400,6 +408,13 @@ func (t *Tokenizer) DecodeBytes(ids []int) []byte {
 
 // VocabSize is the number of ids (vocabulary plus added tokens).
 func (t *Tokenizer) VocabSize() int { return len(t.idBytes) }
+
+// Hash is the hex sha256 of tokenizer.json, for fingerprints.
+func (t *Tokenizer) Hash() string { return t.hash }
+
+// IsSpecial reports whether id is a special token (added with special: true,
+// e.g. <|im_end|>), which answers usually drop.
+func (t *Tokenizer) IsSpecial(id int) bool { return t.added.special[id] }
 
 // Special returns the special token ids.
 func (t *Tokenizer) Special() Special { return t.special }

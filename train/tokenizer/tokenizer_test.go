@@ -1,6 +1,8 @@
 package tokenizer
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -159,6 +161,14 @@ func TestSpecialIDs(t *testing.T) {
 			if got := tok.StopIDs(); !slices.Equal(got, stop) {
 				t.Errorf("StopIDs() = %v, want %v", got, stop)
 			}
+			for _, id := range stop {
+				if !tok.IsSpecial(id) {
+					t.Errorf("IsSpecial(%d) = false for a stop token", id)
+				}
+			}
+			if plain := tok.Encode("hello"); tok.IsSpecial(plain[0]) {
+				t.Errorf("IsSpecial(%d) = true for \"hello\"", plain[0])
+			}
 		})
 	}
 }
@@ -229,6 +239,18 @@ func byteVocab() string {
 	}
 	b.WriteString("}")
 	return b.String()
+}
+
+func TestHashIsTokenizerJSON(t *testing.T) {
+	tok := loadRef(t, "llama3_1")
+	raw, err := os.ReadFile(filepath.Join(modelDir("llama3_1"), "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	if got, want := tok.Hash(), hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("Hash() = %s, want the sha256 of tokenizer.json %s", got, want)
+	}
 }
 
 func TestEncodeConcurrently(t *testing.T) {
