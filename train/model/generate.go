@@ -109,6 +109,9 @@ func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cach
 	caches := make([]*Node, 2*cfg.NumHiddenLayers)
 	pad := func(x *Node) *Node { // [B, K, T, E] → [B, K, cacheLen, E]
 		d := x.Shape().Dimensions
+		if cacheLen == t {
+			return x
+		}
 		return Concatenate([]*Node{x, Zeros(g, shapes.Make(x.DType(), d[0], d[1], cacheLen-t, d[3]))}, 2)
 	}
 	hidden := decoder(ctx, cfg, tokens, positions, causalMask(valid), func(layer int, k, v *Node) (*Node, *Node) {
