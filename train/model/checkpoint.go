@@ -52,10 +52,7 @@ func NewRandom(cfg *Config, seed uint64, std float64) *Model {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	m := &Model{Config: cfg, Ctx: mlctx.New()}
 	for _, h := range TensorNames(cfg) {
-		n := 1
-		for _, d := range h.Shape {
-			n *= d
-		}
+		n := numElements(h.Shape)
 		data := make([]float32, n)
 		base := 0.0
 		if strings.HasSuffix(h.Name, "norm.weight") {
@@ -174,10 +171,7 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 	var shards [][]TensorHeader
 	var cur int64
 	for _, h := range heads {
-		n := int64(size)
-		for _, d := range h.Shape {
-			n *= int64(d)
-		}
+		n := int64(size) * int64(numElements(h.Shape))
 		if len(shards) == 0 || (opts.ShardBytes > 0 && cur+n > opts.ShardBytes && cur > 0) {
 			shards = append(shards, nil)
 			cur = 0
@@ -224,10 +218,7 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 	if len(shards) > 1 {
 		var total int64
 		for _, h := range heads {
-			n := int64(size)
-			for _, d := range h.Shape {
-				n *= int64(d)
-			}
+			n := int64(size) * int64(numElements(h.Shape))
 			total += n
 		}
 		idx, err := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")

@@ -15,10 +15,7 @@ import (
 var stockDotGeneralVJP = VJPRegistration[NodeTypeDotGeneral]
 
 func randTensor(rng *rand.Rand, dims ...int) *tensors.Tensor {
-	n := 1
-	for _, d := range dims {
-		n *= d
-	}
+	n := numElements(dims)
 	data := make([]float32, n)
 	for i := range data {
 		data[i] = float32(rng.NormFloat64())

@@ -86,10 +86,7 @@ func ReadSafetensors(r io.Reader, fn func(Tensor) error) error {
 		if err != nil {
 			return fmt.Errorf("tensor %q: %w", e.name, err)
 		}
-		count := 1
-		for _, d := range e.Shape {
-			count *= d
-		}
+		count := numElements(e.Shape)
 		if want := int64(count) * int64(size); e.Offsets[1]-e.Offsets[0] != want {
 			return fmt.Errorf("%w: tensor %q: %d bytes for shape %v %s", ErrSafetensors, e.name, e.Offsets[1]-e.Offsets[0], e.Shape, e.DType)
 		}
@@ -184,10 +181,7 @@ func WriteSafetensors(w io.Writer, dtype string, heads []TensorHeader, metadata 
 	}
 	var off int64
 	for _, h := range heads {
-		n := int64(size)
-		for _, d := range h.Shape {
-			n *= int64(d)
-		}
+		n := int64(size) * int64(numElements(h.Shape))
 		shape := h.Shape
 		if shape == nil {
 			shape = []int{}
@@ -215,10 +209,7 @@ func WriteSafetensors(w io.Writer, dtype string, heads []TensorHeader, metadata 
 		if err != nil {
 			return fmt.Errorf("tensor %q: %w", h.Name, err)
 		}
-		count := 1
-		for _, d := range h.Shape {
-			count *= d
-		}
+		count := numElements(h.Shape)
 		if len(data) != count {
 			return fmt.Errorf("tensor %q: %d values for shape %v", h.Name, len(data), h.Shape)
 		}
@@ -232,4 +223,13 @@ func WriteSafetensors(w io.Writer, dtype string, heads []TensorHeader, metadata 
 		}
 	}
 	return bw.Flush()
+}
+
+// numElements is the number of values in a tensor of the given shape.
+func numElements(dims []int) int {
+	n := 1
+	for _, d := range dims {
+		n *= d
+	}
+	return n
 }
