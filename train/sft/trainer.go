@@ -64,6 +64,9 @@ func NewTrainer(cfg Config, backend backends.Backend, ctx *mlctx.Context, forwar
 		return nil, err
 	}
 	t := &Trainer{cfg: cfg, backend: backend, ctx: ctx, forward: forward, loraOnly: cfg.LoRA.Enabled()}
+	if err := ctx.SetRNGStateFromSeed(cfg.Seed); err != nil { // dropout draws; checkpointed with the weights
+		return nil, fmt.Errorf("sft: seed RNG: %w", err)
+	}
 	t.micro = mlctx.MustNewExec(backend, ctx, t.microGraph)
 	t.eval = mlctx.MustNewExec(backend, ctx, t.evalGraph)
 	return t, nil
@@ -104,8 +107,26 @@ func (t *Trainer) microGraph(ctx *mlctx.Context, in []*Node) []*Node {
 }
 
 func (t *Trainer) evalGraph(ctx *mlctx.Context, in []*Node) []*Node {
-	ctx.SetTraining(in[0].Graph(), false)
-	return []*Node{t.forward(ctx, batchNodes(in))}
+	g := in[0].Graph()
+	ctx.SetTraining(g, false)
+	loss := t.forward(ctx, batchNodes(in))
+	if t.params == nil {
+		t.selectParams(g)
+	}
+	return []*Node{loss}
+}
+
+// prepare creates the trained variables and the optimizer state (by building
+// the evaluation graph for b, which updates no variable) so that a
+// checkpoint can be loaded into them before the first step.
+func (t *Trainer) prepare(b *Batch) error {
+	if t.params != nil {
+		return nil
+	}
+	if err := t.eval.PreCompile(batchArgs(b)...); err != nil {
+		return fmt.Errorf("sft: build graph: %w", err)
+	}
+	return nil
 }
 
 // selectParams picks the trained variables once, from the first graph, and
