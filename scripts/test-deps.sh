@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # (packages are added here by the parts of the suite that need them)
+# tokenizer: node runs the reference tokenizers (train/tokenizer/testdata)
+command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
 # --- train/sft: the PyTorch reference runs under Debian's interpreter.
 if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then need_apt+=(python3-torch); fi
 if ! ls /usr/lib/*/openblas-pthread/libopenblas.so.0 >/dev/null 2>&1; then need_apt+=(libopenblas0-pthread); fi
@@ -15,3 +17,15 @@ if ((${#need_apt[@]})); then
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# --- tokenizer: reference JavaScript tokenizers and chat-template renderer ---
+# Exact versions are pinned in train/tokenizer/testdata/package.json; no lockfile.
+(
+  cd train/tokenizer/testdata
+  if ! node -e 'const p = require("./package.json");
+      for (const [k, v] of Object.entries(p.dependencies))
+        if (require("./node_modules/" + k + "/package.json").version !== v) process.exit(1);' 2>/dev/null; then
+    npm install --no-package-lock --no-audit --no-fund --loglevel=error
+  fi
+)
+# --- end tokenizer ---
