@@ -9,29 +9,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
-)
 
-// Message is one turn of a conversation.
-type Message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
+	"github.com/statjob/statjob/train/tokenizer"
+)
 
 // Conversation is one training example as read from JSONL.
 type Conversation struct {
-	Messages []Message
+	Messages []tokenizer.Message
 	Source   string // "file:line", for errors
-}
-
-// Span is a half-open range [Start, End) of token positions.
-type Span struct{ Start, End int }
-
-// Encoder renders a conversation through the model's chat template. It
-// returns the token ids and the spans that belong to the assistant's turns,
-// each including its end-of-turn token: those are the tokens the loss is
-// computed on.
-type Encoder interface {
-	EncodeChat(messages []Message) (ids []int32, assistant []Span, err error)
 }
 
 // ErrData is wrapped by every error about the content of a training file.
@@ -66,7 +51,7 @@ func ReadJSONL(r io.Reader, name string) ([]Conversation, error) {
 	return out, nil
 }
 
-func parseLine(text []byte) ([]Message, error) {
+func parseLine(text []byte) ([]tokenizer.Message, error) {
 	var rec struct {
 		Messages   *[]map[string]*string `json:"messages"`
 		Prompt     *string               `json:"prompt"`
@@ -86,12 +71,12 @@ func parseLine(text []byte) ([]Message, error) {
 		case strings.TrimSpace(*rec.Completion) == "":
 			return nil, errors.New(`empty "completion"`)
 		}
-		return []Message{{Role: "user", Content: *rec.Prompt}, {Role: "assistant", Content: *rec.Completion}}, nil
+		return []tokenizer.Message{{Role: "user", Content: *rec.Prompt}, {Role: "assistant", Content: *rec.Completion}}, nil
 	}
 	if len(*rec.Messages) == 0 {
 		return nil, errors.New(`empty "messages"`)
 	}
-	msgs := make([]Message, len(*rec.Messages))
+	msgs := make([]tokenizer.Message, len(*rec.Messages))
 	assistant := false
 	for i, m := range *rec.Messages {
 		role, content := m["role"], m["content"]
@@ -106,7 +91,7 @@ func parseLine(text []byte) ([]Message, error) {
 			return nil, fmt.Errorf(`messages[%d]: empty assistant "content"`, i)
 		}
 		assistant = assistant || *role == "assistant"
-		msgs[i] = Message{Role: *role, Content: *content}
+		msgs[i] = tokenizer.Message{Role: *role, Content: *content}
 	}
 	if !assistant {
 		return nil, errors.New(`"messages" has no assistant turn to train on`)
@@ -138,23 +123,19 @@ type Dataset struct {
 	Stats    DataStats
 }
 
-// Tokenize renders every conversation with enc and applies cfg's MaxLen and
-// Overlong policy.
-func Tokenize(convs []Conversation, enc Encoder, cfg Config) (*Dataset, error) {
+// Tokenize renders every conversation through tok's chat template (the
+// loss covers the assistant's tokens, end-of-turn included) and applies
+// cfg's MaxLen and Overlong policy.
+func Tokenize(convs []Conversation, tok *tokenizer.Tokenizer, opts tokenizer.ChatOptions, cfg Config) (*Dataset, error) {
 	d := &Dataset{Stats: DataStats{Read: len(convs)}}
 	for _, c := range convs {
-		ids, spans, err := enc.EncodeChat(c.Messages)
+		chat, err := tok.ApplyChatTemplate(c.Messages, opts)
 		if err != nil {
-			return nil, fmt.Errorf("%s: render chat template: %w", c.Source, err)
+			return nil, fmt.Errorf("%s: %w", c.Source, err)
 		}
-		loss := make([]bool, len(ids))
-		for _, s := range spans {
-			if s.Start < 0 || s.End > len(ids) || s.Start > s.End {
-				return nil, fmt.Errorf("%s: assistant span [%d,%d) outside %d tokens", c.Source, s.Start, s.End, len(ids))
-			}
-			for i := s.Start; i < s.End; i++ {
-				loss[i] = true
-			}
+		ids, loss := make([]int32, len(chat.IDs)), chat.Mask
+		for i, id := range chat.IDs {
+			ids[i] = int32(id)
 		}
 		if len(ids) > cfg.MaxLen {
 			if cfg.Overlong == OverlongDrop {

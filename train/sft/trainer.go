@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's graph DSL reads best unqualified.
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 )
@@ -252,4 +253,18 @@ func (t *Trainer) Loss(batches []*Batch) (loss float64, err error) {
 		return 0, fmt.Errorf("sft validation loss: %w: no target tokens", ErrData)
 	}
 	return sum / float64(n), nil
+}
+
+// AttentionMask is the attention mask of a micro-batch from its segment ids
+// [rows, len]: [rows, len, len] booleans, true where query i may attend to
+// key j, i.e. j ≤ i within the same segment. Packed examples therefore never
+// see each other (a block-diagonal causal mask), and padding (segment 0)
+// attends only to padding, so no softmax row is empty.
+func AttentionMask(segments *Node) *Node {
+	g := segments.Graph()
+	n := segments.Shape().Dim(1)
+	same := Equal(ExpandAxes(segments, 2), ExpandAxes(segments, 1)) // [rows, i, j]
+	iota := Iota(g, shapes.Make(dtypes.Int32, n, n), 0)
+	causal := GreaterOrEqual(iota, Iota(g, shapes.Make(dtypes.Int32, n, n), 1)) // i >= j
+	return LogicalAnd(same, BroadcastToShape(ExpandAxes(causal, 0), same.Shape()))
 }
