@@ -4,7 +4,9 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"path"
 	"slices"
+	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's graph DSL reads best unqualified.
@@ -41,12 +43,7 @@ func (a *Adapters) Apply(ctx *mlctx.Context, module string, x, y *Node) *Node {
 		return y
 	}
 	g := x.Graph()
-	in, out := x.Shape().Dim(-1), y.Shape().Dim(-1)
-	r := a.cfg.Rank
-	ctx = ctx.Checked(false)
-	av := ctx.VariableWithValue(LoRAAName, a.initA(ctx.Scope(), r, in))
-	bv := ctx.VariableWithValue(LoRABName, tensors.FromShape(shapes.Make(dtypes.Float32, out, r)))
-	A, B := av.ValueGraph(g), bv.ValueGraph(g)
+	A, B := a.vars(ctx, x.Shape().Dim(-1), y.Shape().Dim(-1), g)
 	if A.DType() != x.DType() {
 		A, B = ConvertDType(A, x.DType()), ConvertDType(B, x.DType())
 	}
@@ -59,6 +56,53 @@ func (a *Adapters) Apply(ctx *mlctx.Context, module string, x, y *Node) *Node {
 	h = DotGeneral(h, []int{lead}, nil, A, []int{1}, nil) // [..., r]
 	h = DotGeneral(h, []int{lead}, nil, B, []int{1}, nil) // [..., out]
 	return Add(y, MulScalar(h, a.cfg.Scale()))
+}
+
+// vars returns the adapter of the projection at ctx's scope, creating it
+// when absent.
+func (a *Adapters) vars(ctx *mlctx.Context, in, out int, g *Graph) (A, B *Node) {
+	ctx = ctx.Checked(false)
+	av := ctx.VariableWithValue(LoRAAName, a.initA(ctx.Scope(), a.cfg.Rank, in))
+	bv := ctx.VariableWithValue(LoRABName, tensors.FromShape(shapes.Make(dtypes.Float32, out, a.cfg.Rank)))
+	return av.ValueGraph(g), bv.ValueGraph(g)
+}
+
+// targets lists the weight variables of the decoder projections that get
+// adapters: "weight" in a scope /model/layers/<i>/.../<target>.
+func (a *Adapters) targets(ctx *mlctx.Context) []*mlctx.Variable {
+	if a == nil || !a.cfg.Enabled() {
+		return nil
+	}
+	var out []*mlctx.Variable
+	for v := range ctx.IterVariables() {
+		if v.Name() == "weight" && strings.HasPrefix(v.Scope(), "/model/layers/") &&
+			slices.Contains(a.cfg.Targets, path.Base(v.Scope())) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// mergeInGraph makes every target projection read W + (α/r)·B·A in graph g
+// instead of W, and returns a function that undoes it once the forward is
+// built, so W itself is never written back. This adapts a model whose linear
+// layers read their weight variables directly (no dropout on the adapter
+// input is possible this way: see Apply for a model with an adapter hook).
+func (a *Adapters) mergeInGraph(ctx *mlctx.Context, g *Graph) (restore func()) {
+	targets := a.targets(ctx)
+	orig := make([]*Node, len(targets))
+	for i, v := range targets {
+		w := v.ValueGraph(g) // [out, in]
+		orig[i] = w
+		A, B := a.vars(ctx.InAbsPath(v.Scope()), w.Shape().Dim(1), w.Shape().Dim(0), g)
+		ba := DotGeneral(B, []int{1}, nil, A, []int{0}, nil) // [out, in]
+		v.SetValueGraph(Add(w, MulScalar(ba, a.cfg.Scale())))
+	}
+	return func() {
+		for i, v := range targets {
+			v.SetValueGraph(orig[i])
+		}
+	}
 }
 
 // initA draws A ~ U(-1/√in, 1/√in) (kaiming-uniform with a=√5, as PEFT) from

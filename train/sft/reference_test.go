@@ -138,7 +138,7 @@ func TestTinyTrainingMatchesTorch(t *testing.T) {
 				"lora_rank": cfg.LoRA.Rank, "lora_alpha": cfg.LoRA.Alpha}
 			in["weights"], in["steps"], in["lora_a"] = weights, refSteps, loraA
 			var ref refOut
-			runTorch(t, "tiny_ref.py", in, &ref)
+			runTorchScript(t, "testdata/tiny_ref.py", "", in, &ref)
 
 			clipped := 0
 			for i := range goLoss {

@@ -2,10 +2,12 @@ package sft
 
 import (
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
@@ -128,11 +130,12 @@ func requireTorch(t testing.TB) {
 	}
 }
 
-// runTorch runs a reference script with a JSON input and decodes its output.
-func runTorch(t testing.TB, script string, in, out any) {
+// runTorchScript runs a reference script (path relative to the package)
+// with args [dir] in.json out.json and decodes its JSON output.
+func runTorchScript(t testing.TB, script, dir string, in, out any) {
 	t.Helper()
-	dir := t.TempDir()
-	inPath, outPath := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json")
+	tmp := t.TempDir()
+	inPath, outPath := filepath.Join(tmp, "in.json"), filepath.Join(tmp, "out.json")
 	data, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +143,11 @@ func runTorch(t testing.TB, script string, in, out any) {
 	if err := os.WriteFile(inPath, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(torchPython, filepath.Join("testdata", script), inPath, outPath)
+	args := []string{script}
+	if dir != "" {
+		args = append(args, dir)
+	}
+	cmd := exec.Command(torchPython, append(args, inPath, outPath)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", script, err, b)
 	}
@@ -152,5 +159,26 @@ func runTorch(t testing.TB, script string, in, out any) {
 		t.Fatal(err)
 	}
 }
+
+// mathRecord is a line of data/math/*.jsonl.
+type mathRecord struct {
+	Problem  string `json:"problem"`
+	Solution string `json:"solution"`
+}
+
+func readMath(r io.Reader) ([]mathRecord, error) {
+	var out []mathRecord
+	dec := json.NewDecoder(r)
+	for dec.More() {
+		var m mathRecord
+		if err := dec.Decode(&m); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
 
 func silu(x *Node) *Node { return Mul(x, Sigmoid(x)) }
