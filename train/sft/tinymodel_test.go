@@ -17,6 +17,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/statjob/statjob/train/model"
 )
 
 // The trainer's own tests use a tiny residual MLP language model written
@@ -68,7 +70,10 @@ func newTinyContext(seed uint64) (*mlctx.Context, tinyWeights) {
 }
 
 // tinyForward returns the summed, weighted cross-entropy of the tiny model.
+// It registers the model core's DotGeneral gradient, as every CPU training
+// run of the project does (and so a re-executed child computes the same).
 func tinyForward(ad *Adapters) Forward {
+	model.RegisterDotGeneralGradient()
 	return func(ctx *mlctx.Context, b BatchNodes) *Node {
 		g := b.Tokens.Graph()
 		root := ctx.InAbsPath("/")
