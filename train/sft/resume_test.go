@@ -54,19 +54,55 @@ func (b blockAt) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// studentRun builds a full fine-tuning run of the tiny Qwen2 student (the
+// model core on SimpleGo, as the project trains on CPU) on MATH
+// conversations over a local store at dir.
+func studentRun(t testing.TB, dir string, log io.Writer) *Run {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.MaxLen, cfg.MicroBatch, cfg.Accumulation, cfg.Epochs = 128, 2, 1, 1
+	cfg.LR, cfg.CheckpointEvery, cfg.KeepCheckpoints = 3e-3, 2, 2
+	cfg.LoRA = LoRAConfig{}
+	m, _ := tinyStudent(t)
+	fwd, err := ModelForward(m.Config, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(cfg, tinyBackend(t), m.Ctx, fwd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := storage.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return &Run{Trainer: tr, Train: mathDataset(t, 16, cfg), Store: store, Prefix: "run/sft/", Log: log}
+}
+
 // TestResumeAfterKillIsExact trains in a child process that is SIGKILLed
 // after step 5 (newest complete checkpoint: step 4), resumes here to the end
-// and compares with an uninterrupted run: adapters, AdamW moments and the
-// per-step losses must be bitwise equal.
+// and compares with an uninterrupted run: weights (or adapters), AdamW
+// moments, RNG state and the per-step losses must be bitwise equal. Once for
+// the tiny model with LoRA dropout (the RNG matters), once for full
+// fine-tuning of the Qwen2 student.
 func TestResumeAfterKillIsExact(t *testing.T) {
-	if dir := os.Getenv(childEnv); dir != "" {
-		r := tinyRun(t, dir, blockAt{os.Stdout, "step 5/"})
+	runs := map[string]func(testing.TB, string, io.Writer) *Run{"tiny-lora": tinyRun, "student-full": studentRun}
+	if v := os.Getenv(childEnv); v != "" {
+		kind, dir, _ := strings.Cut(v, ":")
+		r := runs[kind](t, dir, blockAt{os.Stdout, "step 5/"})
 		_, err := r.Run(context.Background())
 		t.Fatalf("child was not killed: %v", err)
 	}
+	for _, kind := range []string{"tiny-lora", "student-full"} {
+		t.Run(kind, func(t *testing.T) { testResume(t, kind, runs[kind]) })
+	}
+}
+
+func testResume(t *testing.T, kind string, newRun func(testing.TB, string, io.Writer) *Run) {
 	killedDir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestResumeAfterKillIsExact$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"="+killedDir)
+	cmd.Env = append(os.Environ(), childEnv+"="+kind+":"+killedDir)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +133,7 @@ func TestResumeAfterKillIsExact(t *testing.T) {
 	}
 
 	var log strings.Builder
-	resumed := tinyRun(t, killedDir, &log)
+	resumed := newRun(t, killedDir, &log)
 	got, err := resumed.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +141,7 @@ func TestResumeAfterKillIsExact(t *testing.T) {
 	if !strings.HasSuffix(got.ResumedFrom, "step-000000004/") {
 		t.Fatalf("resumed from %q, want step 4; log:\n%s", got.ResumedFrom, log.String())
 	}
-	straight := tinyRun(t, t.TempDir(), nil)
+	straight := newRun(t, t.TempDir(), nil)
 	want, err := straight.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +150,7 @@ func TestResumeAfterKillIsExact(t *testing.T) {
 		t.Fatalf("steps: resumed %d done=%v, straight %d done=%v", got.Steps, got.Done, want.Steps, want.Done)
 	}
 	gs, ws := resumed.Trainer.stateTensors(), straight.Trainer.stateTensors()
-	if len(gs) != len(ws) || len(gs) < 13 { // 4 adapters × (param, m1, m2) + rng
+	if len(gs) != len(ws) || len(gs) < 13 { // ≥ 4 tensors × (param, m1, m2) + rng
 		t.Fatalf("state tensors: %d vs %d", len(gs), len(ws))
 	}
 	for name, v := range ws {
@@ -147,7 +183,7 @@ func TestResumeAfterKillIsExact(t *testing.T) {
 	if fmt.Sprint(names) != wantNames {
 		t.Errorf("checkpoints left: %v, want %s", names, wantNames)
 	}
-	t.Logf("killed after step 5, resumed from step 4, %d steps: all %d state tensors bitwise equal", got.Steps, len(ws))
+	t.Logf("%s: killed after step 5, resumed from step 4, %d steps: all %d state tensors bitwise equal", kind, got.Steps, len(ws))
 }
 
 func tensorBytes(t testing.TB, v *mlctx.Variable) string {
