@@ -11,7 +11,6 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 
-	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/train/model"
 	"github.com/statjob/statjob/train/tokenizer"
 )
@@ -32,11 +31,7 @@ func tinyStudent(t testing.TB) (*model.Model, string) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	store, err := storage.Open(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openStore(t, dir)
 	if err := model.NewRandom(cfg, 5, 0.08).Save(context.Background(), store, "", model.SaveOptions{Files: tokenizerFiles(t)}); err != nil {
 		t.Fatal(err)
 	}
@@ -133,15 +128,6 @@ func TestModelTrainingMatchesTorch(t *testing.T) {
 			}
 			plan := modelSteps(mathDataset(t, 40, cfg), cfg, steps)
 			warm := WarmupSteps(0.1, steps)
-			var refSteps [][]map[string]any
-			for _, st := range plan {
-				var rs []map[string]any
-				for _, bb := range st {
-					rs = append(rs, map[string]any{"rows": bb.Rows, "len": bb.Len, "tokens": bb.Tokens, "targets": bb.Targets,
-						"weights": bb.Weights, "segments": bb.Segments})
-				}
-				refSteps = append(refSteps, rs)
-			}
 			loraA := map[string]any{}
 			var goLoss, goNorm []float64
 			var after2 map[string][]float32
@@ -170,11 +156,8 @@ func TestModelTrainingMatchesTorch(t *testing.T) {
 			if lora && len(loraA) != 2*7 {
 				t.Fatalf("%d adapters, want 14 (2 layers × 7 projections)", len(loraA))
 			}
-			in := map[string]any{"steps": refSteps, "lora_a": loraA, "config": map[string]any{"lr": cfg.LR, "warmup": warm,
-				"total": steps, "weight_decay": cfg.WeightDecay, "no_decay": cfg.NoDecay, "beta1": cfg.Beta1, "beta2": cfg.Beta2,
-				"epsilon": cfg.Epsilon, "clip": cfg.ClipNorm, "lora_rank": cfg.LoRA.Rank, "lora_alpha": cfg.LoRA.Alpha}}
 			var ref refOut
-			runTorchScript(t, "testdata/sft_ref.py", dir, in, &ref)
+			runTorchScript(t, "testdata/sft_ref.py", dir, refInput(cfg, warm, plan, loraA), &ref)
 			for i := range goLoss {
 				if rel := math.Abs(goLoss[i]-ref.Losses[i]) / ref.Losses[i]; rel > 1e-4 {
 					t.Errorf("step %d loss: go %.7g torch %.7g", i+1, goLoss[i], ref.Losses[i])
@@ -262,11 +245,7 @@ func checkLoRAExport(t *testing.T, m *model.Model, cfg Config, base map[string][
 		want[name] = exp
 	}
 	out := t.TempDir()
-	store, err := storage.Open(context.Background(), out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openStore(t, out)
 	backend := tinyBackend(t)
 	if err := Export(context.Background(), m, cfg, store, "student", "F32", tokenizerFiles(t)); err != nil {
 		t.Fatal(err)

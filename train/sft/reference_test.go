@@ -8,12 +8,21 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
 
-type refBatch struct {
-	Rows    int       `json:"rows"`
-	Len     int       `json:"len"`
-	Tokens  []int32   `json:"tokens"`
-	Targets []int32   `json:"targets"`
-	Weights []float32 `json:"weights"`
+// refInput is the JSON the PyTorch reference scripts train from: the
+// recipe, the micro-batches of every step and LoRA's initial A matrices.
+func refInput(cfg Config, warm int, plan [][]*Batch, loraA map[string]any) map[string]any {
+	var steps [][]map[string]any
+	for _, st := range plan {
+		var rs []map[string]any
+		for _, b := range st {
+			rs = append(rs, map[string]any{"rows": b.Rows, "len": b.Len, "tokens": b.Tokens, "targets": b.Targets,
+				"weights": b.Weights, "segments": b.Segments})
+		}
+		steps = append(steps, rs)
+	}
+	return map[string]any{"steps": steps, "lora_a": loraA, "config": map[string]any{"lr": cfg.LR, "warmup": warm,
+		"total": len(plan), "weight_decay": cfg.WeightDecay, "no_decay": cfg.NoDecay, "beta1": cfg.Beta1, "beta2": cfg.Beta2,
+		"epsilon": cfg.Epsilon, "clip": cfg.ClipNorm, "lora_rank": cfg.LoRA.Rank, "lora_alpha": cfg.LoRA.Alpha}}
 }
 
 type refOut struct {
@@ -76,15 +85,6 @@ func TestTinyTrainingMatchesTorch(t *testing.T) {
 				}
 			}
 
-			in := map[string]any{}
-			var refSteps [][]refBatch
-			for _, st := range plan {
-				var rs []refBatch
-				for _, b := range st {
-					rs = append(rs, refBatch{b.Rows, b.Len, b.Tokens, b.Targets, b.Weights})
-				}
-				refSteps = append(refSteps, rs)
-			}
 			var goLoss, goNorm []float64
 			var afterFirst map[string][]float32
 			for i, st := range plan {
@@ -133,10 +133,8 @@ func TestTinyTrainingMatchesTorch(t *testing.T) {
 					}
 				}
 			}
-			in["config"] = map[string]any{"lr": cfg.LR, "warmup": warm, "total": steps, "weight_decay": cfg.WeightDecay,
-				"no_decay": cfg.NoDecay, "beta1": cfg.Beta1, "beta2": cfg.Beta2, "epsilon": cfg.Epsilon, "clip": cfg.ClipNorm,
-				"lora_rank": cfg.LoRA.Rank, "lora_alpha": cfg.LoRA.Alpha}
-			in["weights"], in["steps"], in["lora_a"] = weights, refSteps, loraA
+			in := refInput(cfg, warm, plan, loraA)
+			in["weights"] = weights
 			var ref refOut
 			runTorchScript(t, "testdata/tiny_ref.py", "", in, &ref)
 

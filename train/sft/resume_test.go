@@ -30,13 +30,18 @@ func tinyRun(t testing.TB, dir string, log io.Writer) *Run {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &Run{Trainer: tr, Train: randomDataset(3, 40, cfg.MaxLen), Valid: randomDataset(4, 6, cfg.MaxLen),
+		Store: openStore(t, dir), Prefix: "run/sft/", Log: log}
+}
+
+func openStore(t testing.TB, dir string) storage.Store {
+	t.Helper()
 	store, err := storage.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	return &Run{Trainer: tr, Train: randomDataset(3, 40, cfg.MaxLen), Valid: randomDataset(4, 6, cfg.MaxLen),
-		Store: store, Prefix: "run/sft/", Log: log}
+	return store
 }
 
 // blockAt passes log lines to w and blocks forever once a line starts with
@@ -72,12 +77,7 @@ func studentRun(t testing.TB, dir string, log io.Writer) *Run {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := storage.Open(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return &Run{Trainer: tr, Train: mathDataset(t, 16, cfg), Store: store, Prefix: "run/sft/", Log: log}
+	return &Run{Trainer: tr, Train: mathDataset(t, 16, cfg), Store: openStore(t, dir), Prefix: "run/sft/", Log: log}
 }
 
 // TestResumeAfterKillIsExact trains in a child process that is SIGKILLed

@@ -2,22 +2,21 @@
 
 Loads a Hugging Face checkpoint directory with train/model's reference
 forward (train/model/testdata/reference.py), then trains it on the given
-micro-batches with torch.optim.AdamW (decoupled weight decay except for
-names containing a no_decay substring), Hugging Face's cosine schedule with
-warm-up as a LambdaLR over optimizer steps, clip_grad_norm_ and gradient
-accumulation (the loss of a step is the mean over all its target tokens).
+micro-batches with torch_sft.train (AdamW, cosine with warm-up, clipping,
+accumulation).
 With lora_rank > 0 only the adapters train: y = x·Wᵀ + (α/r)·(x·Aᵀ)·Bᵀ.
 
 usage: /usr/bin/python3 sft_ref.py CHECKPOINT_DIR in.json out.json
 out: per-step loss, grad norm and lr; the trained tensors after step 2 and
 at the end.
 """
-import math
 import json
 import os
 import sys
 
 import torch
+
+import torch_sft
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "model", "testdata"))
 import reference  # noqa: E402
@@ -55,8 +54,6 @@ def main():
             trained[name + ".lora_A"], trained[name + ".lora_B"] = a, b
     else:
         trained = m.w
-    for t in trained.values():
-        t.requires_grad_(True)
 
     def loss_sum(b):
         total, count = 0.0, 0
@@ -74,37 +71,7 @@ def main():
             count += int((w != 0).sum())
         return total, count
 
-    names = list(trained.keys())
-    nd = [s.lower() for s in cfg["no_decay"] if s]
-    decay = [n for n in names if cfg["weight_decay"] > 0 and not any(s in n.lower() for s in nd)]
-    groups = [{"params": [trained[n] for n in names if n in decay], "weight_decay": cfg["weight_decay"]},
-              {"params": [trained[n] for n in names if n not in decay], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=cfg["lr"], betas=(cfg["beta1"], cfg["beta2"]), eps=cfg["epsilon"])
-    warm, total = cfg["warmup"], cfg["total"]
-
-    def lam(step):
-        if step < warm:
-            return step / max(1, warm)
-        return max(0.0, 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
-    res = {"losses": [], "grad_norms": [], "lrs": []}
-    for i, step in enumerate(req["steps"]):
-        sums = [loss_sum(b) for b in step]
-        n = sum(c for _, c in sums)
-        loss = sum(s for s, _ in sums) / n
-        opt.zero_grad()
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_([trained[k] for k in names], cfg["clip"])
-        res["lrs"].append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-        res["losses"].append(loss.item())
-        res["grad_norms"].append(float(gn))
-        if i == 1 or i == len(req["steps"]) - 1:
-            snap = {k: v.detach().reshape(-1).tolist() for k, v in trained.items()}
-            res["after_first" if i == 1 else "final"] = snap
-    json.dump(res, open(outp, "w"))
+    torch_sft.write(outp, torch_sft.train(trained, cfg, req["steps"], loss_sum))
 
 
 if __name__ == "__main__":
