@@ -88,16 +88,20 @@ class Model:
     def linear(self, x, name, bias):
         return torch.nn.functional.linear(x, self.w[name + ".weight"], self.w[name + ".bias"] if bias else None)
 
-    def forward(self, ids):
-        ids = torch.tensor([ids])
+    def forward(self, ids, cache=None):
+        """Logits [B, T, V] for ids [B, T] (a tensor) continuing the sequences
+        held in cache (a list of per-layer (k, v), as HF's DynamicCache), or
+        from position 0 when cache is None. Returns (logits, new cache)."""
         b, t = ids.shape
+        start = 0 if cache is None else cache[0][0].shape[2]
         x = self.w["model.embed_tokens.weight"][ids]
-        pos = torch.arange(t).float()[None, :]
+        pos = torch.arange(start, start + t).float()[None, :]
         freqs = (self.inv_freq[None, :, None] @ pos[:, None, :]).transpose(1, 2)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos()[:, None], emb.sin()[:, None]
-        mask = torch.full((t, t), torch.finfo(torch.float32).min).triu(1)[None, None]
+        mask = torch.full((t, start + t), torch.finfo(torch.float32).min).triu(start + 1)[None, None]
         groups = self.heads // self.kv_heads
+        new_cache = []
         for i in range(self.cfg["num_hidden_layers"]):
             p = f"model.layers.{i}."
             h = self.rms(x, p + "input_layernorm.weight")
@@ -106,8 +110,13 @@ class Model:
             v = self.linear(h, p + "self_attn.v_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
-            k = k[:, :, None].expand(b, self.kv_heads, groups, t, self.head_dim).reshape(b, self.heads, t, self.head_dim)
-            v = v[:, :, None].expand(b, self.kv_heads, groups, t, self.head_dim).reshape(b, self.heads, t, self.head_dim)
+            if cache is not None:
+                k = torch.cat((cache[i][0], k), dim=2)
+                v = torch.cat((cache[i][1], v), dim=2)
+            new_cache.append((k, v))
+            s = k.shape[2]
+            k = k[:, :, None].expand(b, self.kv_heads, groups, s, self.head_dim).reshape(b, self.heads, s, self.head_dim)
+            v = v[:, :, None].expand(b, self.kv_heads, groups, s, self.head_dim).reshape(b, self.heads, s, self.head_dim)
             scores = q @ k.transpose(2, 3) * self.head_dim**-0.5 + mask
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
             a = (probs @ v).transpose(1, 2).reshape(b, t, -1)
@@ -119,7 +128,7 @@ class Model:
             x = x + self.linear(torch.nn.functional.silu(gate) * up, p + "mlp.down_proj", mlp_bias)
         x = self.rms(x, "model.norm.weight")
         head = self.w["model.embed_tokens.weight"] if self.cfg.get("tie_word_embeddings") else self.w["lm_head.weight"]
-        return (x @ head.T)[0]
+        return x @ head.T, new_cache
 
 
 def main():
@@ -130,10 +139,10 @@ def main():
     out = {"logits": [], "greedy": [], "margins": []}
     with torch.no_grad():
         for prompt in req["prompts"]:
-            out["logits"].append(m.forward(prompt).tolist())
+            out["logits"].append(m.forward(torch.tensor([prompt]))[0][0].tolist())
             seq, greedy, margins = list(prompt), [], []
             for _ in range(req["greedy_steps"]):
-                last = m.forward(seq)[-1]
+                last = m.forward(torch.tensor([seq]))[0][0, -1]
                 top = torch.topk(last, 2)
                 greedy.append(int(top.indices[0]))
                 margins.append(float(top.values[0] - top.values[1]))
