@@ -63,7 +63,7 @@ def main():
             n = sum(1 for s in seg if s != 0)
             if n == 0:
                 continue
-            logits = m.forward(b["tokens"][lo:lo + n])
+            logits = m.forward(torch.tensor([b["tokens"][lo:lo + n]]))[0][0]
             tgt = torch.tensor(b["targets"][lo:lo + n]).long()
             w = torch.tensor(b["weights"][lo:lo + n], dtype=torch.float32)
             ce = torch.nn.functional.cross_entropy(logits, tgt, reduction="none")
