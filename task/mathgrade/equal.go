@@ -88,8 +88,16 @@ type Answer struct {
 	v    *value
 }
 
+// MaxAnswerLen bounds the answers that are normalised and parsed; a longer
+// one (no real final answer is 4 KiB long) is compared as raw text only.
+const MaxAnswerLen = 4096
+
 // Prepare normalises and parses an answer.
 func Prepare(s string) Answer {
+	if len(s) > MaxAnswerLen {
+		t := strings.TrimSpace(s)
+		return Answer{Raw: s, norm: t, v: &value{kind: vText, text: t}}
+	}
 	n := Normalize(s)
 	return Answer{Raw: s, norm: n, v: parseValue(n, 0)}
 }
