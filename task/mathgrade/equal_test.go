@@ -233,6 +233,9 @@ var pairs = []struct {
 	{"\\text{1:03 PM}", "1:03 PM", true},
 	{"\\infty", "\\infty", true},
 	{"\\infty", "-\\infty", false},
+	{"\\infty", "1e9999", false},
+	{"\\infty", "\\frac{1}{0}", false},
+	{"0", "\\frac{0}{0}", false},
 }
 
 func TestEqualPairs(t *testing.T) {
