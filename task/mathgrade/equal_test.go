@@ -209,6 +209,7 @@ var pairs = []struct {
 	{"\\dot{x}_{0}", "x_0", false},
 	{"\\lambda_{\\text {red}} / \\sqrt{2}", "\\frac{\\lambda_{red}}{\\sqrt2}", true},
 	{"y=2x+3", "f(x) = 2x + 3", true},
+	{"3.14", "x \\approx 3.14", true},
 	{"x = 5", "y = 6", false},
 	{"|x|", "x", false},
 	{"\\sqrt{x^2}", "|x|", true},
