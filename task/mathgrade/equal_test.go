@@ -326,3 +326,33 @@ func TestBudget(t *testing.T) {
 		t.Errorf("2^100000000 vs 2^100000001: %+v", v)
 	}
 }
+
+// TestConcurrentUse: one Grader shared by goroutines gives the verdicts it
+// gives sequentially (the sample points depend on the seed and the
+// variable names only). Run with -race to check for data races.
+func TestConcurrentUse(t *testing.T) {
+	want := make([]Verdict, len(pairs))
+	for i, p := range pairs {
+		want[i] = Default().Equal(p.gold, p.resp)
+	}
+	errs := make(chan string, 4*len(pairs))
+	done := make(chan bool)
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			for k := range pairs {
+				i := (k + w*37) % len(pairs)
+				if got := Default().Equal(pairs[i].gold, pairs[i].resp); got != want[i] {
+					errs <- pairs[i].gold + " / " + pairs[i].resp
+				}
+			}
+			done <- true
+		}(w)
+	}
+	for w := 0; w < 4; w++ {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent verdict differs: %s", e)
+	}
+}
