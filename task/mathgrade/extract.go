@@ -11,12 +11,14 @@ type Rule string
 
 // Extraction rules, tried in this order.
 const (
-	RuleBoxed       Rule = "boxed"       // last \boxed{...} / \boxed x / \fbox{...}
-	RuleAnswerIs    Rule = "answer_is"   // last "the answer is ..." / "final answer is ..." / "answer: ..."
-	RuleLastNumber  Rule = "last_number" // last number in the text
-	RuleNone        Rule = "none"        // nothing found
-	maxExtractInput      = 1 << 20       // longer responses are read from their last MiB
+	RuleBoxed      Rule = "boxed"       // last \boxed{...} / \boxed x / \fbox{...}
+	RuleAnswerIs   Rule = "answer_is"   // last "the answer is ..." / "final answer is ..." / "answer: ..."
+	RuleLastNumber Rule = "last_number" // last number in the text
+	RuleNone       Rule = "none"        // nothing found
 )
+
+// maxExtractInput: longer responses are read from their last MiB.
+const maxExtractInput = 1 << 20
 
 var (
 	reAnswerIs   = regexp.MustCompile(`(?i)(?:(?:final answer|the answer|answer)\s*(?:is|:)\s*(?:[:=]\s*)?|####\s*)`)
