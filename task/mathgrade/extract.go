@@ -12,7 +12,7 @@ type Rule string
 // Extraction rules, tried in this order.
 const (
 	RuleBoxed      Rule = "boxed"       // last \boxed{...} / \boxed x / \fbox{...}
-	RuleAnswerIs   Rule = "answer_is"   // last "the answer is ..." / "final answer is ..." / "answer: ..."
+	RuleAnswerIs   Rule = "answer_is"   // last "the answer is" / "final answer is" / "answer:" / "####"
 	RuleLastNumber Rule = "last_number" // last number in the text
 	RuleNone       Rule = "none"        // nothing found
 )
