@@ -280,6 +280,7 @@ func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options
 	}
 	o.Reporter = job.NewReporter(cmd.ErrOrStderr(), tty)
 	o.Version = version
+	o.Task = job.BatchTask()
 	sum, err := job.Run(ctx, st, spec, g, o)
 	if sum != nil && err != nil && !errors.Is(err, job.ErrInterrupted) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "run %s stopped; its outputs so far are in %s\n", sum.RunID, sum.URI)
