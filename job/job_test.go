@@ -431,6 +431,7 @@ func forBackends(t *testing.T, test func(t *testing.T, st storage.Store)) {
 				if _, err := start(t, b.Store, nil, Options{}); !errors.Is(err, ErrNoCAS) {
 					t.Fatalf("run on %s, which cannot do conditional writes: %v, want ErrNoCAS", b.Name, err)
 				}
+				t.Logf("%s cannot do conditional writes: checked that runs on it are refused", b.Name)
 				return
 			}
 			test(t, b.Store)
