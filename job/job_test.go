@@ -438,3 +438,21 @@ func forBackends(t *testing.T, test func(t *testing.T, st storage.Store)) {
 		})
 	}
 }
+
+// TestBadSpecFailsBeforeAnyStage: a field only the last stage reads is
+// checked before the first stage runs.
+func TestBadSpecFailsBeforeAnyStage(t *testing.T) {
+	st := storagetest.Local(t)
+	h := &hooks{dir: t.TempDir()}
+	if _, err := start(t, st, h, Options{}, "scale.b=0"); err == nil || !strings.Contains(err.Error(), "spec: scale: a and b must be non-zero") {
+		t.Fatalf("run with a bad scale section: %v", err)
+	}
+	if log := runLog(t, h.dir); len(log) != 0 {
+		t.Errorf("stages ran before the spec was found bad: %v", log)
+	}
+	var n int
+	_ = st.List(context.Background(), "", func(storage.Attrs) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("a run with a bad spec wrote %d objects", n)
+	}
+}
