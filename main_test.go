@@ -169,6 +169,14 @@ func TestStatusRunsUnlock(t *testing.T) {
 	if err != nil || !regexpMatch(out, `\nb\s+running\s.*ghost`) {
 		t.Errorf("status r2:\n%s%v", out, err)
 	}
+	out, err = statjob(t, "status", "r2", "--root", dir, "--json")
+	if err != nil || !strings.Contains(out, `"state": "running"`) || !strings.Contains(out, `"holder": "ghost"`) {
+		t.Errorf("status --json:\n%s%v", out, err)
+	}
+	out, err = statjob(t, "runs", "--root", dir, "--json")
+	if err != nil || !strings.Contains(out, `"id": "r2"`) || !strings.Contains(out, `"done": 1`) {
+		t.Errorf("runs --json:\n%s%v", out, err)
+	}
 	out, err = statjob(t, "unlock", "r2", "b", "--root", dir)
 	if err != nil || !strings.Contains(out, "b: held by ghost") || !strings.Contains(out, "b: unlocked") {
 		t.Errorf("unlock:\n%s%v", out, err)

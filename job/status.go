@@ -12,14 +12,14 @@ import (
 
 // StageStatus is one stage's state in a run, for `statjob status`.
 type StageStatus struct {
-	Stage       string
-	State       string // "done", "reused", "running", "stale" (lease expired), "pending"
-	Fingerprint string
-	Started     time.Time
-	Finished    time.Time
-	Holder      string    // done: who finished it; running: who holds it
-	Expires     time.Time // running: lease expiry
-	Shards      string    // sharded stages in progress: "1/2 shards"
+	Stage       string    `json:"stage"`
+	State       string    `json:"state"` // "done", "reused", "running", "stale" (lease expired), "pending"
+	Fingerprint string    `json:"fingerprint"`
+	Started     time.Time `json:"started,omitzero"`
+	Finished    time.Time `json:"finished,omitzero"`
+	Holder      string    `json:"holder,omitempty"` // done: who finished it; running: who holds it
+	Expires     time.Time `json:"expires,omitzero"` // running: lease expiry
+	Shards      string    `json:"shards,omitempty"` // sharded stages in progress: "1/2 shards"
 }
 
 // Status reports every stage of run runID, in the run's stage order.
