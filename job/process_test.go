@@ -223,11 +223,18 @@ func TestShardWorkersAsProcesses(t *testing.T) {
 
 func testShardWorkers(t *testing.T, cfg storage.Config, st storage.Store) {
 	dir := t.TempDir()
-	ps := []*proc{
-		spawn(t, cfg, dir, "w0", "JOBTEST_RUN=arr", "JOBTEST_SHARD=0/2"),
-		spawn(t, cfg, dir, "w1", "JOBTEST_RUN=arr", "JOBTEST_SHARD=1/2"),
+	w0 := spawn(t, cfg, dir, "w0", "JOBTEST_RUN=arr", "JOBTEST_SHARD=0/2")
+	// Alone, w0 does its shard, then waits for shard 1, which nobody has
+	// started (it belongs to a task that may still be starting up).
+	eventually(t, "w0 to wait for shard 1", func() bool {
+		return strings.Contains(w0.log(), "gen: shards 1 of 2 not finished")
+	}, w0)
+	rows, err := Status(context.Background(), st, "arr", time.Now())
+	if err != nil || len(rows) == 0 || rows[0].Stage != "gen" || rows[0].State != "pending" || rows[0].Shards != "1/2 shards" {
+		t.Fatalf("status while shard 1 is missing: %+v %v", rows, err)
 	}
-	for _, p := range ps {
+	w1 := spawn(t, cfg, dir, "w1", "JOBTEST_RUN=arr", "JOBTEST_SHARD=1/2")
+	for _, p := range []*proc{w0, w1} {
 		if code := p.wait(t); code != 0 {
 			t.Fatalf("%s exited %d:\n%s", p.stderr, code, p.log())
 		}

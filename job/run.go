@@ -212,10 +212,7 @@ func Run(ctx context.Context, store storage.Store, spec *Spec, g *Graph, opts Op
 	rep.Printf("run %s (%s), %d stages, shard %d of %d, runner %s", r.runID, r.sum.URI, len(selected), opts.Shard, opts.Shards, opts.Holder)
 	err = r.loop(ctx, selected)
 	r.sum.Elapsed = time.Since(start)
-	if err != nil {
-		return r.sum, err
-	}
-	return r.sum, nil
+	return r.sum, err
 }
 
 func checkRunID(id string) error {

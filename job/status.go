@@ -58,7 +58,7 @@ func Status(ctx context.Context, store storage.Store, runID string, now time.Tim
 				}
 			}
 			// Count finished shards, whatever the shard count.
-			_ = store.List(ctx, runKey(runID, name+"/_shards/"), func(a storage.Attrs) error {
+			err := store.List(ctx, runKey(runID, name+"/_shards/"), func(a storage.Attrs) error {
 				if strings.HasSuffix(a.Key, "/"+manifestName) {
 					done++
 					rest := strings.TrimPrefix(a.Key, runKey(runID, name+"/_shards/"))
@@ -68,6 +68,9 @@ func Status(ctx context.Context, store storage.Store, runID string, now time.Tim
 				}
 				return nil
 			})
+			if err != nil {
+				return nil, fmt.Errorf("list shards of %s: %w", name, err)
+			}
 			if total > 0 {
 				s.Shards = fmt.Sprintf("%d/%d shards", done, total)
 			}
