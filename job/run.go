@@ -321,6 +321,10 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 		r.done[name] = m
 		r.sum.Done = append(r.sum.Done, name)
 		r.rep.stage("done", name, 0, fp, "finished earlier by "+m.Holder)
+		if m.ReusedFrom == "" {
+			// Its runner may have stopped between the manifest and the cache.
+			return true, "", r.toCache(ctx, m)
+		}
 		return true, "", nil
 	}
 	if !r.forced[name] {
