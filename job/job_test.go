@@ -131,7 +131,19 @@ func TestRunResumeAndReuse(t *testing.T) {
 		}
 		checkList(t, "first.Ran", s1.Ran, "gen", "scale/a")
 		h.fail = ""
+		// As if the runner had stopped between gen's manifest and its copy
+		// into the stage cache: resume puts it there.
+		genM, err := ReadManifest(context.Background(), st, "first", "gen")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Delete(context.Background(), cacheKey(genM.Fingerprint, manifestName)); err != nil {
+			t.Fatal(err)
+		}
 		sum := mustStart(t, st, h, Options{RunID: "first", Resume: true})
+		if _, err := st.Stat(context.Background(), cacheKey(genM.Fingerprint, manifestName)); err != nil {
+			t.Errorf("resume did not restore gen's stage cache entry: %v", err)
+		}
 		checkList(t, "resume.Done", sum.Done, "gen", "scale/a")
 		checkList(t, "resume.Ran", sum.Ran, "scale/b", "sum")
 		checkList(t, "runs.log", runLog(t, h.dir), "gen 0/1", "gen-merge 0/1", "scale/a 0/1", "scale/b 0/1", "scale/b 0/1", "sum 0/1")
