@@ -99,7 +99,7 @@ type specFlags struct {
 }
 
 func (f *specFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&f.config, "config", "c", "", "job spec YAML (default: the built-in spec, see `statjob spec`)")
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "job spec YAML `FILE` (default: the built-in spec, which statjob spec prints)")
 	cmd.Flags().StringArrayVar(&f.sets, "set", nil, "override one field, e.g. --set storage.root=gs://b/p (repeatable)")
 }
 
