@@ -58,6 +58,7 @@ func chatModels(t *testing.T) []chatModel {
 	return []chatModel{
 		{name: "qwen3", ref: "qwen3", tok: loadRef(t, "qwen3")},
 		{name: "llama3_1", ref: "llama3_1", tok: loadRef(t, "llama3_1")},
+		{name: "llama3", ref: "llama3", tok: loadRef(t, "llama3")},
 		{name: "llama3_2", ref: "llama3_1", tok: withTemplate(t, "llama3_1", "llama3_2_chat_template.jinja"), date: date},
 	}
 }
