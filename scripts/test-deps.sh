@@ -8,6 +8,14 @@ need_apt=()
 # (packages are added here by the parts of the suite that need them)
 # tokenizer: node runs the reference tokenizers (train/tokenizer/testdata)
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
+
+
+# --- train/model: PyTorch reference for parity tests, OpenBLAS for its speed ---
+# (Debian's interpreter /usr/bin/python3 runs the reference.)
+if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then need_apt+=(python3-torch); fi
+if ! dpkg -s libopenblas0-pthread >/dev/null 2>&1; then need_apt+=(libopenblas0-pthread); fi
+# --- end train/model ---
+# (train/sft's PyTorch reference needs the same packages.)
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
