@@ -311,6 +311,7 @@ func (t *Tokenizer) Encode(text string) []int {
 // encode returns the ids of text and, when withOffsets, the byte offset in
 // text where each token starts.
 func (t *Tokenizer) encode(text string, withOffsets bool) (ids, offsets []int) {
+	ids = make([]int, 0, len(text)/3+1)
 	for _, seg := range t.added.split(text) {
 		if seg.id >= 0 {
 			ids = append(ids, seg.id)
