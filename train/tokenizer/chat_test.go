@@ -114,6 +114,7 @@ func refContext(tok *Tokenizer, msgs []Message, gen bool, vars map[string]any, d
 func TestChatTemplateMatchesReference(t *testing.T) {
 	for _, m := range chatModels(t) {
 		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
 			// One node call renders every conversation and every prompt
 			// before each assistant message.
 			var contexts []map[string]any

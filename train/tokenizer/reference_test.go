@@ -61,21 +61,33 @@ func modelDir(name string) string {
 	return filepath.Join("testdata", "node_modules", refModels[name], "models")
 }
 
-var loaded sync.Map // name -> *Tokenizer
+var (
+	loadMu sync.Mutex
+	loaded = map[string]*refLoad{}
+)
+
+type refLoad struct {
+	once sync.Once
+	tok  *Tokenizer
+	err  error
+}
 
 // loadRef loads a reference model's tokenizer once per test binary.
 func loadRef(t testing.TB, name string) *Tokenizer {
 	t.Helper()
 	needReference(t)
-	if tok, ok := loaded.Load(name); ok {
-		return tok.(*Tokenizer)
+	loadMu.Lock()
+	l, ok := loaded[name]
+	if !ok {
+		l = &refLoad{}
+		loaded[name] = l
 	}
-	tok, err := LoadDir(modelDir(name))
-	if err != nil {
-		t.Fatalf("load %s: %v", name, err)
+	loadMu.Unlock()
+	l.once.Do(func() { l.tok, l.err = LoadDir(modelDir(name)) })
+	if l.err != nil {
+		t.Fatalf("load %s: %v", name, l.err)
 	}
-	loaded.Store(name, tok)
-	return tok
+	return l.tok
 }
 
 // python runs testdata/render_jinja2.py under Debian's interpreter (with
