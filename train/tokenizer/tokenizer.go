@@ -302,7 +302,10 @@ func isNull(raw json.RawMessage) bool {
 	return len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
 }
 
-// Encode returns the token ids of text, without BOS/EOS.
+// Encode returns the token ids of text, without BOS/EOS, as Hugging Face's
+// encode(text, add_special_tokens=False). Special tokens written in text
+// (e.g. "<|im_end|>") become their ids. Where a plain prompt needs Llama's BOS
+// (add_special_tokens=True), prepend Special().BOS.
 func (t *Tokenizer) Encode(text string) []int {
 	ids, _ := t.encode(text, false)
 	return ids
