@@ -74,3 +74,14 @@ func BenchmarkDecodeMATH(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoad reads the Qwen3 tokenizer files (11 MB tokenizer.json).
+func BenchmarkLoad(b *testing.B) {
+	needReference(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := LoadDir(modelDir("qwen3")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
