@@ -67,6 +67,7 @@ func chatModels(t *testing.T) []chatModel {
 // shares Llama 3.1's tokenizer; its template prints today's date).
 func withTemplate(t *testing.T, name, templateFile string) *Tokenizer {
 	t.Helper()
+	needReference(t)
 	src, err := os.ReadFile(filepath.Join("testdata", templateFile))
 	if err != nil {
 		t.Fatal(err)
