@@ -65,7 +65,7 @@ func TestSaveLoad(t *testing.T) {
 		relTol float64
 	}{{"F32", 0, 0}, {"BF16", 20000, 1.0 / 128}, {"F16", 0, 1.0 / 1024}} {
 		dir := t.TempDir()
-		err := orig.Save(ctx, dirStore(dir), "ckpt", SaveOptions{DType: tc.dtype, ShardBytes: tc.shard,
+		err := orig.Save(ctx, LocalDir(dir), "ckpt", SaveOptions{DType: tc.dtype, ShardBytes: tc.shard,
 			Files: map[string][]byte{"tokenizer.json": []byte("{}")}})
 		if err != nil {
 			t.Fatal(err)
@@ -77,7 +77,7 @@ func TestSaveLoad(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "ckpt", "tokenizer.json")); err != nil {
 			t.Errorf("%s: extra file not written: %v", tc.dtype, err)
 		}
-		back, err := Load(ctx, dirStore(dir), "ckpt")
+		back, err := Load(ctx, LocalDir(dir), "ckpt")
 		if err != nil {
 			t.Fatalf("%s: %v", tc.dtype, err)
 		}
@@ -101,7 +101,7 @@ func TestLoadErrors(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	cfg := mustConfig(t, tinyQwen2)
-	if err := NewRandom(cfg, 1, 0.1).Save(ctx, dirStore(dir), "", SaveOptions{}); err != nil {
+	if err := NewRandom(cfg, 1, 0.1).Save(ctx, LocalDir(dir), "", SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// A config that disagrees with the weights.
@@ -109,7 +109,7 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(bigger), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(ctx, dirStore(dir), "")
+	_, err := Load(ctx, LocalDir(dir), "")
 	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "model.embed_tokens.weight") {
 		t.Errorf("mismatched shapes: %v", err)
 	}
@@ -122,7 +122,7 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.WriteFile(w, data[:len(data)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(ctx, dirStore(dir), ""); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) {
+	if _, err := Load(ctx, LocalDir(dir), ""); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) {
 		t.Errorf("truncated file: %v", err)
 	}
 }

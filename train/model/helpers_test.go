@@ -1,47 +1,15 @@
 package model
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
-	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/train/backend"
 )
-
-// dirStore reads and writes checkpoint files in a local directory (the
-// Source and Sink a storage.Store provides).
-type dirStore string
-
-func (d dirStore) Get(_ context.Context, key string) (io.ReadCloser, error) {
-	f, err := os.Open(filepath.Join(string(d), key))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, storage.ErrNotExist
-	}
-	return f, err
-}
-
-func (d dirStore) Put(_ context.Context, key string, r io.Reader, _ storage.PutOptions) (storage.Attrs, error) {
-	p := filepath.Join(string(d), key)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return storage.Attrs{}, err
-	}
-	f, err := os.Create(p)
-	if err != nil {
-		return storage.Attrs{}, err
-	}
-	n, err := io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return storage.Attrs{Key: key, Size: n}, err
-}
 
 func testBackend(t testing.TB) backends.Backend {
 	t.Helper()
