@@ -41,6 +41,11 @@ const (
 		"num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
 		"rope_theta": 1000000.0, "max_position_embeddings": 32768, "tie_word_embeddings": true,
 		"hidden_act": "silu", "eos_token_id": 3}`
+	// Qwen3: per-head q/k RMSNorm, head_dim not hidden_size / heads.
+	tinyQwen3 = `{"model_type": "qwen3", "vocab_size": 72, "hidden_size": 32, "intermediate_size": 64,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 24,
+		"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 40960,
+		"tie_word_embeddings": true, "attention_bias": false, "hidden_act": "silu", "eos_token_id": 3}`
 )
 
 // python returns Debian's interpreter with torch, or skips (fails under

@@ -6,11 +6,11 @@ import (
 	"testing"
 )
 
-// TestParity writes tiny random Llama and Qwen2 checkpoints, loads them
+// TestParity writes tiny random Llama, Qwen2 and Qwen3 checkpoints, loads them
 // back, and compares GoMLX's logits (one ragged, right-padded batch) and
 // KV-cached greedy continuations against the PyTorch reference.
 func TestParity(t *testing.T) {
-	for _, tc := range []struct{ name, config string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}} {
+	for _, tc := range []struct{ name, config string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}, {"qwen3", tinyQwen3}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustConfig(t, tc.config)
 			dir := t.TempDir()
