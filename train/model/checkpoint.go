@@ -71,6 +71,12 @@ func (d LocalDir) Put(_ context.Context, key string, r io.Reader, _ storage.PutO
 	return storage.Attrs{Key: key, Size: n}, err
 }
 
+// Every storage.Store can hold checkpoints.
+var (
+	_ Source = storage.Store(nil)
+	_ Sink   = storage.Store(nil)
+)
+
 // Checkpoint file names, as Hugging Face writes them.
 const (
 	ConfigFile      = "config.json"
@@ -263,7 +269,9 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 		}
 		files[WeightsIndex] = idx
 	}
-	cfgJSON, err := json.Marshal(m.Config)
+	saved := *m.Config
+	saved.TorchDType = map[string]string{"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[dtype]
+	cfgJSON, err := json.Marshal(&saved)
 	if err != nil {
 		return err
 	}

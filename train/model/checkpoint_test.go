@@ -3,11 +3,13 @@ package model
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
@@ -77,9 +79,12 @@ func TestSaveLoad(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "ckpt", "tokenizer.json")); err != nil {
 			t.Errorf("%s: extra file not written: %v", tc.dtype, err)
 		}
-		back, err := Load(ctx, LocalDir(dir), "ckpt")
+		back, err := Load(ctx, trickleSource{LocalDir(dir)}, "ckpt")
 		if err != nil {
 			t.Fatalf("%s: %v", tc.dtype, err)
+		}
+		if want := map[string]string{"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[tc.dtype]; back.Config.TorchDType != want {
+			t.Errorf("%s: torch_dtype %q, want %q", tc.dtype, back.Config.TorchDType, want)
 		}
 		if back.Config.Raw["architectures"] == nil {
 			t.Errorf("%s: config.json lost its architectures field", tc.dtype)
@@ -125,4 +130,19 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(ctx, LocalDir(dir), ""); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) {
 		t.Errorf("truncated file: %v", err)
 	}
+}
+
+// trickleSource hands out readers that return one byte per Read, as a slow
+// network stream might: loading must not depend on full reads or seeking.
+type trickleSource struct{ Source }
+
+func (s trickleSource) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	r, err := s.Source.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{iotest.OneByteReader(r), r}, nil
 }
