@@ -1,0 +1,196 @@
+package sft
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/statjob/statjob/storage"
+)
+
+const childEnv = "STATJOB_SFT_RESUME_CHILD"
+
+// tinyRun builds a LoRA run (dropout on, so the RNG state matters) of the
+// tiny model over a local store at dir.
+func tinyRun(t testing.TB, dir string, log io.Writer) *Run {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.MaxLen, cfg.MicroBatch, cfg.Accumulation, cfg.Epochs = 16, 2, 2, 3
+	cfg.LR, cfg.CheckpointEvery, cfg.KeepCheckpoints, cfg.EvalEvery = 1e-2, 2, 2, 5
+	cfg.LoRA = LoRAConfig{Rank: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"up_proj", "down_proj"}}
+	ctx, _ := newTinyContext(1)
+	tr, err := NewTrainer(cfg, tinyBackend(t), ctx, tinyForward(NewAdapters(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Run{Trainer: tr, Train: randomDataset(3, 40, cfg.MaxLen), Valid: randomDataset(4, 6, cfg.MaxLen),
+		Store: openStore(t, dir), Prefix: "run/sft/", Log: log}
+}
+
+func openStore(t testing.TB, dir string) storage.Store {
+	t.Helper()
+	store, err := storage.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// blockAt passes log lines to w and blocks forever once a line starts with
+// prefix: the parent test kills the process there.
+type blockAt struct {
+	w      io.Writer
+	prefix string
+}
+
+func (b blockAt) Write(p []byte) (int, error) {
+	n, err := b.w.Write(p)
+	if strings.HasPrefix(string(p), b.prefix) {
+		io.Copy(io.Discard, os.Stdin) // the parent never closes it
+	}
+	return n, err
+}
+
+// studentRun builds a full fine-tuning run of the tiny Qwen2 student (the
+// model core on SimpleGo, as the project trains on CPU) on MATH
+// conversations over a local store at dir.
+func studentRun(t testing.TB, dir string, log io.Writer) *Run {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.MaxLen, cfg.MicroBatch, cfg.Accumulation, cfg.Epochs = 128, 2, 1, 1
+	cfg.LR, cfg.CheckpointEvery, cfg.KeepCheckpoints = 3e-3, 2, 2
+	cfg.LoRA = LoRAConfig{}
+	m, _ := tinyStudent(t)
+	fwd, err := ModelForward(m.Config, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(cfg, tinyBackend(t), m.Ctx, fwd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Run{Trainer: tr, Train: mathDataset(t, 16, cfg), Store: openStore(t, dir), Prefix: "run/sft/", Log: log}
+}
+
+// TestResumeAfterKillIsExact trains in a child process that is SIGKILLed
+// after step 5 (newest complete checkpoint: step 4), resumes here to the end
+// and compares with an uninterrupted run: weights (or adapters), AdamW
+// moments, RNG state and the per-step losses must be bitwise equal. Once for
+// the tiny model with LoRA dropout (the RNG matters), once for full
+// fine-tuning of the Qwen2 student.
+func TestResumeAfterKillIsExact(t *testing.T) {
+	runs := map[string]func(testing.TB, string, io.Writer) *Run{"tiny-lora": tinyRun, "student-full": studentRun}
+	if v := os.Getenv(childEnv); v != "" {
+		kind, dir, _ := strings.Cut(v, ":")
+		r := runs[kind](t, dir, blockAt{os.Stdout, "step 5/"})
+		_, err := r.Run(context.Background())
+		t.Fatalf("child was not killed: %v", err)
+	}
+	for _, kind := range []string{"tiny-lora", "student-full"} {
+		t.Run(kind, func(t *testing.T) { testResume(t, kind, runs[kind]) })
+	}
+}
+
+func testResume(t *testing.T, kind string, newRun func(testing.TB, string, io.Writer) *Run) {
+	killedDir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestResumeAfterKillIsExact$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+kind+":"+killedDir)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var seen []string
+	for sc.Scan() {
+		seen = append(seen, sc.Text())
+		if strings.HasPrefix(sc.Text(), "step 5/") {
+			if err := cmd.Process.Kill(); err != nil { // SIGKILL
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	go io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("child: want killed, got %v; output:\n%s", err, strings.Join(seen, "\n"))
+	}
+
+	var log strings.Builder
+	resumed := newRun(t, killedDir, &log)
+	got, err := resumed.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(got.ResumedFrom, "step-000000004/") {
+		t.Fatalf("resumed from %q, want step 4; log:\n%s", got.ResumedFrom, log.String())
+	}
+	straight := newRun(t, t.TempDir(), nil)
+	want, err := straight.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Done || !want.Done || got.Steps != want.Steps {
+		t.Fatalf("steps: resumed %d done=%v, straight %d done=%v", got.Steps, got.Done, want.Steps, want.Done)
+	}
+	gs, ws := resumed.Trainer.stateTensors(), straight.Trainer.stateTensors()
+	if len(gs) != len(ws) || len(gs) < 13 { // ≥ 4 tensors × (param, m1, m2) + rng
+		t.Fatalf("state tensors: %d vs %d", len(gs), len(ws))
+	}
+	for name, v := range ws {
+		a, b := tensorBytes(t, gs[name]), tensorBytes(t, v)
+		if a != b {
+			t.Errorf("%s differs after resume", name)
+		}
+	}
+	if len(got.Metrics) != len(want.Metrics) {
+		t.Fatalf("metrics: %d vs %d records", len(got.Metrics), len(want.Metrics))
+	}
+	for i := range want.Metrics {
+		g, w := got.Metrics[i], want.Metrics[i]
+		if g.Loss != w.Loss || g.GradNorm != w.GradNorm || g.LR != w.LR || (w.ValLoss != nil) != (g.ValLoss != nil) ||
+			(w.ValLoss != nil && *w.ValLoss != *g.ValLoss) {
+			t.Errorf("step %d: resumed %+v, straight %+v", w.Step, g, w)
+		}
+	}
+	// Keep-last-K: only the 2 newest complete checkpoints remain, plus the
+	// one resumed from (never deleted by the process that resumed from it).
+	refs, err := listCheckpoints(context.Background(), resumed.Store, resumed.Prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range refs {
+		names = append(names, fmt.Sprintf("%d:%v", r.step, r.complete))
+	}
+	wantNames := fmt.Sprintf("[4:true %d:true %d:true]", got.Steps-got.Steps%2-2, got.Steps)
+	if fmt.Sprint(names) != wantNames {
+		t.Errorf("checkpoints left: %v, want %s", names, wantNames)
+	}
+	t.Logf("%s: killed after step 5, resumed from step 4, %d steps: all %d state tensors bitwise equal", kind, got.Steps, len(ws))
+}
+
+func tensorBytes(t testing.TB, v *mlctx.Variable) string {
+	t.Helper()
+	var out string
+	if err := v.MustValue().ConstBytes(func(b []byte) { out = string(b) }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
