@@ -261,15 +261,25 @@ func (gen *Generator) generateBatch(reqs []Request, s Sampling) ([]Result, error
 			}
 		}
 		if !slices.Contains(done, false) {
+			for _, t := range outs {
+				t.FinalizeAll()
+			}
 			return results, nil
 		}
 		args := []any{tensors.FromFlatDataAndDimensions(slices.Clone(next), b), tensors.FromFlatDataAndDimensions(slices.Clone(pos), b)}
 		for _, c := range outs[1:] {
 			args = append(args, c)
 		}
+		prev := outs
 		outs, err = gen.decode.Exec(args...)
 		if err != nil {
 			return nil, fmt.Errorf("decode step %d: %w", step, err)
+		}
+		// Free the previous step's cache now: on an accelerator its memory
+		// is not Go heap, and waiting for the garbage collector could run
+		// the device out of memory over a long generation.
+		for _, t := range prev {
+			t.FinalizeAll()
 		}
 		for i := range pos {
 			if pos[i] < int32(l-1) {
