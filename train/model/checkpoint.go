@@ -35,6 +35,12 @@ type Sink interface {
 	Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.Attrs, error)
 }
 
+// Every storage.Store can hold checkpoints.
+var (
+	_ Source = storage.Store(nil)
+	_ Sink   = storage.Store(nil)
+)
+
 // Checkpoint file names, as Hugging Face writes them.
 const (
 	ConfigFile      = "config.json"
@@ -227,7 +233,9 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 		}
 		files[WeightsIndex] = idx
 	}
-	cfgJSON, err := json.Marshal(m.Config)
+	saved := *m.Config
+	saved.TorchDType = map[string]string{"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[dtype]
+	cfgJSON, err := json.Marshal(&saved)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sort"
+	"sync"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -70,6 +70,9 @@ type Generator struct {
 	decode  *context.Exec
 	// MinBucket is the smallest prompt/cache length bucket (default 16).
 	MinBucket int
+	// MaxBatch bounds the sequences decoded together (default 32); more
+	// requests are split into batches of similar prompt length.
+	MaxBatch int
 }
 
 // ErrEmptyPrompt: a request has no prompt tokens.
@@ -77,7 +80,7 @@ var ErrEmptyPrompt = errors.New("empty prompt")
 
 // NewGenerator prepares generation for m on backend b.
 func NewGenerator(b backends.Backend, m *Model) (*Generator, error) {
-	gen := &Generator{backend: b, model: m, MinBucket: 16}
+	gen := &Generator{backend: b, model: m, MinBucket: 16, MaxBatch: 32}
 	cfg := m.Config
 	var err error
 	gen.prefill, err = context.NewExec(b, m.Ctx, func(ctx *context.Context, in []*Node) []*Node {
@@ -155,16 +158,14 @@ func bucket(n, min int) int {
 	return b
 }
 
-// Generate continues every request. Prompts may differ in length; the batch
-// is padded to a power of two.
+// Generate continues every request, in the order given. Prompts may differ
+// in length: requests are grouped by prompt length into batches of at most
+// MaxBatch, each padded to a power of two. A result depends only on its
+// request (prompt and seed), never on the others.
 func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if len(reqs) == 0 {
-		return nil, nil
-	}
-	maxPrompt := 0
 	for i, r := range reqs {
 		if len(r.Prompt) == 0 {
 			return nil, fmt.Errorf("request %d: %w", i, ErrEmptyPrompt)
@@ -174,6 +175,34 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 				return nil, fmt.Errorf("request %d: token %d outside the vocabulary [0, %d)", i, tok, gen.model.Config.VocabSize)
 			}
 		}
+	}
+	order := make([]int, len(reqs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return len(reqs[a].Prompt) - len(reqs[b].Prompt) })
+	results := make([]Result, len(reqs))
+	for start := 0; start < len(order); start += max(gen.MaxBatch, 1) {
+		idx := order[start:min(start+max(gen.MaxBatch, 1), len(order))]
+		batch := make([]Request, len(idx))
+		for j, i := range idx {
+			batch[j] = reqs[i]
+		}
+		res, err := gen.generateBatch(batch, s)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			results[i] = res[j]
+		}
+	}
+	return results, nil
+}
+
+// generateBatch decodes one batch of valid requests together.
+func (gen *Generator) generateBatch(reqs []Request, s Sampling) ([]Result, error) {
+	maxPrompt := 0
+	for _, r := range reqs {
 		maxPrompt = max(maxPrompt, len(r.Prompt))
 	}
 	b := bucket(len(reqs), 1)
@@ -210,11 +239,19 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 	for step := 0; ; step++ {
 		logits := tensors.MustCopyFlatData[float32](outs[0])
 		v := gen.model.Config.VocabSize
+		picked := make([]int, len(reqs))
+		var wg sync.WaitGroup
+		for i := range reqs { // each sequence draws from its own generator
+			if !done[i] {
+				wg.Go(func() { picked[i] = pick(logits[i*v:(i+1)*v], s, rngs[i]) })
+			}
+		}
+		wg.Wait()
 		for i := range reqs {
 			if done[i] {
 				continue
 			}
-			tok := pick(logits[i*v:(i+1)*v], s, rngs[i])
+			tok := picked[i]
 			results[i].Tokens = append(results[i].Tokens, tok)
 			next[i] = int32(tok)
 			if slices.Contains(s.StopTokens, tok) {
@@ -224,15 +261,25 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 			}
 		}
 		if !slices.Contains(done, false) {
+			for _, t := range outs {
+				t.FinalizeAll()
+			}
 			return results, nil
 		}
 		args := []any{tensors.FromFlatDataAndDimensions(slices.Clone(next), b), tensors.FromFlatDataAndDimensions(slices.Clone(pos), b)}
 		for _, c := range outs[1:] {
 			args = append(args, c)
 		}
+		prev := outs
 		outs, err = gen.decode.Exec(args...)
 		if err != nil {
 			return nil, fmt.Errorf("decode step %d: %w", step, err)
+		}
+		// Free the previous step's cache now: on an accelerator its memory
+		// is not Go heap, and waiting for the garbage collector could run
+		// the device out of memory over a long generation.
+		for _, t := range prev {
+			t.FinalizeAll()
 		}
 		for i := range pos {
 			if pos[i] < int32(l-1) {
@@ -253,51 +300,94 @@ func pick(logits []float32, s Sampling, rng *rand.Rand) int {
 		}
 		return best
 	}
-	type cand struct {
-		id int
-		p  float64
-	}
-	cands := make([]cand, len(logits))
-	for i, x := range logits {
-		cands[i] = cand{i, float64(x) / s.Temperature}
-	}
-	if s.TopK > 0 || (s.TopP > 0 && s.TopP < 1) {
-		sort.Slice(cands, func(i, j int) bool {
-			return cands[i].p > cands[j].p || (cands[i].p == cands[j].p && cands[i].id < cands[j].id)
-		})
-		if s.TopK > 0 && s.TopK < len(cands) {
-			cands = cands[:s.TopK]
-		}
-	}
-	hi := math.Inf(-1)
-	for _, c := range cands {
-		hi = max(hi, c.p)
-	}
+	weights, cut := nucleus(logits, s)
 	var sum float64
-	for i := range cands {
-		cands[i].p = math.Exp(cands[i].p - hi)
-		sum += cands[i].p
-	}
-	if s.TopP > 0 && s.TopP < 1 {
-		var cum float64
-		for i := range cands {
-			cum += cands[i].p / sum
-			if cum >= s.TopP {
-				cands = cands[:i+1]
-				break
-			}
-		}
-		sum = 0
-		for _, c := range cands {
-			sum += c.p
+	for _, w := range weights {
+		if w >= cut {
+			sum += w
 		}
 	}
 	u := rng.Float64() * sum
-	for _, c := range cands {
-		u -= c.p
-		if u <= 0 {
-			return c.id
+	last := 0
+	for i, w := range weights {
+		if w >= cut {
+			last = i
+			if u -= w; u < 0 {
+				return i
+			}
 		}
 	}
-	return cands[len(cands)-1].id
+	return last
+}
+
+// nucleus returns the unnormalised probabilities exp((logit - max)/T) and
+// the cut: the tokens kept by top-k and top-p are those whose weight is at
+// least cut. It finds the cuts by bisection over a shrinking candidate set
+// instead of sorting the vocabulary (151,936 entries at Qwen's size).
+func nucleus(logits []float32, s Sampling) (weights []float64, cut float64) {
+	hi := float32(math.Inf(-1))
+	for _, x := range logits {
+		hi = max(hi, x)
+	}
+	weights = make([]float64, len(logits))
+	var total float64
+	for i, x := range logits {
+		weights[i] = math.Exp(float64(x-hi) / s.Temperature)
+		total += weights[i]
+	}
+	if s.TopK > 0 && s.TopK < len(logits) {
+		cut = threshold(weights, 0, func(n int, _ float64) bool { return n >= s.TopK })
+	}
+	if s.TopP > 0 && s.TopP < 1 {
+		var kept float64
+		for _, w := range weights {
+			if w >= cut {
+				kept += w
+			}
+		}
+		cut = threshold(weights, cut, func(_ int, sum float64) bool { return sum >= s.TopP*kept })
+	}
+	return weights, cut
+}
+
+// threshold returns the largest weight τ ≥ floor for which enough(count,
+// sum) holds over the weights ≥ τ (floor when none does): a quickselect over
+// the weights, expected linear time.
+func threshold(weights []float64, floor float64, enough func(n int, sum float64) bool) float64 {
+	var cands []float64
+	for _, w := range weights {
+		if w >= floor {
+			cands = append(cands, w)
+		}
+	}
+	best := floor
+	aboveN, aboveSum := 0, 0.0 // weights above every candidate: in any set searched
+	for len(cands) > 0 {
+		pivot := cands[len(cands)/2]
+		n, sum := aboveN, aboveSum
+		for _, c := range cands {
+			if c >= pivot {
+				n++
+				sum += c
+			}
+		}
+		next := cands[:0]
+		if enough(n, sum) {
+			best = pivot // τ ≥ pivot works: look above it
+			for _, c := range cands {
+				if c > pivot {
+					next = append(next, c)
+				}
+			}
+		} else {
+			aboveN, aboveSum = n, sum // τ < pivot: everything ≥ pivot is in
+			for _, c := range cands {
+				if c < pivot {
+					next = append(next, c)
+				}
+			}
+		}
+		cands = next
+	}
+	return best
 }
