@@ -3,6 +3,7 @@ package sft
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -169,6 +170,18 @@ func testResume(t *testing.T, kind string, newRun func(testing.TB, string, io.Wr
 			t.Errorf("step %d: resumed %+v, straight %+v", w.Step, g, w)
 		}
 	}
+	// The metrics file holds every step once, across the kill, with the
+	// validation loss every EvalEvery steps and at the end.
+	ms, err := resumed.readMetrics(context.Background(), got.Steps)
+	if err != nil || len(ms) != got.Steps {
+		t.Fatalf("metrics file: %d records for %d steps (%v)", len(ms), got.Steps, err)
+	}
+	for i, m := range ms {
+		eval := resumed.Valid != nil && (m.Step%resumed.Trainer.cfg.EvalEvery == 0 || m.Step == got.Steps)
+		if m.Step != i+1 || (m.ValLoss != nil) != eval || m.LR <= 0 && i > 0 || m.Tokens == 0 {
+			t.Errorf("metrics record %d: %+v", i, m)
+		}
+	}
 	// Keep-last-K: only the 2 newest complete checkpoints remain, plus the
 	// one resumed from (never deleted by the process that resumed from it).
 	refs, err := listCheckpoints(context.Background(), resumed.Store, resumed.Prefix)
@@ -193,4 +206,23 @@ func tensorBytes(t testing.TB, v *mlctx.Variable) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func TestResumeRefusesAnotherRecipe(t *testing.T) {
+	dir := t.TempDir()
+	r := tinyRun(t, dir, nil)
+	r.StopAfter = 2
+	if res, err := r.Run(context.Background()); err != nil || res.Steps != 2 || res.Done {
+		t.Fatalf("first part: %+v, %v", res, err)
+	}
+	other := tinyRun(t, dir, nil)
+	other.Trainer.cfg.LR *= 2
+	if _, err := other.Run(context.Background()); !errors.Is(err, ErrIncompatible) {
+		t.Fatalf("resuming with another learning rate: got %v, want ErrIncompatible", err)
+	}
+	again := tinyRun(t, dir, nil)
+	res, err := again.Run(context.Background())
+	if err != nil || !strings.HasSuffix(res.ResumedFrom, "step-000000002/") || !res.Done {
+		t.Fatalf("same recipe: %+v, %v", res, err)
+	}
 }
