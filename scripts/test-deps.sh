@@ -9,6 +9,7 @@ need_apt=()
 # tokenizer: node runs the reference tokenizers (train/tokenizer/testdata)
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
 
+
 # --- train/model: PyTorch reference for parity tests, OpenBLAS for its speed ---
 # (Debian's interpreter /usr/bin/python3 runs the reference.)
 if ! /usr/bin/python3 -c 'import torch' 2>/dev/null; then need_apt+=(python3-torch); fi

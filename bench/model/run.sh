@@ -2,7 +2,7 @@
 # CPU speed of the student model, GoMLX (SimpleGo) vs PyTorch, on the same
 # tiny Llama-shaped checkpoint: forward+backward+SGD tokens/s and KV-cached
 # decode ms/step. Prints a Markdown table for BENCHMARKS.md.
-#   usage: bench/model/run.sh
+#   usage: bench/model/run.sh          (TORCH_THREADS=n sets PyTorch threads; default: all cores)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=$(mktemp -d)

@@ -18,7 +18,7 @@ def main():
     directory = sys.argv[1]
     batch, seq, prompt, new = (int(x) for x in sys.argv[2:6])
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", os.cpu_count())))
     m = Model(directory)
     vocab = m.cfg["vocab_size"]
     n = batch * seq

@@ -7,9 +7,9 @@
 //	"xla:cuda"                XLA with a CUDA PJRT plugin found on PJRT_PLUGIN_LIBRARY_PATH
 //	"xla:/abs/path/plugin.so" XLA with that PJRT plugin file (e.g. jax's xla_cuda_plugin.so)
 //
-// When the spec is empty, $GOMLX_BACKEND is used. SimpleGo's parallel
-// DotGeneral can deadlock, hence parallelism=-1 (one worker per core, no
-// nested parallelism). The XLA backend never downloads a plugin: a missing
+// When the spec is empty, $GOMLX_BACKEND is used. SimpleGo's default
+// bounded worker pool can deadlock in a parallel DotGeneral, hence
+// parallelism=-1 (an unbounded pool of goroutines, run on GOMAXPROCS threads). The XLA backend never downloads a plugin: a missing
 // plugin is an error (ErrNoPlugin) that says how to provide one.
 package backend
 

@@ -33,31 +33,11 @@ const (
 func benchModel(b *testing.B) *Model {
 	m := NewRandom(mustConfig(b, benchConfig), 11, 0.05)
 	if dir := os.Getenv("STATJOB_BENCH_CHECKPOINT"); dir != "" {
-		if err := m.Save(context.Background(), dirStore(dir), "", SaveOptions{}); err != nil {
+		if err := m.Save(context.Background(), LocalDir(dir), "", SaveOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	return m
-}
-
-// TrainStep builds one SGD step over every weight: forward, loss, backward
-// and update. It returns the loss.
-func TrainStep(ctx *mlctx.Context, cfg *Config, tokens, targets, weights *Node, lr float64) *Node {
-	g := tokens.Graph()
-	b, t := tokens.Shape().Dimensions[0], tokens.Shape().Dimensions[1]
-	positions := Iota(g, shapes.Make(dtypes.Int32, b, t), 1)
-	valid := OnesLike(ConvertDType(positions, dtypes.Bool))
-	loss := CrossEntropy(Forward(ctx, cfg, tokens, positions, valid), targets, weights)
-	var vars []*mlctx.Variable
-	var values []*Node
-	for v := range ctx.IterVariables() {
-		vars = append(vars, v)
-		values = append(values, v.ValueGraph(g))
-	}
-	for i, grad := range Gradient(loss, values...) {
-		vars[i].SetValueGraph(Sub(values[i], MulScalar(grad, lr)))
-	}
-	return loss
 }
 
 // BenchmarkTrainStep: forward + backward + SGD update, tokens/s.
@@ -71,7 +51,7 @@ func BenchmarkTrainStep(b *testing.B) {
 		tokens[i], targets[i], weights[i] = int32(i*31%m.Config.VocabSize), int32(i*17%m.Config.VocabSize), 1
 	}
 	exec := mlctx.MustNewExec(be, m.Ctx, func(ctx *mlctx.Context, tok, tgt, w *Node) *Node {
-		return TrainStep(ctx, m.Config, tok, tgt, w, 1e-3)
+		return SGDStep(ctx, m.Config, tok, tgt, w, 1e-3)
 	})
 	args := []any{tensors.FromFlatDataAndDimensions(tokens, benchBatch, benchSeq),
 		tensors.FromFlatDataAndDimensions(targets, benchBatch, benchSeq), tensors.FromFlatDataAndDimensions(weights, benchBatch, benchSeq)}

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -34,6 +36,46 @@ type Source interface {
 type Sink interface {
 	Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.Attrs, error)
 }
+
+// LocalDir is a checkpoint directory on the local disk, a Source and Sink
+// for tools and tests that run without a storage.Store.
+type LocalDir string
+
+// Get opens dir/key; storage.ErrNotExist when absent.
+func (d LocalDir) Get(_ context.Context, key string) (io.ReadCloser, error) {
+	f, err := os.Open(filepath.Join(string(d), filepath.FromSlash(key)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(string(d), key), storage.ErrNotExist)
+	}
+	return f, err
+}
+
+// Put writes dir/key whole: into a temporary file renamed into place.
+func (d LocalDir) Put(_ context.Context, key string, r io.Reader, _ storage.PutOptions) (storage.Attrs, error) {
+	p := filepath.Join(string(d), filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return storage.Attrs{}, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return storage.Attrs{}, err
+	}
+	defer os.Remove(f.Name())
+	n, err := io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	return storage.Attrs{Key: key, Size: n}, err
+}
+
+// Every storage.Store can hold checkpoints.
+var (
+	_ Source = storage.Store(nil)
+	_ Sink   = storage.Store(nil)
+)
 
 // Checkpoint file names, as Hugging Face writes them.
 const (
@@ -227,7 +269,9 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 		}
 		files[WeightsIndex] = idx
 	}
-	cfgJSON, err := json.Marshal(m.Config)
+	saved := *m.Config
+	saved.TorchDType = map[string]string{"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[dtype]
+	cfgJSON, err := json.Marshal(&saved)
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,13 @@ package model
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 )
@@ -65,7 +67,7 @@ func TestSaveLoad(t *testing.T) {
 		relTol float64
 	}{{"F32", 0, 0}, {"BF16", 20000, 1.0 / 128}, {"F16", 0, 1.0 / 1024}} {
 		dir := t.TempDir()
-		err := orig.Save(ctx, dirStore(dir), "ckpt", SaveOptions{DType: tc.dtype, ShardBytes: tc.shard,
+		err := orig.Save(ctx, LocalDir(dir), "ckpt", SaveOptions{DType: tc.dtype, ShardBytes: tc.shard,
 			Files: map[string][]byte{"tokenizer.json": []byte("{}")}})
 		if err != nil {
 			t.Fatal(err)
@@ -77,9 +79,12 @@ func TestSaveLoad(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "ckpt", "tokenizer.json")); err != nil {
 			t.Errorf("%s: extra file not written: %v", tc.dtype, err)
 		}
-		back, err := Load(ctx, dirStore(dir), "ckpt")
+		back, err := Load(ctx, trickleSource{LocalDir(dir)}, "ckpt")
 		if err != nil {
 			t.Fatalf("%s: %v", tc.dtype, err)
+		}
+		if want := map[string]string{"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[tc.dtype]; back.Config.TorchDType != want {
+			t.Errorf("%s: torch_dtype %q, want %q", tc.dtype, back.Config.TorchDType, want)
 		}
 		if back.Config.Raw["architectures"] == nil {
 			t.Errorf("%s: config.json lost its architectures field", tc.dtype)
@@ -101,7 +106,7 @@ func TestLoadErrors(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	cfg := mustConfig(t, tinyQwen2)
-	if err := NewRandom(cfg, 1, 0.1).Save(ctx, dirStore(dir), "", SaveOptions{}); err != nil {
+	if err := NewRandom(cfg, 1, 0.1).Save(ctx, LocalDir(dir), "", SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// A config that disagrees with the weights.
@@ -109,7 +114,7 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(bigger), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(ctx, dirStore(dir), "")
+	_, err := Load(ctx, LocalDir(dir), "")
 	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "model.embed_tokens.weight") {
 		t.Errorf("mismatched shapes: %v", err)
 	}
@@ -122,7 +127,22 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.WriteFile(w, data[:len(data)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(ctx, dirStore(dir), ""); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) {
+	if _, err := Load(ctx, LocalDir(dir), ""); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) {
 		t.Errorf("truncated file: %v", err)
 	}
+}
+
+// trickleSource hands out readers that return one byte per Read, as a slow
+// network stream might: loading must not depend on full reads or seeking.
+type trickleSource struct{ Source }
+
+func (s trickleSource) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	r, err := s.Source.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{iotest.OneByteReader(r), r}, nil
 }

@@ -18,9 +18,18 @@
 //	logits := model.Forward(ctx, m.Config, tokens, positions, valid) // [B,T] int32, int32, bool → [B,T,V]
 //	loss := model.CrossEntropy(logits, targets, weights)              // targets [B,T] int32, weights [B,T] float32
 //
+//	logits = model.ForwardSegments(ctx, m.Config, tokens, positions, segments) // packed rows: segments [B,T] int32, 0 = padding
+//
 // Adapters: every projection goes through Linear (q/k/v/o, gate/up/down and
-// an untied lm_head), called with ctx scoped to the module, so LoRA is added
-// in that one function.
+// an untied lm_head), with ctx scoped at the module. Inside the graph
+// function, before Forward:
+//
+//	model.UseAdapter(ctx, g, func(ctx *mlctx.Context, module string, x, y *Node) *Node {
+//		return y + LoRA(x) when module is a target // module: "q_proj", "down_proj", …
+//	})
+//
+// Logits(backend, m, seqs) runs one Forward over ragged sequences (checks,
+// scoring); SGDStep is a plain full-weight SGD step (benchmarks, checks).
 //
 // Sampling:
 //

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -124,5 +125,48 @@ func TestModelGradient(t *testing.T) {
 	}
 	if d := maxAbsDiff(want, got); d > 1e-5 || norm == 0 {
 		t.Errorf("model gradient differs from the stock one by %.2e (max %.2e)", d, norm)
+	}
+}
+
+// TestNucleus compares the kept set of top-k / top-p with the definition:
+// sort by probability, keep the k most likely, then the fewest most likely
+// whose probability reaches p.
+func TestNucleus(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	logits := make([]float32, 5000)
+	for i := range logits {
+		logits[i] = float32(rng.NormFloat64() * 3)
+	}
+	for _, s := range []Sampling{{Temperature: 1, TopP: 0.9}, {Temperature: 0.7, TopK: 50}, {Temperature: 1.3, TopK: 300, TopP: 0.5}, {Temperature: 1}} {
+		weights, cut := nucleus(logits, s)
+		order := make([]int, len(logits))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(logits[b], logits[a]) })
+		if s.TopK > 0 {
+			order = order[:s.TopK]
+		}
+		if s.TopP > 0 {
+			var total, cum float64
+			for _, i := range order {
+				total += weights[i]
+			}
+			for j, i := range order {
+				if cum += weights[i]; cum >= s.TopP*total {
+					order = order[:j+1]
+					break
+				}
+			}
+		}
+		want := map[int]bool{}
+		for _, i := range order {
+			want[i] = true
+		}
+		for i, w := range weights {
+			if (w >= cut) != want[i] {
+				t.Fatalf("%+v: token %d kept=%v, definition says %v (kept %d)", s, i, w >= cut, want[i], len(want))
+			}
+		}
 	}
 }

@@ -1,47 +1,15 @@
 package model
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
-	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/train/backend"
 )
-
-// dirStore reads and writes checkpoint files in a local directory (the
-// Source and Sink a storage.Store provides).
-type dirStore string
-
-func (d dirStore) Get(_ context.Context, key string) (io.ReadCloser, error) {
-	f, err := os.Open(filepath.Join(string(d), key))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, storage.ErrNotExist
-	}
-	return f, err
-}
-
-func (d dirStore) Put(_ context.Context, key string, r io.Reader, _ storage.PutOptions) (storage.Attrs, error) {
-	p := filepath.Join(string(d), key)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return storage.Attrs{}, err
-	}
-	f, err := os.Create(p)
-	if err != nil {
-		return storage.Attrs{}, err
-	}
-	n, err := io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return storage.Attrs{Key: key, Size: n}, err
-}
 
 func testBackend(t testing.TB) backends.Backend {
 	t.Helper()
@@ -73,6 +41,11 @@ const (
 		"num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
 		"rope_theta": 1000000.0, "max_position_embeddings": 32768, "tie_word_embeddings": true,
 		"hidden_act": "silu", "eos_token_id": 3}`
+	// Qwen3: per-head q/k RMSNorm, head_dim not hidden_size / heads.
+	tinyQwen3 = `{"model_type": "qwen3", "vocab_size": 72, "hidden_size": 32, "intermediate_size": 64,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 24,
+		"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 40960,
+		"tie_word_embeddings": true, "attention_bias": false, "hidden_act": "silu", "eos_token_id": 3}`
 )
 
 // python returns Debian's interpreter with torch, or skips (fails under

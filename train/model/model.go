@@ -30,15 +30,28 @@ func Forward(ctx *context.Context, cfg *Config, tokens, positions, valid *Node) 
 	return LMHead(ctx, cfg, hidden)
 }
 
-// causalMask [B, T, T]: query t may see key s when s <= t and s is valid.
+// ForwardSegments is Forward for packed rows: segments [B, T] (int32)
+// numbers the sequences packed in each row (1, 2, …; 0 is padding), and a
+// token attends only to tokens at or before it in its own segment.
+// positions restart at 0 for each segment.
+func ForwardSegments(ctx *context.Context, cfg *Config, tokens, positions, segments *Node) *Node {
+	b, t := segments.Shape().Dimensions[0], segments.Shape().Dimensions[1]
+	same := Equal(InsertAxes(segments, -1), InsertAxes(segments, 1))                         // [B, T, S]
+	real := BroadcastToDims(InsertAxes(NotEqual(segments, ZerosLike(segments)), 1), b, t, t) // [B, T, S]
+	mask := LogicalAnd(LogicalAnd(same, real), BroadcastPrefix(causal(segments.Graph(), t), b))
+	hidden := decoder(ctx, cfg, tokens, positions, mask, nil)
+	return LMHead(ctx, cfg, hidden)
+}
+
+// causal [T, S]: key s is at or before query t.
+func causal(g *Graph, t int) *Node {
+	return LessOrEqual(Iota(g, shapes.Make(dtypes.Int32, t, t), 1), Iota(g, shapes.Make(dtypes.Int32, t, t), 0))
+}
+
+// causalMask [B, T, S]: query t may see key s when s <= t and s is valid.
 func causalMask(valid *Node) *Node {
-	g := valid.Graph()
-	t := valid.Shape().Dimensions[1]
-	q := Iota(g, shapes.Make(dtypes.Int32, t, t), 0)
-	k := Iota(g, shapes.Make(dtypes.Int32, t, t), 1)
-	causal := LessOrEqual(k, q)                                             // [T, S]
-	return LogicalAnd(BroadcastPrefix(causal, valid.Shape().Dimensions[0]), // [B, T, S]
-		BroadcastToDims(InsertAxes(valid, 1), valid.Shape().Dimensions[0], t, t))
+	b, t := valid.Shape().Dimensions[0], valid.Shape().Dimensions[1]
+	return LogicalAnd(BroadcastPrefix(causal(valid.Graph(), t), b), BroadcastToDims(InsertAxes(valid, 1), b, t, t))
 }
 
 // kvFunc lets generation see and replace each layer's keys and values
@@ -80,9 +93,10 @@ func LMHead(ctx *context.Context, cfg *Config, hidden *Node) *Node {
 // Linear is y = x·Wᵀ (+ b) with W [out, in] as Hugging Face stores it, read
 // from ctx's "weight" (and "bias"). Every projection of the model (q, k, v,
 // o, gate, up, down and an untied lm_head) goes through here and nowhere
-// else, so this is THE place to add adapters: LoRA for the module at
-// ctx.Scope() (e.g. "/model/layers/3/self_attn/q_proj") adds
-// scale·(x·Aᵀ)·Bᵀ to the result, with A and B as variables in the same scope.
+// else, so this is the one place adapters act: when an Adapter is set for
+// the graph (UseAdapter), Linear returns adapter(ctx, module, x, y), with
+// module the projection's name ("q_proj", "down_proj", …) and ctx scoped
+// at it (e.g. /model/layers/3/self_attn/q_proj), where LoRA keeps its A and B.
 func Linear(ctx *context.Context, x *Node, out int, bias bool) *Node {
 	in := x.Shape().Dimensions[x.Rank()-1]
 	w := weight(ctx, x.Graph(), "weight", out, in)
@@ -90,7 +104,27 @@ func Linear(ctx *context.Context, x *Node, out int, bias bool) *Node {
 	if bias {
 		y = Add(y, alongLastAxis(weight(ctx, x.Graph(), "bias", out), y.Rank()))
 	}
+	if adapter, ok := ctx.GetGraphParam(x.Graph(), adapterParam); ok && adapter != nil {
+		if fn, _ := adapter.(Adapter); fn != nil {
+			scope := ctx.Scope()
+			y = fn(ctx, scope[strings.LastIndexByte(scope, '/')+1:], x, y)
+		}
+	}
 	return y
+}
+
+// Adapter changes a projection's output y = Linear(x) — LoRA adds
+// scale·(x·Aᵀ)·Bᵀ. module is the projection's name ("q_proj", …) and ctx is
+// scoped at it. An adapter that leaves a module alone returns y.
+type Adapter func(ctx *context.Context, module string, x, y *Node) *Node
+
+const adapterParam = "statjob_linear_adapter"
+
+// UseAdapter makes every Linear built in graph g under ctx (and its
+// sub-scopes) pass through adapter (nil: none). It is a graph parameter, so
+// it never reaches a saved checkpoint and does not leak into other graphs.
+func UseAdapter(ctx *context.Context, g *Graph, adapter Adapter) {
+	ctx.SetGraphParam(g, adapterParam, adapter)
 }
 
 // weight reads (or, in an empty context, creates) the variable name.

@@ -4,26 +4,20 @@ import (
 	"context"
 	"math"
 	"testing"
-
-	"github.com/gomlx/gomlx/backends"
-
-	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
-	"github.com/gomlx/gomlx/pkg/core/tensors"
-	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 )
 
-// TestParity writes tiny random Llama and Qwen2 checkpoints, loads them
+// TestParity writes tiny random Llama, Qwen2 and Qwen3 checkpoints, loads them
 // back, and compares GoMLX's logits (one ragged, right-padded batch) and
 // KV-cached greedy continuations against the PyTorch reference.
 func TestParity(t *testing.T) {
-	for _, tc := range []struct{ name, config string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}} {
+	for _, tc := range []struct{ name, config string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}, {"qwen3", tinyQwen3}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustConfig(t, tc.config)
 			dir := t.TempDir()
-			if err := NewRandom(cfg, 7, 0.15).Save(context.Background(), dirStore(dir), "", SaveOptions{}); err != nil {
+			if err := NewRandom(cfg, 7, 0.15).Save(context.Background(), LocalDir(dir), "", SaveOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			m, err := Load(context.Background(), dirStore(dir), "")
+			m, err := Load(context.Background(), LocalDir(dir), "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -32,7 +26,10 @@ func TestParity(t *testing.T) {
 			ref := runReference(t, dir, prompts, steps)
 			b := testBackend(t)
 
-			got := forwardBatch(t, b, m, prompts)
+			got, err := Logits(b, m, prompts)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var maxDiff float64
 			for i, p := range prompts {
 				for j := range p {
@@ -77,39 +74,4 @@ func TestParity(t *testing.T) {
 			}
 		})
 	}
-}
-
-// forwardBatch runs Forward on prompts padded on the right into one batch
-// and returns logits[prompt][position][vocab].
-func forwardBatch(t testing.TB, b backends.Backend, m *Model, prompts [][]int) [][][]float32 {
-	t.Helper()
-	tmax := 0
-	for _, p := range prompts {
-		tmax = max(tmax, len(p))
-	}
-	n := len(prompts)
-	tokens, positions, valid := make([]int32, n*tmax), make([]int32, n*tmax), make([]bool, n*tmax)
-	for i, p := range prompts {
-		for j := range tmax {
-			positions[i*tmax+j] = int32(j)
-			if j < len(p) {
-				tokens[i*tmax+j], valid[i*tmax+j] = int32(p[j]), true
-			}
-		}
-	}
-	exec := mlctx.MustNewExec(b, m.Ctx, func(ctx *mlctx.Context, tok, pos, val *Node) *Node {
-		return Forward(ctx, m.Config, tok, pos, val)
-	})
-	out := exec.MustExec1(tensors.FromFlatDataAndDimensions(tokens, n, tmax),
-		tensors.FromFlatDataAndDimensions(positions, n, tmax), tensors.FromFlatDataAndDimensions(valid, n, tmax))
-	flat := tensors.MustCopyFlatData[float32](out)
-	v := m.Config.VocabSize
-	res := make([][][]float32, n)
-	for i := range n {
-		res[i] = make([][]float32, tmax)
-		for j := range tmax {
-			res[i][j] = flat[(i*tmax+j)*v : (i*tmax+j+1)*v]
-		}
-	}
-	return res
 }

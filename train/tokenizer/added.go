@@ -19,6 +19,7 @@ type addedToken struct {
 // of those starting at one position.
 type addedTokens struct {
 	ids     map[string]int
+	special map[int]bool
 	tokens  []addedToken
 	byFirst [256][]int // first byte -> indexes into tokens, longest first
 }
@@ -31,9 +32,12 @@ type segment struct {
 
 func (a *addedTokens) add(tok addedToken) {
 	if a.ids == nil {
-		a.ids = map[string]int{}
+		a.ids, a.special = map[string]int{}, map[int]bool{}
 	}
 	a.ids[tok.content] = tok.id
+	if tok.special {
+		a.special[tok.id] = true
+	}
 	a.tokens = append(a.tokens, tok)
 }
 

@@ -208,7 +208,7 @@ func (t *Tokenizer) RenderChat(msgs []Message, opts ChatOptions) (string, error)
 		if len(args) != 1 || !args[0].IsString() {
 			return jinja.Undefined(), errors.New("strftime_now: want one format string")
 		}
-		return jinja.NewString(strftime(date, args[0].String())), nil
+		return jinja.NewString(strftime(date, args[0].AsString())), nil
 	})
 	out, err := t.chat.tmpl.RenderValues(data)
 	if err != nil {
@@ -278,7 +278,14 @@ func (t *Tokenizer) ApplyChatTemplate(msgs []Message, opts ChatOptions) (*Chat, 
 	return c, nil
 }
 
-// strftime formats date with the strftime directives chat templates use.
+// strftimeLayouts are the strftime directives chat templates use, as Go
+// time layouts.
+var strftimeLayouts = map[byte]string{
+	'd': "02", 'm': "01", 'Y': "2006", 'y': "06", 'b': "Jan", 'B': "January",
+	'a': "Mon", 'A': "Monday", 'H': "15", 'M': "04", 'S': "05",
+}
+
+// strftime formats date with a Python strftime format.
 func strftime(date time.Time, format string) string {
 	var b strings.Builder
 	for i := 0; i < len(format); i++ {
@@ -287,26 +294,12 @@ func strftime(date time.Time, format string) string {
 			continue
 		}
 		i++
-		switch format[i] {
-		case 'd':
-			b.WriteString(date.Format("02"))
-		case 'm':
-			b.WriteString(date.Format("01"))
-		case 'Y':
-			b.WriteString(date.Format("2006"))
-		case 'y':
-			b.WriteString(date.Format("06"))
-		case 'b':
-			b.WriteString(date.Format("Jan"))
-		case 'B':
-			b.WriteString(date.Format("January"))
-		case 'A':
-			b.WriteString(date.Format("Monday"))
-		case 'a':
-			b.WriteString(date.Format("Mon"))
-		case 'j':
+		switch layout, ok := strftimeLayouts[format[i]]; {
+		case ok:
+			b.WriteString(date.Format(layout))
+		case format[i] == 'j':
 			fmt.Fprintf(&b, "%03d", date.YearDay())
-		case '%':
+		case format[i] == '%':
 			b.WriteByte('%')
 		default:
 			b.WriteByte('%')

@@ -14,7 +14,8 @@ const gpt2Pattern = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
 // splitter is one regex Split of the pre-tokenizer (behaviour Isolated:
 // matches and the text between them both become pieces).
 type splitter struct {
-	re *regexp2.Regexp
+	re        *regexp2.Regexp
+	maxDigits int // > 0: re is a known pattern, matched by knownSplit
 }
 
 type preTokenizerConfig struct {
@@ -74,7 +75,7 @@ func (t *Tokenizer) addSplit(pattern string) error {
 	if err != nil {
 		return fmt.Errorf("pre_tokenizer pattern %q: %w", pattern, err)
 	}
-	t.split = append(t.split, splitter{re: re})
+	t.split = append(t.split, splitter{re: re, maxDigits: knownPatterns[pattern]})
 	return nil
 }
 
@@ -93,6 +94,14 @@ func (t *Tokenizer) preTokenize(s string) [][2]int {
 
 // appendPieces splits s[start:end] at the regex matches.
 func (sp splitter) appendPieces(dst [][2]int, s string, start, end int) [][2]int {
+	if sp.maxDigits > 0 {
+		return knownSplit(dst, s, start, end, sp.maxDigits)
+	}
+	return sp.appendRegexPieces(dst, s, start, end)
+}
+
+// appendRegexPieces splits s[start:end] at the matches of the regex.
+func (sp splitter) appendRegexPieces(dst [][2]int, s string, start, end int) [][2]int {
 	runes := make([]rune, 0, end-start)
 	offs := make([]int, 0, end-start+1) // rune index -> byte offset
 	for i, r := range s[start:end] {

@@ -87,6 +87,7 @@ func node(t testing.TB, req any, out any) {
 	}
 	cmd := exec.Command("node", "reference.mjs")
 	cmd.Dir = "testdata"
+	cmd.Env = append(os.Environ(), "TZ=UTC")
 	cmd.Stdin = bytes.NewReader(in)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

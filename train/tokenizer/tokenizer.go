@@ -17,12 +17,15 @@ package tokenizer
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -45,6 +48,7 @@ type Tokenizer struct {
 	split     []splitter
 	added     addedTokens
 
+	hash    string // sha256 of tokenizer.json
 	special Special
 	tokens  map[string]string // bos_token, eos_token, ... as template variables
 	chat    *chatTemplate     // nil when tokenizer_config.json has no chat_template
@@ -92,13 +96,18 @@ func LoadDir(dir string) (*Tokenizer, error) {
 // names and no chat template.
 func Load(tokenizerJSON, config io.Reader) (*Tokenizer, error) {
 	var tj tokenizerFile
-	if err := json.NewDecoder(tokenizerJSON).Decode(&tj); err != nil {
+	h := sha256.New()
+	if err := json.NewDecoder(io.TeeReader(tokenizerJSON, h)).Decode(&tj); err != nil {
 		return nil, fmt.Errorf("parse tokenizer.json: %w", err)
+	}
+	if _, err := io.Copy(h, tokenizerJSON); err != nil { // the rest, for the hash
+		return nil, fmt.Errorf("read tokenizer.json: %w", err)
 	}
 	t, err := build(&tj)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer.json: %w", err)
 	}
+	t.hash = hex.EncodeToString(h.Sum(nil))
 	var cfg configFile
 	if config != nil {
 		if err := json.NewDecoder(config).Decode(&cfg); err != nil {
@@ -304,9 +313,9 @@ func (t *Tokenizer) encode(text string, withOffsets bool) (ids, offsets []int) {
 			continue
 		}
 		s := text[seg.start:seg.end]
-		normalized := t.nfc && !norm.NFC.IsNormalString(s)
-		if normalized {
-			s = norm.NFC.String(s)
+		var origin []int // normalised offset -> offset in s, when NFC changed s
+		if t.nfc && !norm.NFC.IsNormalString(s) {
+			s, origin = nfc(s, withOffsets)
 		}
 		for _, w := range t.preTokenize(s) {
 			before := len(ids)
@@ -314,19 +323,39 @@ func (t *Tokenizer) encode(text string, withOffsets bool) (ids, offsets []int) {
 			if !withOffsets {
 				continue
 			}
-			pos := seg.start + w[0]
+			pos := w[0]
 			for _, id := range ids[before:] {
-				if normalized {
-					// Offsets into the normalised text do not map back
-					// exactly: every token of the segment starts it.
-					pos = seg.start
+				if origin != nil {
+					offsets = append(offsets, seg.start+origin[pos])
+				} else {
+					offsets = append(offsets, seg.start+pos)
 				}
-				offsets = append(offsets, pos)
 				pos += len(t.idBytes[id])
 			}
 		}
 	}
 	return ids, offsets
+}
+
+// nfc normalises s and, when withOffsets, maps each byte offset of the result
+// to the start of the normalisation segment it came from in s.
+func nfc(s string, withOffsets bool) (string, []int) {
+	if !withOffsets {
+		return norm.NFC.String(s), nil
+	}
+	var out []byte
+	var origin []int
+	var it norm.Iter
+	it.InitString(norm.NFC, s)
+	for !it.Done() {
+		start := it.Pos()
+		seg := it.Next()
+		out = append(out, seg...)
+		for range seg {
+			origin = append(origin, start)
+		}
+	}
+	return string(out), append(origin, len(s))
 }
 
 // appendWord appends the BPE ids of one pre-token.
@@ -380,16 +409,26 @@ func (t *Tokenizer) DecodeBytes(ids []int) []byte {
 // VocabSize is the number of ids (vocabulary plus added tokens).
 func (t *Tokenizer) VocabSize() int { return len(t.idBytes) }
 
+// Hash is the hex sha256 of tokenizer.json, for fingerprints.
+func (t *Tokenizer) Hash() string { return t.hash }
+
+// IsSpecial reports whether id is a special token (added with special: true,
+// e.g. <|im_end|>), which answers usually drop.
+func (t *Tokenizer) IsSpecial(id int) bool { return t.added.special[id] }
+
 // Special returns the special token ids.
 func (t *Tokenizer) Special() Special { return t.special }
 
-// StopIDs are the ids that end generation: EOS and the end-of-turn token.
+// StopIDs are the ids that end generation: EOS and the end-of-turn token
+// (those the checkpoint has).
 func (t *Tokenizer) StopIDs() []int {
-	s := t.special
-	if s.EndOfTurn >= 0 && s.EndOfTurn != s.EOS {
-		return []int{s.EOS, s.EndOfTurn}
+	var ids []int
+	for _, id := range []int{t.special.EOS, t.special.EndOfTurn} {
+		if id >= 0 && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
 	}
-	return []int{s.EOS}
+	return ids
 }
 
 // TokenID returns the id of a token written out as text (an added token such

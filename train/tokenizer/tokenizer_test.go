@@ -1,12 +1,15 @@
 package tokenizer
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/text/unicode/norm"
@@ -158,6 +161,14 @@ func TestSpecialIDs(t *testing.T) {
 			if got := tok.StopIDs(); !slices.Equal(got, stop) {
 				t.Errorf("StopIDs() = %v, want %v", got, stop)
 			}
+			for _, id := range stop {
+				if !tok.IsSpecial(id) {
+					t.Errorf("IsSpecial(%d) = false for a stop token", id)
+				}
+			}
+			if plain := tok.Encode("hello"); tok.IsSpecial(plain[0]) {
+				t.Errorf("IsSpecial(%d) = true for \"hello\"", plain[0])
+			}
 		})
 	}
 }
@@ -185,6 +196,15 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no config", func(t *testing.T) {
+		tok, err := Load(strings.NewReader(`{"model": {"type": "BPE", "vocab": `+byteVocab()+`, "merges": []}}`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := tok.Special(); s != (Special{BOS: -1, EOS: -1, Pad: -1, EndOfTurn: -1}) || len(tok.StopIDs()) != 0 {
+			t.Errorf("without a config: Special() = %+v, StopIDs() = %v, want none", s, tok.StopIDs())
+		}
+	})
 	t.Run("config", func(t *testing.T) {
 		tj := `{"model": {"type": "BPE", "vocab": ` + byteVocab() + `, "merges": []}}`
 		_, err := Load(strings.NewReader(tj), strings.NewReader(`{"eos_token": "<|nope|>"}`))
@@ -219,4 +239,41 @@ func byteVocab() string {
 	}
 	b.WriteString("}")
 	return b.String()
+}
+
+func TestHashIsTokenizerJSON(t *testing.T) {
+	tok := loadRef(t, "llama3_1")
+	raw, err := os.ReadFile(filepath.Join(modelDir("llama3_1"), "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	if got, want := tok.Hash(), hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("Hash() = %s, want the sha256 of tokenizer.json %s", got, want)
+	}
+}
+
+func TestEncodeConcurrently(t *testing.T) {
+	tok := loadRef(t, "qwen3")
+	texts := mathTexts(t)[:400]
+	want := make([][]int, len(texts))
+	for i, s := range texts {
+		want[i] = tok.Encode(s)
+	}
+	tok.mu.Lock()
+	clear(tok.cache)
+	tok.mu.Unlock()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range texts {
+				k := (i + g*100) % len(texts)
+				if got := tok.Encode(texts[k]); !slices.Equal(got, want[k]) {
+					t.Errorf("goroutine %d text %d: ids differ from a serial encoding", g, k)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

