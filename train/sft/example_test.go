@@ -49,7 +49,6 @@ func Example() {
 	}
 	cfg := sft.DefaultConfig() // the paper's recipe; a job spec overrides fields
 	cfg.MaxLen, cfg.MicroBatch, cfg.Accumulation, cfg.Epochs, cfg.CheckpointEvery = 64, 2, 1, 2, 2
-	cfg.LoRA.Dropout = 0 // the model core has no adapter-input hook yet
 	if err := cfg.Validate(); err != nil {
 		log.Fatal(err)
 	}

@@ -307,3 +307,43 @@ func f32bytes(f []float32) []byte {
 	}
 	return out
 }
+
+// TestPackedLossEqualsUnpacked: the student's loss over MATH conversations
+// packed several to a row equals their loss one per row, so packed examples
+// do not attend to each other.
+func TestPackedLossEqualsUnpacked(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxLen, cfg.MicroBatch, cfg.LoRA = 512, 2, LoRAConfig{}
+	m, _ := tinyStudent(t)
+	fwd, err := ModelForward(m.Config, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(cfg, tinyBackend(t), m.Ctx, fwd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := mathDataset(t, 8, cfg)
+	single, err := tr.Loss(d.EpochBatches(cfg, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Packing = true
+	packedBatches := d.EpochBatches(cfg, 0)
+	multi := false
+	for _, b := range packedBatches {
+		for _, s := range b.Segments {
+			multi = multi || s > 1
+		}
+	}
+	if !multi {
+		t.Fatal("no row holds two examples")
+	}
+	packed, err := tr.Loss(packedBatches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(packed-single) > 1e-5*single {
+		t.Errorf("packed loss %.7f, one example per row %.7f", packed, single)
+	}
+}

@@ -60,15 +60,17 @@ func (b blockAt) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// studentRun builds a full fine-tuning run of the tiny Qwen2 student (the
-// model core on SimpleGo, as the project trains on CPU) on MATH
-// conversations over a local store at dir.
-func studentRun(t testing.TB, dir string, log io.Writer) *Run {
+// studentRun builds a run of the tiny Qwen2 student (the model core on
+// SimpleGo, as the project trains on CPU) on MATH conversations over a local
+// store at dir: full fine-tuning, or the paper's LoRA (dropout 0.05).
+func studentRun(t testing.TB, dir string, log io.Writer, lora bool) *Run {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.MaxLen, cfg.MicroBatch, cfg.Accumulation, cfg.Epochs = 128, 2, 1, 1
 	cfg.LR, cfg.CheckpointEvery, cfg.KeepCheckpoints = 3e-3, 2, 2
-	cfg.LoRA = LoRAConfig{}
+	if !lora {
+		cfg.LoRA = LoRAConfig{}
+	}
 	m, _ := tinyStudent(t)
 	fwd, err := ModelForward(m.Config, cfg)
 	if err != nil {
@@ -84,18 +86,20 @@ func studentRun(t testing.TB, dir string, log io.Writer) *Run {
 // TestResumeAfterKillIsExact trains in a child process that is SIGKILLed
 // after step 5 (newest complete checkpoint: step 4), resumes here to the end
 // and compares with an uninterrupted run: weights (or adapters), AdamW
-// moments, RNG state and the per-step losses must be bitwise equal. Once for
-// the tiny model with LoRA dropout (the RNG matters), once for full
-// fine-tuning of the Qwen2 student.
+// moments, RNG state and the per-step losses must be bitwise equal. For the
+// tiny model with LoRA dropout, and for the Qwen2 student fully fine-tuned
+// and with the paper's LoRA (dropout 0.05: the RNG state matters).
 func TestResumeAfterKillIsExact(t *testing.T) {
-	runs := map[string]func(testing.TB, string, io.Writer) *Run{"tiny-lora": tinyRun, "student-full": studentRun}
+	runs := map[string]func(testing.TB, string, io.Writer) *Run{"tiny-lora": tinyRun,
+		"student-full": func(t testing.TB, dir string, log io.Writer) *Run { return studentRun(t, dir, log, false) },
+		"student-lora": func(t testing.TB, dir string, log io.Writer) *Run { return studentRun(t, dir, log, true) }}
 	if v := os.Getenv(childEnv); v != "" {
 		kind, dir, _ := strings.Cut(v, ":")
 		r := runs[kind](t, dir, blockAt{os.Stdout, "step 5/"})
 		_, err := r.Run(context.Background())
 		t.Fatalf("child was not killed: %v", err)
 	}
-	for _, kind := range []string{"tiny-lora", "student-full"} {
+	for _, kind := range []string{"tiny-lora", "student-full", "student-lora"} {
 		t.Run(kind, func(t *testing.T) { testResume(t, kind, runs[kind]) })
 	}
 }
@@ -159,6 +163,16 @@ func testResume(t *testing.T, kind string, newRun func(testing.TB, string, io.Wr
 		if a != b {
 			t.Errorf("%s differs after resume", name)
 		}
+	}
+	// Dropout draws advance the RNG (so it is what the exactness covers);
+	// without dropout it stays at the seed.
+	fresh := newRun(t, t.TempDir(), nil).Trainer
+	if err := fresh.prepare(straight.Train.EpochBatches(fresh.cfg, 0)[0]); err != nil {
+		t.Fatal(err)
+	}
+	moved := tensorBytes(t, fresh.stateTensors()["rng"]) != tensorBytes(t, ws["rng"])
+	if dropout := fresh.cfg.LoRA.Enabled() && fresh.cfg.LoRA.Dropout > 0; moved != dropout {
+		t.Errorf("RNG advanced: %v, LoRA dropout on: %v", moved, dropout)
 	}
 	if len(got.Metrics) != len(want.Metrics) {
 		t.Fatalf("metrics: %d vs %d records", len(got.Metrics), len(want.Metrics))
