@@ -18,6 +18,7 @@ libdevice=$(find / -name libdevice.10.bc -not -path '/proc/*' 2>/dev/null | head
 if [[ -n "$libdevice" ]]; then
   export XLA_FLAGS="--xla_gpu_cuda_data_dir=$(dirname "$(dirname "$(dirname "$libdevice")")") ${XLA_FLAGS:-}"
 fi
+export GOPJRT_CUDA_CHECKS=0 # go-xla's nvidia/ layout check assumes its own installer
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 echo "plugin: $plugin; XLA_FLAGS=${XLA_FLAGS:-}"
 cd "$(dirname "$0")/../../train/sft"
