@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -99,7 +100,7 @@ type specFlags struct {
 }
 
 func (f *specFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&f.config, "config", "c", "", "job spec YAML (default: the built-in spec, see `statjob spec`)")
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "job spec YAML `FILE` (default: the built-in spec, which statjob spec prints)")
 	cmd.Flags().StringArrayVar(&f.sets, "set", nil, "override one field, e.g. --set storage.root=gs://b/p (repeatable)")
 }
 
@@ -281,6 +282,7 @@ func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options
 	}
 	o.Reporter = job.NewReporter(cmd.ErrOrStderr(), tty)
 	o.Version = version
+	o.Task = job.BatchTask()
 	sum, err := job.Run(ctx, st, spec, g, o)
 	if sum != nil && err != nil && !errors.Is(err, job.ErrInterrupted) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "run %s stopped; its outputs so far are in %s\n", sum.RunID, sum.URI)
@@ -337,11 +339,13 @@ func batchRunID() string {
 
 func newStatusCmd() *cobra.Command {
 	var f rootFlag
+	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "status [RUN]",
 		Short: "Show a run's stages: done, reused, running (and by whom), pending",
 		Example: `  statjob status                      # the newest run
-  statjob status nightly-42 --root gs://my-bucket/statjob`,
+  statjob status nightly-42 --root gs://my-bucket/statjob
+  statjob status --json | jq -r '.stages[] | select(.state == "pending") | .stage'`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -368,6 +372,9 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if jsonOut {
+				return writeJSON(out, map[string]any{"run": id, "uri": st.URI("runs/" + id + "/"), "stages": rows})
+			}
 			fmt.Fprintf(out, "run %s (%s)\n", id, st.URI("runs/"+id+"/"))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "STAGE\tSTATE\tSTARTED\tTOOK\tFINGERPRINT\tHOLDER")
@@ -392,6 +399,7 @@ func newStatusCmd() *cobra.Command {
 		},
 	}
 	f.add(cmd)
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON instead of a table")
 	return cmd
 }
 
@@ -404,6 +412,7 @@ func short(fp string) string {
 
 func newRunsCmd() *cobra.Command {
 	var f rootFlag
+	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:     "runs",
 		Short:   "List the runs under a storage root, newest first",
@@ -420,25 +429,40 @@ func newRunsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RUN\tCREATED\tDONE\tVERSION")
+			type runRow struct {
+				ID      string    `json:"id"`
+				Created time.Time `json:"created"`
+				Done    int       `json:"done"`
+				Stages  int       `json:"stages"`
+				Version string    `json:"version"`
+			}
+			var list []runRow
 			for _, r := range runs {
 				rows, err := job.Status(ctx, st, r.ID, time.Now())
 				if err != nil {
 					return err
 				}
-				done := 0
+				row := runRow{ID: r.ID, Created: r.Created, Stages: len(rows), Version: r.Version}
 				for _, s := range rows {
 					if s.State == "done" || s.State == "reused" {
-						done++
+						row.Done++
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", r.ID, r.Created.Local().Format("2006-01-02 15:04:05"), done, len(rows), r.Version)
+				list = append(list, row)
+			}
+			if jsonOut {
+				return writeJSON(cmd.OutOrStdout(), list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "RUN\tCREATED\tDONE\tVERSION")
+			for _, r := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", r.ID, r.Created.Local().Format("2006-01-02 15:04:05"), r.Done, r.Stages, r.Version)
 			}
 			return tw.Flush()
 		},
 	}
 	f.add(cmd)
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON instead of a table")
 	return cmd
 }
 
@@ -538,6 +562,12 @@ func newSpecCmd() *cobra.Command {
 	}
 	f.add(cmd)
 	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // printPlan shows the graph in order with each stage's needs and whether

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -42,13 +43,24 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 	check(newRootCmd())
 }
 
+// TestRunRefusesStagesNotInstalled: while the default plan has stages this
+// build lacks, run shows the plan, names them, and touches no storage.
 func TestRunRefusesStagesNotInstalled(t *testing.T) {
+	g, err := buildGraph(newSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := job.Missing(g.Stages())
+	if len(missing) == 0 {
+		t.Fatal("every stage is installed: this test should now run the default job instead")
+	}
 	dir := t.TempDir()
 	out, err := statjob(t, "run", "--root", dir)
-	if err == nil || !strings.Contains(err.Error(), "nothing was run") || !strings.Contains(err.Error(), "skills") {
+	if err == nil || !strings.Contains(err.Error(), "nothing was run") || !strings.Contains(err.Error(), strings.Join(missing, ", ")) {
 		t.Fatalf("run of the default spec: %v", err)
 	}
-	if !strings.Contains(out, "0 of 13 stages are installed") || !strings.Contains(out, "sft/stat-syn") {
+	want := fmt.Sprintf("%d of %d stages are installed", len(g.Stages())-len(missing), len(g.Stages()))
+	if !strings.Contains(out, want) || !regexpMatch(out, `\n`+regexp.QuoteMeta(missing[0])+`\s.*\sno\n`) {
 		t.Errorf("the plan is not shown:\n%s", out)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -168,6 +180,14 @@ func TestStatusRunsUnlock(t *testing.T) {
 	out, err = statjob(t, "status", "r2", "--root", dir)
 	if err != nil || !regexpMatch(out, `\nb\s+running\s.*ghost`) {
 		t.Errorf("status r2:\n%s%v", out, err)
+	}
+	out, err = statjob(t, "status", "r2", "--root", dir, "--json")
+	if err != nil || !strings.Contains(out, `"state": "running"`) || !strings.Contains(out, `"holder": "ghost"`) {
+		t.Errorf("status --json:\n%s%v", out, err)
+	}
+	out, err = statjob(t, "runs", "--root", dir, "--json")
+	if err != nil || !strings.Contains(out, `"id": "r2"`) || !strings.Contains(out, `"done": 1`) {
+		t.Errorf("runs --json:\n%s%v", out, err)
 	}
 	out, err = statjob(t, "unlock", "r2", "b", "--root", dir)
 	if err != nil || !strings.Contains(out, "b: held by ghost") || !strings.Contains(out, "b: unlocked") {

@@ -240,6 +240,9 @@ func outputNames(m *Manifest) string {
 	return strings.Join(ns, ", ")
 }
 
+// OutputKey is the store key of a stage's output in a run.
+func OutputKey(runID, stage, name string) string { return stageKey(runID, stage, name) }
+
 // Keys of the run layout.
 
 func runKey(runID, rest string) string { return "runs/" + runID + "/" + rest }

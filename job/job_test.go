@@ -131,7 +131,19 @@ func TestRunResumeAndReuse(t *testing.T) {
 		}
 		checkList(t, "first.Ran", s1.Ran, "gen", "scale/a")
 		h.fail = ""
+		// As if the runner had stopped between gen's manifest and its copy
+		// into the stage cache: resume puts it there.
+		genM, err := ReadManifest(context.Background(), st, "first", "gen")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Delete(context.Background(), cacheKey(genM.Fingerprint, manifestName)); err != nil {
+			t.Fatal(err)
+		}
 		sum := mustStart(t, st, h, Options{RunID: "first", Resume: true})
+		if _, err := st.Stat(context.Background(), cacheKey(genM.Fingerprint, manifestName)); err != nil {
+			t.Errorf("resume did not restore gen's stage cache entry: %v", err)
+		}
 		checkList(t, "resume.Done", sum.Done, "gen", "scale/a")
 		checkList(t, "resume.Ran", sum.Ran, "scale/b", "sum")
 		checkList(t, "runs.log", runLog(t, h.dir), "gen 0/1", "gen-merge 0/1", "scale/a 0/1", "scale/b 0/1", "scale/b 0/1", "sum 0/1")
@@ -431,9 +443,28 @@ func forBackends(t *testing.T, test func(t *testing.T, st storage.Store)) {
 				if _, err := start(t, b.Store, nil, Options{}); !errors.Is(err, ErrNoCAS) {
 					t.Fatalf("run on %s, which cannot do conditional writes: %v, want ErrNoCAS", b.Name, err)
 				}
+				t.Logf("%s cannot do conditional writes: checked that runs on it are refused", b.Name)
 				return
 			}
 			test(t, b.Store)
 		})
+	}
+}
+
+// TestBadSpecFailsBeforeAnyStage: a field only the last stage reads is
+// checked before the first stage runs.
+func TestBadSpecFailsBeforeAnyStage(t *testing.T) {
+	st := storagetest.Local(t)
+	h := &hooks{dir: t.TempDir()}
+	if _, err := start(t, st, h, Options{}, "scale.b=0"); err == nil || !strings.Contains(err.Error(), "spec: scale: a and b must be non-zero") {
+		t.Fatalf("run with a bad scale section: %v", err)
+	}
+	if log := runLog(t, h.dir); len(log) != 0 {
+		t.Errorf("stages ran before the spec was found bad: %v", log)
+	}
+	var n int
+	_ = st.List(context.Background(), "", func(storage.Attrs) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("a run with a bad spec wrote %d objects", n)
 	}
 }

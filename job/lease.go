@@ -27,6 +27,21 @@ type Lease struct {
 	// Released is set when the holder let go (finished, failed, stopped);
 	// a released lease is free at once.
 	Released bool `json:"released,omitempty"`
+	// Task is the batch task that holds it (job id and task index). A
+	// batch system runs one attempt of a task at a time, so a retried task
+	// takes over its dead attempt's leases at once instead of waiting for
+	// them to expire.
+	Task string `json:"task,omitempty"`
+}
+
+// BatchTask names this process's batch task, or "" outside a batch array:
+// BATCH_JOB_UID/BATCH_TASK_INDEX on Cloud Batch, AWS_BATCH_JOB_ID (which
+// carries ":<index>" for array children) on AWS Batch.
+func BatchTask() string {
+	if job, i := os.Getenv("BATCH_JOB_UID"), os.Getenv("BATCH_TASK_INDEX"); job != "" && i != "" {
+		return job + "/" + i
+	}
+	return os.Getenv("AWS_BATCH_JOB_ID")
 }
 
 // HeldError says that someone else holds a lease.
@@ -66,6 +81,7 @@ func NewHolderID() string {
 type leaser struct {
 	store     storage.Store
 	holder    string
+	task      string // BatchTask(), "" outside batch
 	ttl       time.Duration
 	heartbeat time.Duration
 	now       func() time.Time
@@ -109,7 +125,7 @@ func (l *leaser) put(ctx context.Context, key string, ls Lease, opts storage.Put
 func (l *leaser) acquire(ctx context.Context, key string) (string, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		now := l.now()
-		mine := Lease{Holder: l.holder, Acquired: now, Heartbeat: now, Expires: now.Add(l.ttl)}
+		mine := Lease{Holder: l.holder, Task: l.task, Acquired: now, Heartbeat: now, Expires: now.Add(l.ttl)}
 		cur, gen, err := l.read(ctx, key)
 		if errors.Is(err, storage.ErrNotExist) {
 			g, err := l.put(ctx, key, mine, storage.PutOptions{IfAbsent: true})
@@ -124,7 +140,8 @@ func (l *leaser) acquire(ctx context.Context, key string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("read lease %s: %w", l.store.URI(key), err)
 		}
-		if !cur.Released && cur.Holder != l.holder && now.Before(cur.Expires) {
+		sameTask := l.task != "" && cur.Task == l.task
+		if !cur.Released && cur.Holder != l.holder && !sameTask && now.Before(cur.Expires) {
 			return "", &HeldError{Key: key, Lease: cur}
 		}
 		g, err := l.put(ctx, key, mine, storage.PutOptions{IfGeneration: gen})

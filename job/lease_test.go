@@ -120,3 +120,28 @@ func TestHeartbeat(t *testing.T) {
 		}
 	})
 }
+
+// TestRetriedTaskTakesOver: a batch task's next attempt takes over the
+// leases of its dead attempt at once; another task still waits.
+func TestRetriedTaskTakesOver(t *testing.T) {
+	ctx := context.Background()
+	st := storagetest.Local(t)
+	now := func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+	mk := func(holder, task string) *leaser {
+		return &leaser{store: st, holder: holder, task: task, ttl: time.Minute, heartbeat: 20 * time.Second, now: now}
+	}
+	key := runKey("r", "leases/probe")
+	if _, err := mk("attempt-1", "job-9/3").acquire(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	var held *HeldError
+	if _, err := mk("other", "job-9/4").acquire(ctx, key); !errors.As(err, &held) {
+		t.Fatalf("task 4 took task 3's live lease: %v", err)
+	}
+	if _, err := mk("outside", "").acquire(ctx, key); !errors.As(err, &held) {
+		t.Fatalf("a runner outside batch took a live lease: %v", err)
+	}
+	if _, err := mk("attempt-2", "job-9/3").acquire(ctx, key); err != nil {
+		t.Fatalf("task 3's next attempt: %v", err)
+	}
+}

@@ -96,6 +96,9 @@ type Options struct {
 	Shard, Shards int
 	// Holder names this runner in leases; empty: NewHolderID().
 	Holder string
+	// Task names the batch task this runner is an attempt of (BatchTask());
+	// it takes over leases of earlier attempts of the same task at once.
+	Task string
 	// Version of the binary, recorded in run.json.
 	Version string
 	// Reporter shows progress; nil: JSON logs to stderr.
@@ -200,7 +203,7 @@ func Run(ctx context.Context, store storage.Store, spec *Spec, g *Graph, opts Op
 		start: start, runID: opts.RunID, fps: fps, forced: forced, done: map[string]*Manifest{},
 		sum: &Summary{RunID: opts.RunID, URI: store.URI(runKey(opts.RunID, ""))},
 	}
-	r.leases = &leaser{store: store, holder: opts.Holder, ttl: r.cfg.LeaseTTL, heartbeat: r.cfg.Heartbeat, now: opts.Now}
+	r.leases = &leaser{store: store, holder: opts.Holder, task: opts.Task, ttl: r.cfg.LeaseTTL, heartbeat: r.cfg.Heartbeat, now: opts.Now}
 	if !opts.Resume {
 		if err := r.freeze(ctx, frozen, selected); err != nil {
 			return nil, err
@@ -209,10 +212,7 @@ func Run(ctx context.Context, store storage.Store, spec *Spec, g *Graph, opts Op
 	rep.Printf("run %s (%s), %d stages, shard %d of %d, runner %s", r.runID, r.sum.URI, len(selected), opts.Shard, opts.Shards, opts.Holder)
 	err = r.loop(ctx, selected)
 	r.sum.Elapsed = time.Since(start)
-	if err != nil {
-		return r.sum, err
-	}
-	return r.sum, nil
+	return r.sum, err
 }
 
 func checkRunID(id string) error {
@@ -321,6 +321,10 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 		r.done[name] = m
 		r.sum.Done = append(r.sum.Done, name)
 		r.rep.stage("done", name, 0, fp, "finished earlier by "+m.Holder)
+		if m.ReusedFrom == "" {
+			// Its runner may have stopped between the manifest and the cache.
+			return true, "", r.toCache(ctx, m)
+		}
 		return true, "", nil
 	}
 	if !r.forced[name] {

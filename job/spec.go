@@ -132,9 +132,10 @@ func (s *Spec) document() reflect.Value {
 	return doc
 }
 
-// decode decodes data strictly into the sections. source names the file (or
-// flag) in errors.
-func (s *Spec) decode(source string, data []byte) error {
+// Load decodes a YAML spec strictly over the current values (the defaults,
+// or what an earlier Load left): an unknown key or a wrong type is an error
+// naming source, line and key.
+func (s *Spec) Load(source string, data []byte) error {
 	doc := s.document()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -231,12 +232,6 @@ func keyPaths(n *yaml.Node, prefix string, out map[int]string) {
 	}
 }
 
-// Load decodes a YAML spec over the current values (the defaults, or what
-// an earlier Load left). source names the file in errors.
-func (s *Spec) Load(source string, data []byte) error {
-	return s.decode(source, data)
-}
-
 // Set overrides one field: "train.lr=2e-5", "task.sets=[math,gsm8k]". The
 // value is YAML, checked against the field's type like the file is.
 func (s *Spec) Set(assignment string) error {
@@ -268,7 +263,7 @@ func (s *Spec) Set(assignment string) error {
 	if err != nil {
 		return fmt.Errorf("--set %s: %w", key, err)
 	}
-	if err := s.decode("--set "+key, data); err != nil {
+	if err := s.Load("--set "+key, data); err != nil {
 		// The line numbers refer to the generated document, not to anything
 		// the user wrote: drop them.
 		msg := strings.ReplaceAll(err.Error(), "--set "+key+":2: "+key+": ", "")

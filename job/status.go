@@ -12,14 +12,14 @@ import (
 
 // StageStatus is one stage's state in a run, for `statjob status`.
 type StageStatus struct {
-	Stage       string
-	State       string // "done", "reused", "running", "stale" (lease expired), "pending"
-	Fingerprint string
-	Started     time.Time
-	Finished    time.Time
-	Holder      string    // done: who finished it; running: who holds it
-	Expires     time.Time // running: lease expiry
-	Shards      string    // sharded stages in progress: "1/2 shards"
+	Stage       string    `json:"stage"`
+	State       string    `json:"state"` // "done", "reused", "running", "stale" (lease expired), "pending"
+	Fingerprint string    `json:"fingerprint"`
+	Started     time.Time `json:"started,omitzero"`
+	Finished    time.Time `json:"finished,omitzero"`
+	Holder      string    `json:"holder,omitempty"` // done: who finished it; running: who holds it
+	Expires     time.Time `json:"expires,omitzero"` // running: lease expiry
+	Shards      string    `json:"shards,omitempty"` // sharded stages in progress: "1/2 shards"
 }
 
 // Status reports every stage of run runID, in the run's stage order.
@@ -58,7 +58,7 @@ func Status(ctx context.Context, store storage.Store, runID string, now time.Tim
 				}
 			}
 			// Count finished shards, whatever the shard count.
-			_ = store.List(ctx, runKey(runID, name+"/_shards/"), func(a storage.Attrs) error {
+			err := store.List(ctx, runKey(runID, name+"/_shards/"), func(a storage.Attrs) error {
 				if strings.HasSuffix(a.Key, "/"+manifestName) {
 					done++
 					rest := strings.TrimPrefix(a.Key, runKey(runID, name+"/_shards/"))
@@ -68,6 +68,9 @@ func Status(ctx context.Context, store storage.Store, runID string, now time.Tim
 				}
 				return nil
 			})
+			if err != nil {
+				return nil, fmt.Errorf("list shards of %s: %w", name, err)
+			}
 			if total > 0 {
 				s.Shards = fmt.Sprintf("%d/%d shards", done, total)
 			}

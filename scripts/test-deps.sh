@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # (packages are added here by the parts of the suite that need them)
-# tokenizer: node runs the reference tokenizers (train/tokenizer/testdata)
+# tokenizer: node runs the reference tokenizers, Debian's python3 with jinja2
+# renders chat templates as transformers does (train/tokenizer/testdata)
 command -v node >/dev/null && command -v npm >/dev/null || need_apt+=(nodejs npm)
+/usr/bin/python3 -c 'import jinja2' 2>/dev/null || need_apt+=(python3-jinja2)
 
 
 # --- train/model: PyTorch reference for parity tests, OpenBLAS for its speed ---
@@ -33,3 +35,11 @@ fi
   fi
 )
 # --- end tokenizer ---
+
+# --- storage: versitygw, the S3 server process the storage tests start ---
+# (storage/storagetest finds it in $(go env GOPATH)/bin; go install is a
+# no-op when the same version is already built.)
+if ! go version -m "$(go env GOPATH)/bin/versitygw" 2>/dev/null | grep -q 'mod[[:space:]]*github.com/versity/versitygw[[:space:]]*v1.8.0'; then
+  GOFLAGS= go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+fi
+# --- end storage ---

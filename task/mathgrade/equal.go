@@ -88,8 +88,16 @@ type Answer struct {
 	v    *value
 }
 
+// MaxAnswerLen bounds the answers that are normalised and parsed; a longer
+// one (no real final answer is 4 KiB long) is compared as raw text only.
+const MaxAnswerLen = 4096
+
 // Prepare normalises and parses an answer.
 func Prepare(s string) Answer {
+	if len(s) > MaxAnswerLen {
+		t := strings.TrimSpace(s)
+		return Answer{Raw: s, norm: t, v: &value{kind: vText, text: t}}
+	}
 	n := Normalize(s)
 	return Answer{Raw: s, norm: n, v: parseValue(n, 0)}
 }
@@ -351,6 +359,12 @@ func (c *cmp) relations(x, y *value) (bool, string, error) {
 	if ok, _, err := c.pairwise(x.items, y.items); ok || err != nil {
 		return ok, "structure", err
 	}
+	// y = 2x + 3 and f(x) = 2x + 3: two labels on one value
+	if lx, ly := labelled(x), labelled(y); lx != nil && ly != nil {
+		if ok, _, err := c.values(lx, ly); ok || err != nil {
+			return ok, "structure", err
+		}
+	}
 	if len(x.ops) == 1 && (x.ops[0] == "=" || x.ops[0] == "!=") {
 		if ok, _, err := c.pairwise(x.items, []*value{y.items[1], y.items[0]}); ok || err != nil {
 			return ok, "structure", err
@@ -481,8 +495,9 @@ func (c *cmp) at(x, y *Node, names []string, p int) (fx, fy complex128, err erro
 }
 
 // point returns the p-th sample point. Each variable gets a value drawn
-// from a generator seeded by (Seed, p, name), in ±[0.5, 2.5], so the same
-// variable has the same value on both sides and in every comparison.
+// from a generator seeded by (Seed, p, name), in ±[0.5, 2.5], with the sign
+// alternating from one point to the next, so the same variable has the
+// same value on both sides and in every comparison, and takes both signs.
 func (c *cmp) point(names []string, p int) map[string]complex128 {
 	env := make(map[string]complex128, len(names))
 	for _, n := range names {
@@ -490,7 +505,7 @@ func (c *cmp) point(names []string, p int) map[string]complex128 {
 		h.Write([]byte(n))
 		r := rand.New(rand.NewPCG(c.cfg.Seed, h.Sum64()+uint64(p)*0x9E3779B97F4A7C15))
 		v := 0.5 + 2*r.Float64()
-		if r.IntN(2) == 0 {
+		if (uint64(p)+h.Sum64())%2 == 1 { // each variable alternates sign, so |x| is never x
 			v = -v
 		}
 		env[n] = complex(v, 0)

@@ -208,6 +208,16 @@ var pairs = []struct {
 	{"-\\frac{1}{3}", "-1./3", true},
 	{"\\dot{x}_{0}", "x_0", false},
 	{"\\lambda_{\\text {red}} / \\sqrt{2}", "\\frac{\\lambda_{red}}{\\sqrt2}", true},
+	{"y=2x+3", "f(x) = 2x + 3", true},
+	{"3.14", "x \\approx 3.14", true},
+	{"x = 5", "y = 6", false},
+	{"|x|", "x", false},
+	{"\\sqrt{x^2}", "|x|", true},
+	{"|xy|", "xy", false},
+	{"(-\\infty, \\infty)", "\\mathbb{R}", true},
+	{"\\pi", "π", true},
+	{"-5", "−5", true},
+	{"\\infty", "∞", true},
 	// multiple choice
 	{"\\text{(C)}", "C", true},
 	{"\\text{(C)}", "(C)", true},
@@ -224,6 +234,9 @@ var pairs = []struct {
 	{"\\text{1:03 PM}", "1:03 PM", true},
 	{"\\infty", "\\infty", true},
 	{"\\infty", "-\\infty", false},
+	{"\\infty", "1e9999", false},
+	{"\\infty", "\\frac{1}{0}", false},
+	{"0", "\\frac{0}{0}", false},
 }
 
 func TestEqualPairs(t *testing.T) {
@@ -311,5 +324,35 @@ func TestBudget(t *testing.T) {
 	// a huge exponent is not expanded: it falls back to floats, which overflow
 	if v := Default().Equal("2^{100000000}", "2^{100000001}"); v.Equal {
 		t.Errorf("2^100000000 vs 2^100000001: %+v", v)
+	}
+}
+
+// TestConcurrentUse: one Grader shared by goroutines gives the verdicts it
+// gives sequentially (the sample points depend on the seed and the
+// variable names only). Run with -race to check for data races.
+func TestConcurrentUse(t *testing.T) {
+	want := make([]Verdict, len(pairs))
+	for i, p := range pairs {
+		want[i] = Default().Equal(p.gold, p.resp)
+	}
+	errs := make(chan string, 4*len(pairs))
+	done := make(chan bool)
+	for w := 0; w < 4; w++ {
+		go func(w int) {
+			for k := range pairs {
+				i := (k + w*37) % len(pairs)
+				if got := Default().Equal(pairs[i].gold, pairs[i].resp); got != want[i] {
+					errs <- pairs[i].gold + " / " + pairs[i].resp
+				}
+			}
+			done <- true
+		}(w)
+	}
+	for w := 0; w < 4; w++ {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent verdict differs: %s", e)
 	}
 }

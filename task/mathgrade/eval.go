@@ -185,6 +185,9 @@ func numeric(n *Node, env map[string]complex128, b *budget) (complex128, error) 
 	switch n.Kind {
 	case KNum:
 		f, _ := n.Num.Float64()
+		if math.IsInf(f, 0) {
+			return cmplx.NaN(), nil // 1e9999 is a number, not \infty
+		}
 		return complex(f, 0), nil
 	case KSym:
 		return env[n.Name], nil

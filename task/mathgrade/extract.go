@@ -2,6 +2,7 @@ package mathgrade
 
 import (
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -10,12 +11,14 @@ type Rule string
 
 // Extraction rules, tried in this order.
 const (
-	RuleBoxed       Rule = "boxed"       // last \boxed{...} / \boxed x / \fbox{...}
-	RuleAnswerIs    Rule = "answer_is"   // last "the answer is ..." / "final answer is ..." / "answer: ..."
-	RuleLastNumber  Rule = "last_number" // last number in the text
-	RuleNone        Rule = "none"        // nothing found
-	maxExtractInput      = 1 << 20       // longer responses are read from their last MiB
+	RuleBoxed      Rule = "boxed"       // last \boxed{...} / \boxed x / \fbox{...}
+	RuleAnswerIs   Rule = "answer_is"   // last "the answer is" / "final answer is" / "answer:" / "####"
+	RuleLastNumber Rule = "last_number" // last number in the text
+	RuleNone       Rule = "none"        // nothing found
 )
+
+// maxExtractInput: longer responses are read from their last MiB.
+const maxExtractInput = 1 << 20
 
 var (
 	reAnswerIs   = regexp.MustCompile(`(?i)(?:(?:final answer|the answer|answer)\s*(?:is|:)\s*(?:[:=]\s*)?|####\s*)`)
@@ -42,11 +45,17 @@ func Extract(response string) (string, Rule) {
 	return "", RuleNone
 }
 
-// lastBoxed returns the content of the last \boxed or \fbox.
+// lastBoxed returns the content of the last \boxed or \fbox. When the last
+// box is not closed, an earlier one is tried; an earlier box still open
+// where a later unclosed one starts can never close, so each earlier box is
+// scanned only up to the later one's start and the whole search is linear.
 func lastBoxed(s string) (string, bool) {
-	i := max(strings.LastIndex(s, `\boxed`), strings.LastIndex(s, `\fbox`))
-	for i >= 0 {
-		rest := s[i:]
+	starts := append(indexAll(s, `\boxed`), indexAll(s, `\fbox`)...)
+	sort.Ints(starts)
+	limit := len(s)
+	for n := len(starts) - 1; n >= 0; n-- {
+		i := starts[n]
+		rest := s[i:limit]
 		name := `\boxed`
 		if strings.HasPrefix(rest, `\fbox`) {
 			name = `\fbox`
@@ -66,10 +75,22 @@ func lastBoxed(s string) (string, bool) {
 			}
 			return strings.TrimSpace(trimmed[:end]), true
 		}
-		// unbalanced or bare: try an earlier box
-		i = max(strings.LastIndex(s[:i], `\boxed`), strings.LastIndex(s[:i], `\fbox`))
+		limit = i
 	}
 	return "", false
+}
+
+// indexAll returns the start of every occurrence of sub in s.
+func indexAll(s, sub string) []int {
+	var out []int
+	for off := 0; ; {
+		j := strings.Index(s[off:], sub)
+		if j < 0 {
+			return out
+		}
+		out = append(out, off+j)
+		off += j + len(sub)
+	}
 }
 
 // answerAfter reads the answer that follows "the answer is": a $...$ or

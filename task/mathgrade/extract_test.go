@@ -37,6 +37,48 @@ func TestExtract(t *testing.T) {
 	}
 }
 
+// TestExtractLinear: many unclosed boxes must not make extraction
+// quadratic (a 1 MiB response of them would otherwise take minutes).
+func TestExtractLinear(t *testing.T) {
+	s := strings.Repeat(`\boxed{`, 100000)
+	if a, rule := Extract(s); rule != RuleNone || a != "" {
+		t.Errorf("Extract(unclosed boxes) = %q, %s", a, rule)
+	}
+	s = `\boxed{7} ` + strings.Repeat(`\boxed{`, 100000)
+	if a, rule := Extract(s); rule != RuleBoxed || a != "7" {
+		t.Errorf("Extract(closed box then unclosed) = %q, %s", a, rule)
+	}
+}
+
+// TestGradeLargeInputs: responses of about 1 MiB in adversarial shapes
+// finish (parsing is bounded by length, comparison by the work budget).
+func TestGradeLargeInputs(t *testing.T) {
+	const n = 150000
+	for name, body := range map[string]string{
+		"sum":      strings.Repeat("1+", n) + "1",
+		"parens":   strings.Repeat("(", n) + "1" + strings.Repeat(")", n),
+		"braces":   strings.Repeat("{", n) + "1" + strings.Repeat("}", n),
+		"list":     strings.Repeat("1,", n) + "1",
+		"tuples":   strings.Repeat("(1,2),", n) + "(1,2)",
+		"text":     strings.Repeat(`\text{a}`, n),
+		"relation": strings.Repeat("x<", n) + "1",
+		"matrix":   `\begin{pmatrix}` + strings.Repeat(`1&`, n) + `1\end{pmatrix}`,
+		"frac":     strings.Repeat(`\frac{1}{`, n) + "2" + strings.Repeat("}", n),
+		"unclosed": strings.Repeat(`\sqrt{`, n),
+		"units":    "5" + strings.Repeat(" cm", n),
+	} {
+		for _, resp := range []string{`\boxed{` + body + "}", "The answer is " + body, body} {
+			r := Grade(resp, "(1,2), (3,4)")
+			if r.Correct {
+				t.Errorf("%s: graded correct", name)
+			}
+			if r.Steps > DefaultConfig().Budget {
+				t.Errorf("%s: %d steps", name, r.Steps)
+			}
+		}
+	}
+}
+
 func TestGrade(t *testing.T) {
 	r := Grade(`Adding, we get $\boxed{\dfrac{1}{2}}$.`, "0.5")
 	if !r.Correct || r.Rule != RuleBoxed || r.Extracted != `\dfrac{1}{2}` {

@@ -36,7 +36,8 @@ func Normalize(s string) string {
 	for _, f := range []string{`\dbinom`, `\tbinom`} {
 		s = strings.ReplaceAll(s, f, `\binom`)
 	}
-	s = strings.NewReplacer(`\leqslant`, `\le`, `\geqslant`, `\ge`, `\leq`, `\le`, `\geq`, `\ge`, `\neq`, `\ne`, `≤`, `\le`, `≥`, `\ge`,
+	s = strings.NewReplacer("−", "-", "–", "-", "∞", `\infty `, "π", `\pi `, "√", `\sqrt`, "×", `\times `, "·", `\cdot `,
+		"≠", `\ne `, `\mathbb{R}`, `(-\infty,\infty)`, `\mathbb R`, `(-\infty,\infty)`, `\leqslant`, `\le`, `\geqslant`, `\ge`, `\leq`, `\le`, `\geq`, `\ge`, `\neq`, `\ne`, `≤`, `\le`, `≥`, `\ge`,
 		`\lt`, `<`, `\gt`, `>`, `\%`, "", `%`, "", `\$`, "", `$`, "", `\emptyset`, `\{\}`, `\varnothing`, `\{\}`).Replace(s)
 	s = reDegrees.ReplaceAllString(s, "")
 	s = unwrapText(s)

@@ -119,7 +119,6 @@ type parser struct {
 	toks  []token
 	pos   int
 	depth int
-	nodes int
 }
 
 // ParseExpr parses one LaTeX math expression (no commas or relations) into a
@@ -174,8 +173,6 @@ func (p *parser) errf(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrSyntax}, a...)...)
 }
 
-func (p *parser) node(n *Node) *Node { p.nodes++; return n }
-
 func (p *parser) enter() error {
 	p.depth++
 	if p.depth > maxDepth {
@@ -206,7 +203,7 @@ func (p *parser) expr() (*Node, error) {
 			if len(terms) == 1 {
 				return terms[0], nil
 			}
-			return p.node(&Node{Kind: KAdd, Args: terms}), nil
+			return &Node{Kind: KAdd, Args: terms}, nil
 		}
 		first = false
 		t, err := p.term()
@@ -251,7 +248,7 @@ func (p *parser) term() (*Node, error) {
 			if len(factors) == 1 {
 				return factors[0], nil
 			}
-			return p.node(&Node{Kind: KMul, Args: factors}), nil
+			return &Node{Kind: KMul, Args: factors}, nil
 		}
 		g, err := p.power()
 		if err != nil {
@@ -318,7 +315,7 @@ func (p *parser) power() (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		return p.node(&Node{Kind: KPow, Args: []*Node{base, exp}}), nil
+		return &Node{Kind: KPow, Args: []*Node{base, exp}}, nil
 	}
 	return base, nil
 }
@@ -343,7 +340,7 @@ func (p *parser) postfix() (*Node, error) {
 	}
 	for p.at("!") {
 		p.pos++
-		n = p.node(&Node{Kind: KFunc, Name: "fact", Args: []*Node{n}})
+		n = &Node{Kind: KFunc, Name: "fact", Args: []*Node{n}}
 	}
 	return n, nil
 }
@@ -360,7 +357,7 @@ func (p *parser) arg() (*Node, error) {
 	t := p.peek()
 	if !t.cmd && isDigit(t.text[0]) {
 		p.pos++
-		return p.node(&Node{Kind: KNum, Num: big.NewRat(int64(t.text[0]-'0'), 1)}), nil
+		return &Node{Kind: KNum, Num: big.NewRat(int64(t.text[0]-'0'), 1)}, nil
 	}
 	if err := p.enter(); err != nil {
 		return nil, err
@@ -441,7 +438,7 @@ func (p *parser) primary() (*Node, error) {
 			}
 			n = &Node{Kind: KSym, Name: t.text + "_" + sub.String()}
 		}
-		return p.node(n), nil
+		return n, nil
 	case c == '(':
 		return p.group("(", ")")
 	case c == '[':
@@ -458,7 +455,7 @@ func (p *parser) primary() (*Node, error) {
 			return nil, p.errf("missing closing |")
 		}
 		p.pos++
-		return p.node(&Node{Kind: KFunc, Name: "abs", Args: []*Node{n}}), nil
+		return &Node{Kind: KFunc, Name: "abs", Args: []*Node{n}}, nil
 	}
 	return nil, p.errf("unexpected %q", t.text)
 }
@@ -522,13 +519,13 @@ func (p *parser) number() (*Node, error) {
 			return nil, err
 		}
 	}
-	n := p.node(&Node{Kind: KNum, Num: r})
+	n := &Node{Kind: KNum, Num: r}
 	if !dot && r.IsInt() && p.atCmd("frac") {
 		save := p.pos
 		if fr, err := p.command(); err == nil && isIntRatio(fr) {
 			q := fracValue(fr)
 			if r.Sign() >= 0 && q.Sign() > 0 {
-				return p.node(&Node{Kind: KNum, Num: new(big.Rat).Add(r, q)}), nil
+				return &Node{Kind: KNum, Num: new(big.Rat).Add(r, q)}, nil
 			}
 		}
 		p.pos = save
@@ -560,9 +557,9 @@ func (p *parser) command() (*Node, error) {
 			return nil, err
 		}
 		if strings.HasSuffix(t.text, "binom") {
-			return p.node(&Node{Kind: KFunc, Name: "binom", Args: []*Node{a, b}}), nil
+			return &Node{Kind: KFunc, Name: "binom", Args: []*Node{a, b}}, nil
 		}
-		return p.node(&Node{Kind: KMul, Args: []*Node{a, inverse(b)}}), nil
+		return &Node{Kind: KMul, Args: []*Node{a, inverse(b)}}, nil
 	case "sqrt":
 		if p.at("[") {
 			idx, err := p.group("[", "]")
@@ -573,17 +570,17 @@ func (p *parser) command() (*Node, error) {
 			if err != nil {
 				return nil, err
 			}
-			return p.node(&Node{Kind: KPow, Args: []*Node{x, inverse(idx)}}), nil
+			return &Node{Kind: KPow, Args: []*Node{x, inverse(idx)}}, nil
 		}
 		x, err := p.arg()
 		if err != nil {
 			return nil, err
 		}
-		return p.node(&Node{Kind: KFunc, Name: "sqrt", Args: []*Node{x}}), nil
+		return &Node{Kind: KFunc, Name: "sqrt", Args: []*Node{x}}, nil
 	case "pi":
-		return p.node(&Node{Kind: KConst, Name: "pi"}), nil
+		return &Node{Kind: KConst, Name: "pi"}, nil
 	case "infty", "infinity":
-		return p.node(&Node{Kind: KConst, Name: "inf"}), nil
+		return &Node{Kind: KConst, Name: "inf"}, nil
 	case "mathbf", "mathit", "boldsymbol":
 		return p.arg()
 	case "vec", "overline", "bar", "hat", "dot", "ddot", "tilde", "widetilde", "widehat":
@@ -601,7 +598,7 @@ func (p *parser) command() (*Node, error) {
 			}
 			n.Name += "_" + sub.String()
 		}
-		return p.node(n), nil
+		return n, nil
 	case "lfloor", "lceil":
 		closer, name := "rfloor", "floor"
 		if t.text == "lceil" {
@@ -615,7 +612,7 @@ func (p *parser) command() (*Node, error) {
 			return nil, p.errf("missing \\%s", closer)
 		}
 		p.pos++
-		return p.node(&Node{Kind: KFunc, Name: name, Args: []*Node{x}}), nil
+		return &Node{Kind: KFunc, Name: name, Args: []*Node{x}}, nil
 	case "operatorname":
 		if !p.at("{") {
 			return nil, p.errf("\\operatorname needs a braced name")
@@ -642,7 +639,7 @@ func (p *parser) command() (*Node, error) {
 			}
 			n.Name += "_" + sub.String()
 		}
-		return p.node(n), nil
+		return n, nil
 	}
 	if f, ok := funcs[t.text]; ok {
 		return p.applyFunc(f)
@@ -691,7 +688,7 @@ func (p *parser) applyFunc(f string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := p.node(&Node{Kind: KFunc, Name: f, Args: []*Node{x}})
+	n := &Node{Kind: KFunc, Name: f, Args: []*Node{x}}
 	if base != nil {
 		if f != "log" {
 			return nil, p.errf("subscript on %s", f)
@@ -704,7 +701,7 @@ func (p *parser) applyFunc(f string) (*Node, error) {
 			n.Name = inv // sin^{-1} x is arcsin x
 			return n, nil
 		}
-		n = p.node(&Node{Kind: KPow, Args: []*Node{n, pow}})
+		n = &Node{Kind: KPow, Args: []*Node{n, pow}}
 	}
 	return n, nil
 }

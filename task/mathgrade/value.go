@@ -203,7 +203,7 @@ func splitTop(s, sep string) []string {
 }
 
 var relOps = []struct{ tok, op string }{
-	{`\le`, "<="}, {`\ge`, ">="}, {`\ne`, "!="}, {"<=", "<="}, {">=", ">="}, {"=", "="}, {"<", "<"}, {">", ">"},
+	{`\le`, "<="}, {`\ge`, ">="}, {`\ne`, "!="}, {`\approx`, "="}, {"<=", "<="}, {">=", ">="}, {"=", "="}, {"<", "<"}, {">", ">"},
 }
 
 // splitRel splits s on relation symbols outside brackets.

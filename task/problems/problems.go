@@ -3,7 +3,22 @@
 // the reference skill map, and draws deterministic, decontaminated splits.
 //
 // Every loader reads JSONL; a line that does not parse or lacks a required
-// field is an error naming the file and line. Nothing is silently dropped.
+// field is an error naming the file and line. Nothing is silently dropped
+// (blank lines are not records).
+//
+// Gold answers: MATH and Minerva take the last \boxed{} of the solution;
+// MATH500 its answer field; GSM8K the text after "####" without thousands
+// separators; AIME and AMC the answer field as written (AMC's 27.0 stays
+// 27.0, AIME24's "025" stays "025": the grader equates them with 27 and 25);
+// OlympiadBench joins a multi-answer final_answer list with ", ", which the
+// grader reads as an unordered list. IDs are MATH's unique_id for MATH and
+// MATH500 (so MATH500 can be excluded from MATH splits) and
+// "<set>/<id or line>" elsewhere.
+//
+// Splits are drawn by hashing (seed, ID), so they do not depend on file
+// order; by default the validation split of MATH test excludes MATH500.
+// Skill-map rows naming a skill outside the subject's catalogue list are
+// reported by AttachSkills and kept or dropped by Config.UnknownSkills.
 package problems
 
 import (

@@ -7,9 +7,8 @@ import (
 	"sort"
 )
 
-// SplitConfig draws a validation split from a problem set; the rest is the
-// test split.
-type SplitConfig struct {
+// Config sets how problems are split and how skills are joined.
+type Config struct {
 	// Seed orders the problems; the same seed and set give the same split.
 	Seed uint64 `yaml:"seed"`
 	// Validation is the size of the validation split (paper: 1000 of MATH test).
@@ -18,16 +17,20 @@ type SplitConfig struct {
 	// not enter the validation split (decontamination); they stay in the
 	// test split. Default: math500, a subset of MATH test.
 	Exclude []string `yaml:"exclude"`
+	// UnknownSkills says what AttachSkills does with a map row's skill that
+	// is not in its subject's catalogue list: keep (default) or drop. Either
+	// way it is reported.
+	UnknownSkills SkillPolicy `yaml:"unknown_skills"`
 }
 
-// DefaultSplitConfig is the paper's 1,000 validation problems, seed 0,
-// with MATH500 kept out of validation.
-func DefaultSplitConfig() SplitConfig {
-	return SplitConfig{Seed: 0, Validation: 1000, Exclude: []string{MATH500}}
+// DefaultConfig is the paper's 1,000 validation problems, seed 0, with
+// MATH500 kept out of validation, and unknown skills kept.
+func DefaultConfig() Config {
+	return Config{Seed: 0, Validation: 1000, Exclude: []string{MATH500}, UnknownSkills: KeepUnknown}
 }
 
 // Validate names the first bad field.
-func (c SplitConfig) Validate() error {
+func (c Config) Validate() error {
 	if c.Validation < 0 {
 		return fmt.Errorf("validation: %d is negative", c.Validation)
 	}
@@ -36,12 +39,15 @@ func (c SplitConfig) Validate() error {
 			return fmt.Errorf("exclude[%d]: %w %q", i, ErrUnknownBenchmark, b)
 		}
 	}
+	if c.UnknownSkills != KeepUnknown && c.UnknownSkills != DropUnknown {
+		return fmt.Errorf("unknown_skills: %q is not %q or %q", c.UnknownSkills, KeepUnknown, DropUnknown)
+	}
 	return nil
 }
 
 // SplitMATH loads MATH test and the sets named in c.Exclude from dataDir
 // and splits MATH test into validation and test.
-func SplitMATH(dataDir string, c SplitConfig) (validation, test []Problem, err error) {
+func SplitMATH(dataDir string, c Config) (validation, test []Problem, err error) {
 	if err := c.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("split: %w", err)
 	}
@@ -65,7 +71,7 @@ func SplitMATH(dataDir string, c SplitConfig) (validation, test []Problem, err e
 // order, and adding a problem does not move the others. Problems whose ID
 // is in exclude (the problems of c.Exclude's sets) are never drawn for
 // validation. It fails when too few problems are eligible.
-func Split(ps []Problem, c SplitConfig, exclude []string) (validation, test []Problem, err error) {
+func Split(ps []Problem, c Config, exclude []string) (validation, test []Problem, err error) {
 	if err := c.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("split: %w", err)
 	}

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -73,4 +74,26 @@ func BenchmarkDecodeMATH(b *testing.B) {
 			sb.WriteString(tok.Decode(ids))
 		}
 	}
+}
+
+// BenchmarkLoad reads the Qwen3 tokenizer files (11 MB tokenizer.json) and
+// reports the heap one loaded tokenizer holds.
+func BenchmarkLoad(b *testing.B) {
+	needReference(b)
+	b.ReportAllocs()
+	var tok *Tokenizer
+	var before, after runtime.MemStats
+	for b.Loop() {
+		tok = nil
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		var err error
+		if tok, err = LoadDir(modelDir("qwen3")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB-held")
+	runtime.KeepAlive(tok)
 }

