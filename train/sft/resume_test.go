@@ -71,15 +71,7 @@ func studentRun(t testing.TB, dir string, log io.Writer, lora bool) *Run {
 	if !lora {
 		cfg.LoRA = LoRAConfig{}
 	}
-	m, _ := tinyStudent(t)
-	fwd, err := ModelForward(m.Config, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := NewTrainer(cfg, tinyBackend(t), m.Ctx, fwd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, _, _ := studentTrainer(t, cfg)
 	return &Run{Trainer: tr, Train: mathDataset(t, 16, cfg), Store: openStore(t, dir), Prefix: "run/sft/", Log: log}
 }
 
