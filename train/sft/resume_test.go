@@ -2,12 +2,14 @@ package sft
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -147,9 +149,10 @@ func testResume(t *testing.T, kind string, newRun func(testing.TB, string, io.Wr
 		t.Fatalf("steps: resumed %d done=%v, straight %d done=%v", got.Steps, got.Done, want.Steps, want.Done)
 	}
 	gs, ws := resumed.Trainer.stateTensors(), straight.Trainer.stateTensors()
-	if len(gs) != len(ws) || len(gs) < 13 { // ≥ 4 tensors × (param, m1, m2) + rng
+	if len(gs) != len(ws) || len(gs) < 12 { // ≥ 4 tensors × (param, m1, m2)
 		t.Fatalf("state tensors: %d vs %d", len(gs), len(ws))
 	}
+	gs["rng"], ws["rng"] = resumed.Trainer.rngVar(), straight.Trainer.rngVar()
 	for name, v := range ws {
 		a, b := tensorBytes(t, gs[name]), tensorBytes(t, v)
 		if a != b {
@@ -162,7 +165,7 @@ func testResume(t *testing.T, kind string, newRun func(testing.TB, string, io.Wr
 	if err := fresh.prepare(straight.Train.EpochBatches(fresh.cfg, 0)[0]); err != nil {
 		t.Fatal(err)
 	}
-	moved := tensorBytes(t, fresh.stateTensors()["rng"]) != tensorBytes(t, ws["rng"])
+	moved := tensorBytes(t, fresh.rngVar()) != tensorBytes(t, ws["rng"])
 	if dropout := fresh.cfg.LoRA.Enabled() && fresh.cfg.LoRA.Dropout > 0; moved != dropout {
 		t.Errorf("RNG advanced: %v, LoRA dropout on: %v", moved, dropout)
 	}
@@ -214,12 +217,31 @@ func tensorBytes(t testing.TB, v *mlctx.Variable) string {
 	return out
 }
 
+// TestResumeRefusesAnotherRecipe: a checkpoint written under other settings,
+// or a damaged one, is an error; the same settings continue from it.
 func TestResumeRefusesAnotherRecipe(t *testing.T) {
 	dir := t.TempDir()
 	r := tinyRun(t, dir, nil)
 	r.StopAfter = 2
 	if res, err := r.Run(context.Background()); err != nil || res.Steps != 2 || res.Done {
 		t.Fatalf("first part: %+v, %v", res, err)
+	}
+	// A damaged state file is refused, not trained on.
+	state := filepath.Join(dir, "run/sft/checkpoints/step-000000002/state.safetensors")
+	good, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(good)
+	bad[len(bad)-1] ^= 1
+	if err := os.WriteFile(state, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tinyRun(t, dir, nil).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("damaged checkpoint: got %v", err)
+	}
+	if err := os.WriteFile(state, good, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	other := tinyRun(t, dir, nil)
 	other.Trainer.cfg.LR *= 2
