@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +17,14 @@ import (
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/train/backend"
 )
 
 const childEnv = "STATJOB_SFT_RESUME_CHILD"
+
+// resumeTolerance bounds |resumed − uninterrupted| per weight on a backend
+// other than SimpleGo (on SimpleGo the two are bitwise equal).
+const resumeTolerance = 1e-4
 
 // tinyRun builds a LoRA run (dropout on, so the RNG state matters) of the
 // tiny model over a local store at dir.
@@ -152,13 +158,31 @@ func testResume(t *testing.T, kind string, newRun func(testing.TB, string, io.Wr
 	if len(gs) != len(ws) || len(gs) < 12 { // ≥ 4 tensors × (param, m1, m2)
 		t.Fatalf("state tensors: %d vs %d", len(gs), len(ws))
 	}
-	gs["rng"], ws["rng"] = resumed.Trainer.rngVar(), straight.Trainer.rngVar()
+	// On the CPU (SimpleGo) the resumed run is bitwise the uninterrupted one;
+	// on an accelerator within resumeTolerance (its kernels need not be
+	// deterministic).
+	exact := strings.HasPrefix(backend.Resolve(""), "go:")
+	worst := 0.0
 	for name, v := range ws {
-		a, b := tensorBytes(t, gs[name]), tensorBytes(t, v)
-		if a != b {
+		if a, b := tensorBytes(t, gs[name]), tensorBytes(t, v); a == b {
+			continue
+		}
+		if exact {
 			t.Errorf("%s differs after resume", name)
+			continue
+		}
+		ga, wa := tensorFloats(t, gs[name]), tensorFloats(t, v)
+		for i := range wa {
+			worst = max(worst, math.Abs(float64(ga[i]-wa[i])))
 		}
 	}
+	if worst > resumeTolerance {
+		t.Errorf("resumed state differs from the uninterrupted one by up to %.3g (> %g)", worst, resumeTolerance)
+	}
+	if a, b := tensorBytes(t, resumed.Trainer.rngVar()), tensorBytes(t, straight.Trainer.rngVar()); a != b {
+		t.Errorf("RNG state differs after resume")
+	}
+	ws["rng"] = straight.Trainer.rngVar()
 	// Dropout draws advance the RNG (so it is what the exactness covers);
 	// without dropout it stays at the seed.
 	fresh := newRun(t, t.TempDir(), nil).Trainer
@@ -172,10 +196,11 @@ func testResume(t *testing.T, kind string, newRun func(testing.TB, string, io.Wr
 	if len(got.Metrics) != len(want.Metrics) {
 		t.Fatalf("metrics: %d vs %d records", len(got.Metrics), len(want.Metrics))
 	}
+	same := func(a, b float64) bool { return a == b || !exact && math.Abs(a-b) <= 1e-4*math.Abs(b) }
 	for i := range want.Metrics {
 		g, w := got.Metrics[i], want.Metrics[i]
-		if g.Loss != w.Loss || g.GradNorm != w.GradNorm || g.LR != w.LR || (w.ValLoss != nil) != (g.ValLoss != nil) ||
-			(w.ValLoss != nil && *w.ValLoss != *g.ValLoss) {
+		if !same(g.Loss, w.Loss) || !same(g.GradNorm, w.GradNorm) || g.LR != w.LR || (w.ValLoss != nil) != (g.ValLoss != nil) ||
+			(w.ValLoss != nil && !same(*w.ValLoss, *g.ValLoss)) {
 			t.Errorf("step %d: resumed %+v, straight %+v", w.Step, g, w)
 		}
 	}
@@ -205,7 +230,8 @@ func testResume(t *testing.T, kind string, newRun func(testing.TB, string, io.Wr
 	if fmt.Sprint(names) != wantNames {
 		t.Errorf("checkpoints left: %v, want %s", names, wantNames)
 	}
-	t.Logf("%s: killed after step 5, resumed from step 4, %d steps: all %d state tensors bitwise equal", kind, got.Steps, len(ws))
+	t.Logf("%s on %s: killed after step 5, resumed from step 4, %d steps: %d state tensors, max |Δ| %.3g (exact: %v)",
+		kind, backend.Resolve(""), got.Steps, len(ws), worst, exact)
 }
 
 func tensorBytes(t testing.TB, v *mlctx.Variable) string {
