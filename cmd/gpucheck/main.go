@@ -25,6 +25,7 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/train/backend"
 	"github.com/statjob/statjob/train/model"
 )
@@ -116,7 +117,12 @@ func parity(dev, cpu backends.Backend, name, js string) (bool, error) {
 		return false, err
 	}
 	defer os.RemoveAll(dir)
-	if err := model.NewRandom(cfg, 7, 0.15).Save(context.Background(), model.LocalDir(dir), "", model.SaveOptions{}); err != nil {
+	store, err := storage.Open(context.Background(), dir)
+	if err != nil {
+		return false, err
+	}
+	defer store.Close()
+	if err := model.NewRandom(cfg, 7, 0.15).Save(context.Background(), store, "", model.SaveOptions{}); err != nil {
 		return false, err
 	}
 	results := map[string][][][]float32{}
@@ -125,7 +131,7 @@ func parity(dev, cpu backends.Backend, name, js string) (bool, error) {
 		name string
 		b    backends.Backend
 	}{{"device", dev}, {"cpu", cpu}} {
-		m, err := model.Load(context.Background(), model.LocalDir(dir), "")
+		m, err := model.Load(context.Background(), store, "")
 		if err != nil {
 			return false, err
 		}

@@ -33,7 +33,7 @@ const (
 func benchModel(b *testing.B) *Model {
 	m := NewRandom(mustConfig(b, benchConfig), 11, 0.05)
 	if dir := os.Getenv("STATJOB_BENCH_CHECKPOINT"); dir != "" {
-		if err := m.Save(context.Background(), LocalDir(dir), "", SaveOptions{}); err != nil {
+		if err := m.Save(context.Background(), openDir(b, dir), "", SaveOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -35,40 +33,6 @@ type Source interface {
 // Sink is where a checkpoint is written to; every storage.Store is one.
 type Sink interface {
 	Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.Attrs, error)
-}
-
-// LocalDir is a checkpoint directory on the local disk, a Source and Sink
-// for tools and tests that run without a storage.Store.
-type LocalDir string
-
-// Get opens dir/key; storage.ErrNotExist when absent.
-func (d LocalDir) Get(_ context.Context, key string) (io.ReadCloser, error) {
-	f, err := os.Open(filepath.Join(string(d), filepath.FromSlash(key)))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(string(d), key), storage.ErrNotExist)
-	}
-	return f, err
-}
-
-// Put writes dir/key whole: into a temporary file renamed into place.
-func (d LocalDir) Put(_ context.Context, key string, r io.Reader, _ storage.PutOptions) (storage.Attrs, error) {
-	p := filepath.Join(string(d), filepath.FromSlash(key))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return storage.Attrs{}, err
-	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
-		return storage.Attrs{}, err
-	}
-	defer os.Remove(f.Name())
-	n, err := io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	return storage.Attrs{Key: key, Size: n}, err
 }
 
 // Every storage.Store can hold checkpoints.

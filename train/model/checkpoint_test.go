@@ -67,7 +67,7 @@ func TestSaveLoad(t *testing.T) {
 		relTol float64
 	}{{"F32", 0, 0}, {"BF16", 20000, 1.0 / 128}, {"F16", 0, 1.0 / 1024}} {
 		dir := t.TempDir()
-		err := orig.Save(ctx, LocalDir(dir), "ckpt", SaveOptions{DType: tc.dtype, ShardBytes: tc.shard,
+		err := orig.Save(ctx, openDir(t, dir), "ckpt", SaveOptions{DType: tc.dtype, ShardBytes: tc.shard,
 			Files: map[string][]byte{"tokenizer.json": []byte("{}")}})
 		if err != nil {
 			t.Fatal(err)
@@ -79,7 +79,7 @@ func TestSaveLoad(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "ckpt", "tokenizer.json")); err != nil {
 			t.Errorf("%s: extra file not written: %v", tc.dtype, err)
 		}
-		back, err := Load(ctx, trickleSource{LocalDir(dir)}, "ckpt")
+		back, err := Load(ctx, trickleSource{openDir(t, dir)}, "ckpt")
 		if err != nil {
 			t.Fatalf("%s: %v", tc.dtype, err)
 		}
@@ -106,7 +106,7 @@ func TestLoadErrors(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	cfg := mustConfig(t, tinyQwen2)
-	if err := NewRandom(cfg, 1, 0.1).Save(ctx, LocalDir(dir), "", SaveOptions{}); err != nil {
+	if err := NewRandom(cfg, 1, 0.1).Save(ctx, openDir(t, dir), "", SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// A config that disagrees with the weights.
@@ -114,7 +114,7 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(bigger), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(ctx, LocalDir(dir), "")
+	_, err := Load(ctx, openDir(t, dir), "")
 	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "model.embed_tokens.weight") {
 		t.Errorf("mismatched shapes: %v", err)
 	}
@@ -127,7 +127,7 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.WriteFile(w, data[:len(data)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(ctx, LocalDir(dir), ""); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) {
+	if _, err := Load(ctx, openDir(t, dir), ""); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) {
 		t.Errorf("truncated file: %v", err)
 	}
 }

@@ -70,6 +70,9 @@ type Generator struct {
 	decode  *context.Exec
 	// MinBucket is the smallest prompt/cache length bucket (default 16).
 	MinBucket int
+	// MaxBatch bounds the sequences decoded together (default 32); more
+	// requests are split into batches of similar prompt length.
+	MaxBatch int
 }
 
 // ErrEmptyPrompt: a request has no prompt tokens.
@@ -77,7 +80,7 @@ var ErrEmptyPrompt = errors.New("empty prompt")
 
 // NewGenerator prepares generation for m on backend b.
 func NewGenerator(b backends.Backend, m *Model) (*Generator, error) {
-	gen := &Generator{backend: b, model: m, MinBucket: 16}
+	gen := &Generator{backend: b, model: m, MinBucket: 16, MaxBatch: 32}
 	cfg := m.Config
 	var err error
 	gen.prefill, err = context.NewExec(b, m.Ctx, func(ctx *context.Context, in []*Node) []*Node {
@@ -155,16 +158,14 @@ func bucket(n, min int) int {
 	return b
 }
 
-// Generate continues every request. Prompts may differ in length; the batch
-// is padded to a power of two.
+// Generate continues every request, in the order given. Prompts may differ
+// in length: requests are grouped by prompt length into batches of at most
+// MaxBatch, each padded to a power of two. A result depends only on its
+// request (prompt and seed), never on the others.
 func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if len(reqs) == 0 {
-		return nil, nil
-	}
-	maxPrompt := 0
 	for i, r := range reqs {
 		if len(r.Prompt) == 0 {
 			return nil, fmt.Errorf("request %d: %w", i, ErrEmptyPrompt)
@@ -174,6 +175,34 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 				return nil, fmt.Errorf("request %d: token %d outside the vocabulary [0, %d)", i, tok, gen.model.Config.VocabSize)
 			}
 		}
+	}
+	order := make([]int, len(reqs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return len(reqs[a].Prompt) - len(reqs[b].Prompt) })
+	results := make([]Result, len(reqs))
+	for start := 0; start < len(order); start += max(gen.MaxBatch, 1) {
+		idx := order[start:min(start+max(gen.MaxBatch, 1), len(order))]
+		batch := make([]Request, len(idx))
+		for j, i := range idx {
+			batch[j] = reqs[i]
+		}
+		res, err := gen.generateBatch(batch, s)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx {
+			results[i] = res[j]
+		}
+	}
+	return results, nil
+}
+
+// generateBatch decodes one batch of valid requests together.
+func (gen *Generator) generateBatch(reqs []Request, s Sampling) ([]Result, error) {
+	maxPrompt := 0
+	for _, r := range reqs {
 		maxPrompt = max(maxPrompt, len(r.Prompt))
 	}
 	b := bucket(len(reqs), 1)
@@ -232,15 +261,25 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 			}
 		}
 		if !slices.Contains(done, false) {
+			for _, t := range outs {
+				t.FinalizeAll()
+			}
 			return results, nil
 		}
 		args := []any{tensors.FromFlatDataAndDimensions(slices.Clone(next), b), tensors.FromFlatDataAndDimensions(slices.Clone(pos), b)}
 		for _, c := range outs[1:] {
 			args = append(args, c)
 		}
+		prev := outs
 		outs, err = gen.decode.Exec(args...)
 		if err != nil {
 			return nil, fmt.Errorf("decode step %d: %w", step, err)
+		}
+		// Free the previous step's cache now: on an accelerator its memory
+		// is not Go heap, and waiting for the garbage collector could run
+		// the device out of memory over a long generation.
+		for _, t := range prev {
+			t.FinalizeAll()
 		}
 		for i := range pos {
 			if pos[i] < int32(l-1) {

@@ -39,6 +39,15 @@ func TestGenerateSampling(t *testing.T) {
 	if slices.Equal(batch[1].Tokens, batch[2].Tokens) {
 		t.Errorf("seeds 42 and 43 drew the same %v", batch[1].Tokens)
 	}
+	gen.MaxBatch = 1 // one request per batch: the same continuations
+	split, err := gen.Generate([]Request{{Prompt: []int{4, 5, 6}, Seed: 43}, {Prompt: []int{4, 5, 6}, Seed: 42}}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(split[0].Tokens, batch[2].Tokens) || !slices.Equal(split[1].Tokens, batch[1].Tokens) {
+		t.Errorf("batches of one: %v %v; together: %v %v", split[0].Tokens, split[1].Tokens, batch[2].Tokens, batch[1].Tokens)
+	}
+	gen.MaxBatch = 32
 	for i, r := range batch {
 		if len(r.Tokens) != s.MaxNewTokens || r.Stopped {
 			t.Errorf("request %d: %d tokens (stopped %v), want %d", i, len(r.Tokens), r.Stopped, s.MaxNewTokens)

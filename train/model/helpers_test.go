@@ -1,7 +1,9 @@
 package model
 
 import (
+	"context"
 	"encoding/json"
+	"github.com/statjob/statjob/storage"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,17 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/statjob/statjob/train/backend"
 )
+
+// openDir opens a local folder as a storage.Store.
+func openDir(t testing.TB, dir string) storage.Store {
+	t.Helper()
+	s, err := storage.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
 
 func testBackend(t testing.TB) backends.Backend {
 	t.Helper()

@@ -36,9 +36,9 @@ func Forward(ctx *context.Context, cfg *Config, tokens, positions, valid *Node) 
 // positions restart at 0 for each segment.
 func ForwardSegments(ctx *context.Context, cfg *Config, tokens, positions, segments *Node) *Node {
 	b, t := segments.Shape().Dimensions[0], segments.Shape().Dimensions[1]
-	same := Equal(InsertAxes(segments, -1), InsertAxes(segments, 1))                         // [B, T, S]
-	real := BroadcastToDims(InsertAxes(NotEqual(segments, ZerosLike(segments)), 1), b, t, t) // [B, T, S]
-	mask := LogicalAnd(LogicalAnd(same, real), BroadcastPrefix(causal(segments.Graph(), t), b))
+	same := Equal(InsertAxes(segments, -1), InsertAxes(segments, 1))                           // [B, T, S]
+	notPad := BroadcastToDims(InsertAxes(NotEqual(segments, ZerosLike(segments)), 1), b, t, t) // [B, T, S]
+	mask := LogicalAnd(LogicalAnd(same, notPad), BroadcastPrefix(causal(segments.Graph(), t), b))
 	hidden := decoder(ctx, cfg, tokens, positions, mask, nil)
 	return LMHead(ctx, cfg, hidden)
 }

@@ -14,10 +14,10 @@ func TestParity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustConfig(t, tc.config)
 			dir := t.TempDir()
-			if err := NewRandom(cfg, 7, 0.15).Save(context.Background(), LocalDir(dir), "", SaveOptions{}); err != nil {
+			if err := NewRandom(cfg, 7, 0.15).Save(context.Background(), openDir(t, dir), "", SaveOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			m, err := Load(context.Background(), LocalDir(dir), "")
+			m, err := Load(context.Background(), openDir(t, dir), "")
 			if err != nil {
 				t.Fatal(err)
 			}

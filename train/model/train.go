@@ -62,6 +62,7 @@ func Logits(b backends.Backend, m *Model, seqs [][]int) ([][][]float32, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer out.FinalizeAll()
 	flat, err := tensors.CopyFlatData[float32](out)
 	if err != nil {
 		return nil, err
