@@ -9,22 +9,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
-	"github.com/nlpodyssey/safetensors"
 
 	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/train/model"
 )
 
 // Checkpoint layout under a run's prefix:
 //
-//	checkpoints/step-000000120/state.safetensors  trained weights (or adapters), AdamW moments, RNG state
-//	checkpoints/step-000000120/MANIFEST.json      written last: a checkpoint without it does not exist
+//	checkpoints/step-000000120/state.safetensors  trained weights (or adapters) and AdamW moments, f32
+//	checkpoints/step-000000120/MANIFEST.json      step, data position, RNG state, hashes; written last:
+//	                                              a checkpoint without it does not exist
 const (
 	checkpointDir  = "checkpoints/"
 	stateFile      = "state.safetensors"
@@ -46,6 +47,7 @@ type Manifest struct {
 	State       string    `json:"state"` // key of the tensors, relative to the checkpoint
 	StateBytes  int64     `json:"state_bytes"`
 	StateSHA256 string    `json:"state_sha256"`
+	RNG         string    `json:"rng,omitempty"` // hex of the context's random-number state
 	Created     time.Time `json:"created"`
 }
 
@@ -53,70 +55,60 @@ type Manifest struct {
 // data, so resuming from it would not continue the same run.
 var ErrIncompatible = errors.New("checkpoint belongs to a different run")
 
-// stateTensors lists what a checkpoint holds: name → variable.
+// stateTensors lists the float32 tensors a checkpoint holds: name →
+// variable (trained weights or adapters, and their AdamW moments).
 func (t *Trainer) stateTensors() map[string]*mlctx.Variable {
 	m := map[string]*mlctx.Variable{}
 	for i, v := range t.params {
 		name := v.ScopeAndName()
 		m["param:"+name], m["m1:"+name], m["m2:"+name] = v, t.m1[i], t.m2[i]
 	}
-	if rng := t.ctx.GetVariableByScopeAndName(mlctx.RootScope, mlctx.RNGStateVariableName); rng != nil && rng.HasValue() {
-		m["rng"] = rng
-	}
 	return m
 }
 
-var stDTypes = map[dtypes.DType]safetensors.DType{
-	dtypes.Float32: safetensors.F32, dtypes.BFloat16: safetensors.BF16, dtypes.Float16: safetensors.F16,
-	dtypes.Float64: safetensors.F64, dtypes.Int32: safetensors.I32, dtypes.Int64: safetensors.I64,
-	dtypes.Uint64: safetensors.U64, dtypes.Uint32: safetensors.U32,
+// rngVar is the context's random-number state (dropout draws).
+func (t *Trainer) rngVar() *mlctx.Variable {
+	return t.ctx.GetVariableByScopeAndName(mlctx.RootScope, mlctx.RNGStateVariableName)
 }
 
-// tensorView copies a tensor's bytes into a safetensors view.
-func tensorView(name string, tt *tensors.Tensor) (safetensors.TensorView, error) {
-	st, ok := stDTypes[tt.DType()]
-	if !ok {
-		return safetensors.TensorView{}, fmt.Errorf("tensor %s: dtype %s not storable", name, tt.DType())
-	}
-	var data []byte
-	if err := tt.ConstBytes(func(b []byte) { data = bytes.Clone(b) }); err != nil {
-		return safetensors.TensorView{}, fmt.Errorf("tensor %s: %w", name, err)
-	}
-	dims := make([]uint64, tt.Rank())
-	for i, d := range tt.Shape().Dimensions {
-		dims[i] = uint64(d)
-	}
-	return safetensors.NewTensorView(st, dims, data)
-}
-
-// saveCheckpoint writes the state tensors, then the manifest.
+// saveCheckpoint streams the state tensors (one in memory at a time) as
+// safetensors, then writes the manifest with the RNG state.
 func (t *Trainer) saveCheckpoint(ctx context.Context, store storage.Store, prefix string, man Manifest) (string, error) {
 	dir := prefix + checkpointDir + fmt.Sprintf(checkpointName, man.Step) + "/"
-	views := map[string]safetensors.TensorView{}
-	for name, v := range t.stateTensors() {
-		val, err := v.Value()
+	state := t.stateTensors()
+	heads := make([]model.TensorHeader, 0, len(state))
+	for name, v := range state {
+		heads = append(heads, model.TensorHeader{Name: name, Shape: v.Shape().Dimensions})
+	}
+	sort.Slice(heads, func(i, j int) bool { return heads[i].Name < heads[j].Name })
+	get := func(name string) ([]float32, error) {
+		val, err := state[name].Value()
 		if err != nil {
-			return "", fmt.Errorf("checkpoint %s: read %s: %w", dir, name, err)
+			return nil, err
 		}
-		if views[name], err = tensorView(name, val); err != nil {
-			return "", fmt.Errorf("checkpoint %s: %w", dir, err)
-		}
+		return tensors.CopyFlatData[float32](val)
 	}
-	var buf bytes.Buffer
-	if err := safetensors.SerializeToWriter(views, map[string]string{"format": "statjob-sft"}, &buf); err != nil {
-		return "", fmt.Errorf("checkpoint %s: encode: %w", dir, err)
-	}
-	attrs, err := store.Put(ctx, dir+stateFile, &buf, storage.PutOptions{ContentType: "application/octet-stream"})
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(model.WriteSafetensors(pw, "F32", heads, map[string]string{"format": "statjob-sft"}, get))
+	}()
+	attrs, err := store.Put(ctx, dir+stateFile, pr, storage.PutOptions{ContentType: "application/octet-stream"})
+	pr.CloseWithError(err) // unblocks the writer if Put stopped early
 	if err != nil {
-		return "", fmt.Errorf("checkpoint %s: %w", dir, err)
+		return "", fmt.Errorf("checkpoint %s: %w", store.URI(dir), err)
 	}
 	man.State, man.StateBytes, man.StateSHA256 = stateFile, attrs.Size, attrs.SHA256
+	if rng := t.rngVar(); rng != nil && rng.HasValue() {
+		if err := rng.MustValue().ConstBytes(func(b []byte) { man.RNG = hex.EncodeToString(b) }); err != nil {
+			return "", fmt.Errorf("checkpoint %s: RNG state: %w", store.URI(dir), err)
+		}
+	}
 	js, err := json.MarshalIndent(man, "", "  ")
 	if err != nil {
 		return "", err
 	}
 	if _, err := store.Put(ctx, dir+manifestFile, bytes.NewReader(js), storage.PutOptions{ContentType: "application/json"}); err != nil {
-		return "", fmt.Errorf("checkpoint %s: manifest: %w", dir, err)
+		return "", fmt.Errorf("checkpoint %s: manifest: %w", store.URI(dir), err)
 	}
 	return dir, nil
 }
@@ -177,48 +169,55 @@ func readManifest(ctx context.Context, store storage.Store, dir string) (Manifes
 	return man, nil
 }
 
-// loadCheckpoint restores the state tensors of dir, checking their hash.
+// loadCheckpoint restores the state of dir, streaming the tensors (memory
+// bounded by the largest) and checking the file's sha256 against the
+// manifest. On error the trainer's state is undefined: do not train on.
 func (t *Trainer) loadCheckpoint(ctx context.Context, store storage.Store, dir string, man Manifest) error {
 	uri := store.URI(dir + man.State)
 	rc, err := store.Get(ctx, dir+man.State)
 	if err != nil {
 		return fmt.Errorf("load checkpoint: %w", err)
 	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
+	defer rc.Close()
+	want := t.stateTensors()
+	seen := 0
+	h := sha256.New()
+	err = model.ReadSafetensors(io.TeeReader(rc, h), func(tt model.Tensor) error {
+		v, ok := want[tt.Name]
+		if !ok {
+			return fmt.Errorf("%w: %s has tensor %q, which this run does not train", ErrIncompatible, uri, tt.Name)
+		}
+		if !slices.Equal(tt.Shape, v.Shape().Dimensions) {
+			return fmt.Errorf("%w: %s: tensor %q is %v, want %s", ErrIncompatible, uri, tt.Name, tt.Shape, v.Shape())
+		}
+		seen++
+		return v.SetValue(tensors.FromFlatDataAndDimensions(tt.Data, tt.Shape...))
+	})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", uri, err)
 	}
-	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != man.StateSHA256 {
+	if _, err := io.Copy(h, rc); err != nil { // any trailing bytes count in the hash
+		return fmt.Errorf("read %s: %w", uri, err)
+	}
+	if hex.EncodeToString(h.Sum(nil)) != man.StateSHA256 {
 		return fmt.Errorf("read %s: sha256 does not match the manifest", uri)
 	}
-	st, err := safetensors.Deserialize(data)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", uri, err)
+	if seen != len(want) {
+		return fmt.Errorf("%w: %s holds %d tensors, this run trains %d", ErrIncompatible, uri, seen, len(want))
 	}
-	want := t.stateTensors()
-	if st.Len() != len(want) {
-		return fmt.Errorf("%w: %s holds %d tensors, this run trains %d", ErrIncompatible, uri, st.Len(), len(want))
-	}
-	for name, v := range want {
-		view, ok := st.Tensor(name)
-		if !ok {
-			return fmt.Errorf("%w: %s has no tensor %q", ErrIncompatible, uri, name)
+	if man.RNG != "" {
+		rng := t.rngVar()
+		b, err := hex.DecodeString(man.RNG)
+		if err != nil || rng == nil {
+			return fmt.Errorf("%w: %s: RNG state %q", ErrIncompatible, store.URI(dir+manifestFile), man.RNG)
 		}
-		shape := v.Shape()
-		dims := view.Shape()
-		if len(dims) != shape.Rank() || stDTypes[shape.DType] != view.DType() {
-			return fmt.Errorf("%w: %s: tensor %q is %s%v, want %s", ErrIncompatible, uri, name, view.DType(), dims, shape)
+		st := tensors.FromShape(rng.Shape())
+		if st.Memory() != uintptr(len(b)) {
+			return fmt.Errorf("%w: %s: RNG state of %d bytes", ErrIncompatible, store.URI(dir+manifestFile), len(b))
 		}
-		for i, d := range dims {
-			if int(d) != shape.Dimensions[i] {
-				return fmt.Errorf("%w: %s: tensor %q is %v, want %s", ErrIncompatible, uri, name, dims, shape)
-			}
-		}
-		tt := tensors.FromShape(shape)
-		tt.MutableBytes(func(b []byte) { copy(b, view.Data()) })
-		if err := v.SetValue(tt); err != nil {
-			return fmt.Errorf("restore %q from %s: %w", name, uri, err)
+		st.MutableBytes(func(dst []byte) { copy(dst, b) })
+		if err := rng.SetValue(st); err != nil {
+			return fmt.Errorf("restore RNG state: %w", err)
 		}
 	}
 	return nil

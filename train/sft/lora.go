@@ -21,8 +21,9 @@ const (
 	LoRABName = loraVarPrefix + "B" // [out, rank]
 )
 
-// Adapters adds LoRA to linear projections. A model calls Apply from the one
-// function all its projections go through.
+// Adapters adds LoRA to linear projections: Apply is the model core's
+// adapter hook (model.UseAdapter), called from the one function all its
+// projections go through.
 type Adapters struct {
 	cfg  LoRAConfig
 	seed int64
@@ -67,7 +68,7 @@ func (a *Adapters) vars(ctx *mlctx.Context, in, out int, g *Graph) (A, B *Node) 
 	return av.ValueGraph(g), bv.ValueGraph(g)
 }
 
-// targets lists the weight variables of the decoder projections that get
+// targets lists the weight variables of the decoder projections that carry
 // adapters: "weight" in a scope /model/layers/<i>/.../<target>.
 func (a *Adapters) targets(ctx *mlctx.Context) []*mlctx.Variable {
 	if a == nil || !a.cfg.Enabled() {
@@ -81,28 +82,6 @@ func (a *Adapters) targets(ctx *mlctx.Context) []*mlctx.Variable {
 		}
 	}
 	return out
-}
-
-// mergeInGraph makes every target projection read W + (α/r)·B·A in graph g
-// instead of W, and returns a function that undoes it once the forward is
-// built, so W itself is never written back. This adapts a model whose linear
-// layers read their weight variables directly (no dropout on the adapter
-// input is possible this way: see Apply for a model with an adapter hook).
-func (a *Adapters) mergeInGraph(ctx *mlctx.Context, g *Graph) (restore func()) {
-	targets := a.targets(ctx)
-	orig := make([]*Node, len(targets))
-	for i, v := range targets {
-		w := v.ValueGraph(g) // [out, in]
-		orig[i] = w
-		A, B := a.vars(ctx.InAbsPath(v.Scope()), w.Shape().Dim(1), w.Shape().Dim(0), g)
-		ba := DotGeneral(B, []int{1}, nil, A, []int{0}, nil) // [out, in]
-		v.SetValueGraph(Add(w, MulScalar(ba, a.cfg.Scale())))
-	}
-	return func() {
-		for i, v := range targets {
-			v.SetValueGraph(orig[i])
-		}
-	}
 }
 
 // initA draws A ~ U(-1/√in, 1/√in) (kaiming-uniform with a=√5, as PEFT) from

@@ -16,29 +16,23 @@ import (
 var ErrUnsupported = errors.New("not supported with this model")
 
 // ModelForward is the Forward of a train/model decoder (Llama, Qwen2):
-// summed gather-based cross-entropy over the weighted targets, with LoRA
-// adapters on cfg.LoRA.Targets when enabled (full fine-tuning otherwise).
-//
-// The model's attention takes a padding mask, not segments, and its linear
-// layers have no adapter hook yet, so packing, LoRA dropout and bf16 compute
-// are refused with ErrUnsupported rather than silently ignored.
+// summed gather-based cross-entropy over the weighted targets, attention
+// within each example of a row (model.ForwardSegments, so packed examples
+// never see each other), and LoRA adapters (with dropout) on
+// cfg.LoRA.Targets through the model's adapter hook when enabled (full
+// fine-tuning otherwise). bf16 compute is refused with ErrUnsupported: the
+// model core computes in f32 only.
 func ModelForward(mcfg *model.Config, cfg Config) (Forward, error) {
-	switch {
-	case cfg.Packing:
-		return nil, fmt.Errorf("sft.packing: %w: train/model.Forward has no block-diagonal attention mask", ErrUnsupported)
-	case cfg.LoRA.Enabled() && cfg.LoRA.Dropout > 0:
-		return nil, fmt.Errorf("sft.lora.dropout: %w: train/model.Linear has no adapter hook; set 0", ErrUnsupported)
-	case cfg.Precision != PrecisionF32:
+	if cfg.Precision != PrecisionF32 {
 		return nil, fmt.Errorf("sft.precision %q: %w: train/model computes in f32 only", cfg.Precision, ErrUnsupported)
 	}
 	model.RegisterDotGeneralGradient()
 	ad := NewAdapters(cfg)
 	return func(ctx *mlctx.Context, b BatchNodes) *Node {
-		g := b.Tokens.Graph()
-		restore := ad.mergeInGraph(ctx, g)
-		valid := NotEqual(b.Segments, ZerosLike(b.Segments))
-		logits := model.Forward(ctx, mcfg, b.Tokens, b.Positions, valid)
-		restore()
+		if cfg.LoRA.Enabled() {
+			model.UseAdapter(ctx, b.Tokens.Graph(), ad.Apply)
+		}
+		logits := model.ForwardSegments(ctx, mcfg, b.Tokens, b.Positions, b.Segments)
 		n := ReduceAllSum(b.Weights)
 		return Mul(model.CrossEntropy(logits, b.Targets, b.Weights), Max(n, OnesLike(n)))
 	}, nil

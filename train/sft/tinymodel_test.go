@@ -18,6 +18,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/statjob/statjob/train/backend"
 	"github.com/statjob/statjob/train/model"
 )
 
@@ -27,9 +28,11 @@ import (
 // in model_test.go.
 const tinyVocab, tinyDim, tinyHidden = 32, 16, 24
 
+// tinyBackend is the test backend: SimpleGo on the CPU unless GOMLX_BACKEND
+// names another (the suite also runs on a GPU through XLA).
 func tinyBackend(t testing.TB) backends.Backend {
 	t.Helper()
-	b, err := backends.NewWithConfig("go:parallelism=-1")
+	b, err := backend.New("")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's graph DSL reads best unqualified.
-	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 )
@@ -20,8 +19,9 @@ type BatchNodes struct {
 
 // Forward builds the loss of one micro-batch: the sum over tokens of
 // Weights × cross-entropy(logits, Targets), a scalar. It must attend only
-// within a segment (see AttentionMask) and may use ctx.IsTraining(g) (e.g.
-// for LoRA dropout). Variables it creates or reads live in ctx.
+// within a segment (a block-diagonal causal mask, as model.ForwardSegments)
+// and may use ctx.IsTraining(g) (e.g. for LoRA dropout). Variables it
+// creates or reads live in ctx.
 type Forward func(ctx *mlctx.Context, b BatchNodes) (lossSum *Node)
 
 // StepStats is what one optimizer step measured.
@@ -253,18 +253,4 @@ func (t *Trainer) Loss(batches []*Batch) (loss float64, err error) {
 		return 0, fmt.Errorf("sft validation loss: %w: no target tokens", ErrData)
 	}
 	return sum / float64(n), nil
-}
-
-// AttentionMask is the attention mask of a micro-batch from its segment ids
-// [rows, len]: [rows, len, len] booleans, true where query i may attend to
-// key j, i.e. j ≤ i within the same segment. Packed examples therefore never
-// see each other (a block-diagonal causal mask), and padding (segment 0)
-// attends only to padding, so no softmax row is empty.
-func AttentionMask(segments *Node) *Node {
-	g := segments.Graph()
-	n := segments.Shape().Dim(1)
-	same := Equal(ExpandAxes(segments, 2), ExpandAxes(segments, 1)) // [rows, i, j]
-	iota := Iota(g, shapes.Make(dtypes.Int32, n, n), 0)
-	causal := GreaterOrEqual(iota, Iota(g, shapes.Make(dtypes.Int32, n, n), 1)) // i >= j
-	return LogicalAnd(same, BroadcastToShape(ExpandAxes(causal, 0), same.Shape()))
 }
