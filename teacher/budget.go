@@ -1,0 +1,87 @@
+package teacher
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// budget refuses calls that could take spending past the limit. Each call in
+// flight holds a reservation of its estimated input plus max_tokens, so 64
+// calls in flight cannot overshoot; the reservation is settled with the
+// reply's real usage when the call returns.
+type budget struct {
+	next  Model
+	cfg   *Config
+	stats *counters
+
+	mu                    sync.Mutex
+	spentTok, reservedTok int64
+	spentUSD, reservedUSD float64
+	needTok               int64   // reservations refused: what the rest would take
+	needUSD               float64 // same, in dollars
+}
+
+// estimateInput over-estimates a request's input tokens: no tokenizer is
+// three bytes per token or fewer on text, plus a few tokens per message.
+func estimateInput(req *Request) int {
+	n := 0
+	for _, m := range req.Messages {
+		n += (len(m.Content)+2)/3 + 8
+	}
+	return n
+}
+
+func (b *budget) Call(ctx context.Context, req *Request) (*Reply, error) {
+	u := Usage{Input: estimateInput(req), Output: req.Params.MaxTokens}
+	tok, usd := int64(u.Input+u.Output), b.cfg.Cost(u)
+	b.mu.Lock()
+	lim := b.cfg.Budget
+	overTok := lim.Tokens > 0 && b.spentTok+b.reservedTok+tok > lim.Tokens
+	overUSD := lim.USD > 0 && b.spentUSD+b.reservedUSD+usd > lim.USD
+	if overTok || overUSD {
+		b.needTok += tok
+		b.needUSD += usd
+		spentTok, spentUSD := b.spentTok, b.spentUSD
+		b.mu.Unlock()
+		b.stats.budgetDenied.Add(1)
+		if overTok {
+			return nil, fmt.Errorf("%w: %d of %d tokens spent, this call may take %d more", ErrBudget, spentTok, lim.Tokens, tok)
+		}
+		return nil, fmt.Errorf("%w: $%.4f of $%.4f spent, this call may take $%.4f more", ErrBudget, spentUSD, lim.USD, usd)
+	}
+	b.reservedTok += tok
+	b.reservedUSD += usd
+	b.mu.Unlock()
+
+	r, err := b.next.Call(ctx, req)
+
+	b.mu.Lock()
+	b.reservedTok -= tok
+	b.reservedUSD -= usd
+	if r != nil {
+		real := r.Usage
+		if real.Input == 0 && real.Output == 0 {
+			// A server that reports no usage is charged the estimate.
+			real = Usage{Input: u.Input, Output: (len(r.Text) + 2) / 3}
+		}
+		b.spentTok += int64(real.Input + real.Output)
+		b.spentUSD += b.cfg.Cost(real)
+	}
+	b.mu.Unlock()
+	return r, err
+}
+
+// BudgetState is what the budget has spent and what refused calls would need.
+type BudgetState struct {
+	SpentTokens int64   `json:"spent_tokens"`
+	SpentUSD    float64 `json:"spent_usd"`
+	NeedTokens  int64   `json:"need_tokens,omitempty"` // upper bound for the calls refused
+	NeedUSD     float64 `json:"need_usd,omitempty"`
+}
+
+func (b *budget) state() BudgetState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return BudgetState{b.spentTok, b.spentUSD, b.needTok, b.needUSD}
+}

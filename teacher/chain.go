@@ -1,0 +1,152 @@
+package teacher
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync/atomic"
+
+	"cloud.google.com/go/auth"
+
+	"github.com/statjob/statjob/storage"
+)
+
+// Options are what a Config cannot say: where logs go, and the test hooks.
+type Options struct {
+	// Logger for warnings (cache trouble, batch progress); nil discards.
+	Logger *slog.Logger
+	// Transport under the SDKs' HTTP client; nil uses a pooled default.
+	Transport http.RoundTripper
+	// GoogleCredentials for Vertex AI; nil uses Application Default Credentials.
+	GoogleCredentials *auth.Credentials
+	// Provider replaces the SDK provider at the bottom of the chain (tests,
+	// or a model the package does not know).
+	Provider Model
+}
+
+// Teacher is a configured teacher model: the wrapper chain over a provider,
+// its cache in a Store, and counters for the stage's manifest.
+type Teacher struct {
+	cfg      Config
+	store    storage.Store
+	log      *slog.Logger
+	stats    *counters
+	chain    Model // cache → budget → pacing → retry → provider
+	budget   *budget
+	pacer    *pacer
+	cache    *cache // nil when the cache is off
+	provider Model
+	key      redactor
+	hc       *http.Client
+	creds    *auth.Credentials
+}
+
+// New builds a Teacher from a validated Config. The store holds the response
+// cache and batch files; it may be nil when cfg.Cache is false and batch mode
+// is off.
+func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*Teacher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts == nil {
+		opts = &Options{}
+	}
+	if (cfg.Cache || cfg.Batch.Enabled) && store == nil {
+		return nil, fmt.Errorf("teacher: the response cache and batch mode need a store")
+	}
+	t := &Teacher{cfg: cfg, store: store, log: opts.Logger, stats: &counters{}, creds: opts.GoogleCredentials}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	var key string
+	if cfg.APIKeyEnv != "" && cfg.Provider != ProviderVertex {
+		key = os.Getenv(cfg.APIKeyEnv)
+		if key == "" && opts.Provider == nil && (cfg.Provider == ProviderGemini || cfg.BaseURL == "") {
+			return nil, fmt.Errorf("teacher: api_key_env %s: %w", cfg.APIKeyEnv, errNoKey)
+		}
+	}
+	t.key = redactor(key)
+	t.hc = newHTTPClient(opts.Transport, cfg.Limits.Concurrency)
+	switch {
+	case opts.Provider != nil:
+		t.provider = opts.Provider
+	case cfg.Provider == ProviderOpenAI:
+		t.provider = newOpenAI(&cfg, key, t.hc)
+	default:
+		g, err := newGemini(ctx, &cfg, key, t.hc, opts.GoogleCredentials)
+		if err != nil {
+			return nil, err
+		}
+		t.provider = g
+	}
+	var m Model = &retrier{next: t.provider, attempts: cfg.Retry.Attempts, base: cfg.Retry.BaseDelay,
+		max: cfg.Retry.MaxDelay, timeout: cfg.Timeout, stats: t.stats}
+	t.pacer = newPacer(m, &t.cfg, t.stats)
+	t.budget = &budget{next: t.pacer, cfg: &t.cfg, stats: t.stats}
+	m = t.budget
+	if cfg.Cache {
+		t.cache = &cache{next: m, store: store, provider: cfg.Provider, model: cfg.Model, stats: t.stats, log: t.log}
+		m = t.cache
+	}
+	t.chain = m
+	return t, nil
+}
+
+// Config returns the Teacher's settings.
+func (t *Teacher) Config() Config { return t.cfg }
+
+// Call sends one request through the whole chain and returns the raw reply.
+// A truncated reply is returned with its Finish set to FinishLength.
+func (t *Teacher) Call(ctx context.Context, req *Request) (*Reply, error) {
+	if req.Params.MaxTokens <= 0 {
+		return nil, fmt.Errorf("teacher: request %q sample %d: params.max_tokens must be positive (the budget reserves it)", req.Prompt, req.Sample)
+	}
+	return t.chain.Call(ctx, req)
+}
+
+// counters are updated by the wrappers; Stats snapshots them.
+type counters struct {
+	cacheHits, cacheMisses, cacheFailures, cacheWriteErrors atomic.Int64
+	attempts, retries, rateLimited                          atomic.Int64
+	reasks, malformed, truncated, budgetDenied              atomic.Int64
+	inputTokens, outputTokens                               atomic.Int64
+	batchItems, batchFailed                                 atomic.Int64
+}
+
+// Stats are the teacher's counters, for a stage's manifest metrics.
+type Stats struct {
+	CacheHits     int64 `json:"cache_hits"`
+	CacheMisses   int64 `json:"cache_misses"`
+	CacheFailures int64 `json:"cache_failures"` // misses whose call failed
+	CacheWriteErr int64 `json:"cache_write_errors,omitempty"`
+	Attempts      int64 `json:"attempts"` // provider requests sent online
+	Retries       int64 `json:"retries"`
+	RateLimited   int64 `json:"rate_limited"` // 429s met
+	Reasks        int64 `json:"reasks"`
+	Malformed     int64 `json:"malformed"` // items failed: did not parse after re-asks
+	Truncated     int64 `json:"truncated"`
+	BudgetDenied  int64 `json:"budget_denied"`
+	InputTokens   int64 `json:"input_tokens"` // paid this run (online)
+	OutputTokens  int64 `json:"output_tokens"`
+	BatchItems    int64 `json:"batch_items,omitempty"`
+	BatchFailed   int64 `json:"batch_failed,omitempty"`
+	// Concurrency is the adaptive limit now.
+	Concurrency float64     `json:"concurrency"`
+	Budget      BudgetState `json:"budget"`
+}
+
+// Stats snapshots the counters.
+func (t *Teacher) Stats() Stats {
+	c := t.stats
+	return Stats{
+		CacheHits: c.cacheHits.Load(), CacheMisses: c.cacheMisses.Load(), CacheFailures: c.cacheFailures.Load(),
+		CacheWriteErr: c.cacheWriteErrors.Load(), Attempts: c.attempts.Load(), Retries: c.retries.Load(),
+		RateLimited: c.rateLimited.Load(), Reasks: c.reasks.Load(), Malformed: c.malformed.Load(),
+		Truncated: c.truncated.Load(), BudgetDenied: c.budgetDenied.Load(),
+		InputTokens: c.inputTokens.Load(), OutputTokens: c.outputTokens.Load(),
+		BatchItems: c.batchItems.Load(), BatchFailed: c.batchFailed.Load(),
+		Concurrency: t.pacer.limit.current(), Budget: t.budget.state(),
+	}
+}

@@ -1,0 +1,208 @@
+package teacher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/teacher/teachertest"
+)
+
+// Results come back in input order, whatever order the replies arrive in,
+// and no more calls are in flight than the limit.
+func TestMapOrderedAndBounded(t *testing.T) {
+	srv, cfg := fake(t, ProviderOpenAI)
+	cfg.Limits.Concurrency = 6
+	srv.Answer = func(c teachertest.Call) teachertest.Answer {
+		time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond) // replies overtake each other
+		return teachertest.Answer{Text: "re:" + c.Last()}
+	}
+	tc := newTeacher(t, cfg, nil, nil)
+	var reqs []*Request
+	for i := range 120 {
+		reqs = append(reqs, userReq(strconv.Itoa(i), 0))
+	}
+	var order []int
+	Each(context.Background(), tc, reqs, Text, func(i int, r Result[string]) { order = append(order, i) })
+	res := Map(context.Background(), tc, reqs, Text)
+	for i, r := range res {
+		if r.Err != nil || r.Value != "re:"+strconv.Itoa(i) {
+			t.Fatalf("result %d = %+v", i, r)
+		}
+	}
+	for i, j := range order {
+		if i != j {
+			t.Fatalf("Each delivered item %d at position %d", j, i)
+		}
+	}
+	if srv.MaxInFlight() > 6 || srv.MaxInFlight() < 2 {
+		t.Fatalf("max in flight %d, want 2..6", srv.MaxInFlight())
+	}
+}
+
+// Three samples of one prompt are three calls, three replies, three cache
+// entries.
+func TestSamplesAreSeparateCalls(t *testing.T) {
+	srv, cfg := fake(t, ProviderGemini)
+	var n atomic.Int64
+	srv.Answer = func(c teachertest.Call) teachertest.Answer {
+		return teachertest.Answer{Text: fmt.Sprintf("answer %d", n.Add(1))}
+	}
+	store := localStore(t)
+	tc := newTeacher(t, cfg, store, nil)
+	reqs := []*Request{userReq("same question", 0), userReq("same question", 1), userReq("same question", 2)}
+	res := Map(context.Background(), tc, reqs, Text)
+	got := map[string]bool{}
+	for _, r := range res {
+		got[r.Value] = true
+	}
+	if srv.Calls() != 3 || len(got) != 3 {
+		t.Fatalf("calls %d, distinct replies %d; want 3 and 3", srv.Calls(), len(got))
+	}
+	entries := 0
+	store.List(context.Background(), CachePrefix+"/", func(storage.Attrs) error { entries++; return nil })
+	if entries != 3 {
+		t.Fatalf("%d cache entries, want 3", entries)
+	}
+}
+
+// A new process (a new Teacher over the same store) pays for nothing that
+// was answered before, including a reply that failed to parse.
+func TestCacheAcrossRestarts(t *testing.T) {
+	srv, cfg := fake(t, ProviderOpenAI)
+	cfg.Retry.Reasks = 1
+	srv.Answer = func(c teachertest.Call) teachertest.Answer {
+		if strings.Contains(c.Last(), "could not be read") {
+			return teachertest.Answer{Text: "<question>fixed</question>"}
+		}
+		if strings.HasPrefix(c.Last(), "bad") {
+			return teachertest.Answer{Text: "no tags here"}
+		}
+		return teachertest.Answer{Text: "<question>" + c.Last() + "</question>"}
+	}
+	store := localStore(t)
+	reqs := []*Request{userReq("q0", 0), userReq("bad1", 0), userReq("q2", 0), userReq("q2", 1)}
+	run := func() ([]Result[string], Stats) {
+		tc := newTeacher(t, cfg, store, nil)
+		res := Map(context.Background(), tc, reqs, ParseQuestion)
+		return res, tc.Stats()
+	}
+	res1, st1 := run()
+	if res1[1].Value != "fixed" || res1[1].Reasks != 1 || res1[0].Value != "q0" {
+		t.Fatalf("first run %+v", res1)
+	}
+	if srv.Calls() != 5 || st1.CacheMisses != 5 || st1.CacheHits != 0 {
+		t.Fatalf("first run: calls %d stats %+v; want 5 calls (4 + 1 re-ask)", srv.Calls(), st1)
+	}
+	res2, st2 := run()
+	if srv.Calls() != 5 {
+		t.Fatalf("second run called the model %d more times", srv.Calls()-5)
+	}
+	if st2.CacheHits != 5 || st2.CacheMisses != 0 || st2.InputTokens != 0 {
+		t.Fatalf("second run stats %+v", st2)
+	}
+	for i := range res1 {
+		if res1[i].Value != res2[i].Value {
+			t.Fatalf("item %d: %q then %q", i, res1[i].Value, res2[i].Value)
+		}
+	}
+	if !res2[0].Reply.Cached {
+		t.Fatal("reply not marked cached")
+	}
+}
+
+// A reply that never parses is recorded with its raw text, and a rerun does
+// not pay for it again.
+func TestMalformedNotPaidTwice(t *testing.T) {
+	srv, cfg := fake(t, ProviderGemini)
+	cfg.Retry.Reasks = 2
+	srv.Answer = func(c teachertest.Call) teachertest.Answer { return teachertest.Answer{Text: "rambling"} }
+	store := localStore(t)
+	for run := range 2 {
+		tc := newTeacher(t, cfg, store, nil)
+		res := Generate(context.Background(), tc, userReq("q", 0), ParseLabel([]string{"algebra"}))
+		if !errors.Is(res.Err, ErrMalformed) || res.Raw != "rambling" || res.Reasks != 2 {
+			t.Fatalf("run %d: %+v", run, res)
+		}
+		if srv.Calls() != 3 {
+			t.Fatalf("run %d: %d calls, want 3 in all (1 + 2 re-asks, once)", run, srv.Calls())
+		}
+	}
+}
+
+// With 64 calls in flight the budget never overshoots: reservations hold
+// input + max_tokens until each call settles; the stop keeps what is done
+// and says what the rest would need.
+func TestBudgetStopWithCallsInFlight(t *testing.T) {
+	srv, cfg := fake(t, ProviderOpenAI)
+	cfg.Limits.Concurrency = 64
+	srv.Latency = 20 * time.Millisecond
+	srv.Answer = func(c teachertest.Call) teachertest.Answer {
+		return teachertest.Answer{Text: "ok", Input: 40, Output: 60}
+	}
+	cfg.Budget.Tokens = 2000
+	cfg.Prices = map[string]Price{"test-model": {InputPerM: 1, OutputPerM: 2}}
+	store := localStore(t)
+	tc := newTeacher(t, cfg, store, nil)
+	var reqs []*Request
+	for i := range 200 {
+		reqs = append(reqs, userReq("question "+strconv.Itoa(i), 0))
+	}
+	res := Map(context.Background(), tc, reqs, Text)
+	failed, budget := Failed(res)
+	st := tc.Stats()
+	if st.Budget.SpentTokens > cfg.Budget.Tokens {
+		t.Fatalf("spent %d tokens, budget %d", st.Budget.SpentTokens, cfg.Budget.Tokens)
+	}
+	done := len(res) - failed
+	if done == 0 || budget != failed || budget == 0 {
+		t.Fatalf("done %d failed %d (budget %d)", done, failed, budget)
+	}
+	if int64(done)*100 != st.Budget.SpentTokens || int64(srv.Calls()) != int64(done) {
+		t.Fatalf("spent %d for %d replies (%d calls), want 100 each", st.Budget.SpentTokens, done, srv.Calls())
+	}
+	if st.Budget.NeedTokens <= 0 || st.BudgetDenied != int64(budget) {
+		t.Fatalf("need %d, denied %d", st.Budget.NeedTokens, st.BudgetDenied)
+	}
+	if want := float64(done) * (40*1 + 60*2) / 1e6; st.Budget.SpentUSD < want*0.999 || st.Budget.SpentUSD > want*1.001 {
+		t.Fatalf("spent $%g, want $%g", st.Budget.SpentUSD, want)
+	}
+	// A rerun with the same budget answers what was done from the cache.
+	tc2 := newTeacher(t, cfg, store, nil)
+	res2 := Map(context.Background(), tc2, reqs, Text)
+	if f2, _ := Failed(res2); f2 > failed || tc2.Stats().CacheHits != int64(done) {
+		t.Fatalf("rerun: %d failed, %d hits", f2, tc2.Stats().CacheHits)
+	}
+}
+
+// Cancelling stops new calls; items never started report the context error.
+func TestMapCancel(t *testing.T) {
+	srv, cfg := fake(t, ProviderOpenAI)
+	cfg.Limits.Concurrency = 2
+	ctx, cancel := context.WithCancel(context.Background())
+	var once sync.Once
+	srv.Answer = func(c teachertest.Call) teachertest.Answer {
+		once.Do(cancel)
+		return teachertest.Answer{Text: "x"}
+	}
+	tc := newTeacher(t, cfg, nil, nil)
+	var reqs []*Request
+	for i := range 50 {
+		reqs = append(reqs, userReq(strconv.Itoa(i), 0))
+	}
+	res := Map(ctx, tc, reqs, Text)
+	if srv.Calls() > 4 {
+		t.Fatalf("%d calls after cancel", srv.Calls())
+	}
+	if !errors.Is(res[49].Err, context.Canceled) {
+		t.Fatalf("last item: %v", res[49].Err)
+	}
+}

@@ -1,0 +1,55 @@
+package teacher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// retrier sends a call again after 5xx, timeouts and resets, with
+// exponential backoff and full jitter. Errors that cannot improve (400, 401,
+// 403, 404) return at once; 429s go up to the pacer.
+type retrier struct {
+	next      Model
+	attempts  int
+	base, max time.Duration
+	timeout   time.Duration
+	stats     *counters
+}
+
+func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, r.timeout)
+		reply, err := r.next.Call(actx, req)
+		cancel()
+		r.stats.attempts.Add(1)
+		if err == nil {
+			r.stats.inputTokens.Add(int64(reply.Usage.Input))
+			r.stats.outputTokens.Add(int64(reply.Usage.Output))
+			return reply, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		timedOut := errors.Is(err, context.DeadlineExceeded)
+		if timedOut {
+			err = fmt.Errorf("attempt timed out after %v: %w", r.timeout, err)
+		}
+		if !timedOut && !retryable(err) {
+			return nil, err
+		}
+		if attempt >= r.attempts {
+			return nil, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		r.stats.retries.Add(1)
+		d := backoff(r.base, r.max, attempt-1)
+		var ae *APIError
+		if errors.As(err, &ae) && ae.RetryAfter > d {
+			d = ae.RetryAfter
+		}
+		if err := sleep(ctx, d); err != nil {
+			return nil, err
+		}
+	}
+}
