@@ -36,7 +36,7 @@ func TestChild(t *testing.T) {
 		}
 	}
 	if cfg.Root == "" {
-		t.Skip("only runs as a child of TestLocalProcesses, TestLocalKilledWriter or BenchmarkThroughput")
+		t.Skip("only runs as a child of TestLocalProcesses, TestKilledWriter or BenchmarkThroughput")
 	}
 	ctx := context.Background()
 	s, err := cfg.Open(ctx)
@@ -174,17 +174,36 @@ func TestLocalProcesses(t *testing.T) {
 	}
 }
 
-// TestLocalKilledWriter: a process killed (SIGKILL) in the middle of a
-// Put leaves neither a partial object nor a changed one.
-func TestLocalKilledWriter(t *testing.T) {
-	root := t.TempDir()
-	s := storagetest.Open(t, storage.Config{Root: root})
+// TestKilledWriter: a process killed (SIGKILL) in the middle of a Put
+// leaves neither a partial object nor a changed one, on a local folder and
+// on S3 (versitygw, a server process that outlives the killed client).
+func TestKilledWriter(t *testing.T) {
+	for _, b := range []struct {
+		name  string
+		start func(testing.TB) (storage.Config, bool)
+	}{
+		{"local", func(t testing.TB) (storage.Config, bool) { return storage.Config{Root: t.TempDir()}, true }},
+		{"s3-versitygw", storagetest.Versitygw},
+	} {
+		t.Run(b.name, func(t *testing.T) {
+			cfg, ok := b.start(t)
+			if !ok {
+				t.Skip("versitygw not installed")
+			}
+			testKilledWriter(t, cfg)
+		})
+	}
+}
+
+func testKilledWriter(t *testing.T, cfg storage.Config) {
+	s := storagetest.Open(t, cfg)
+	j, _ := json.Marshal(cfg)
 	old, err := s.Put(context.Background(), "existing", strings.NewReader("old content"), storage.PutOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"fresh", "existing"} {
-		cmd, gate, res := child(t, root, "slowput", key)
+		cmd, gate, res := child(t, string(j), "slowput", key)
 		gate.Close()
 		if r := <-res; r != "writing" {
 			cmd.Process.Kill()
