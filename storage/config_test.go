@@ -3,9 +3,11 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -108,5 +110,27 @@ func TestOpenMissingBucket(t *testing.T) {
 	c.Root = "s3://no-such-bucket/x"
 	if _, err := c.Open(context.Background()); err == nil || !strings.Contains(err.Error(), "s3://no-such-bucket/x") {
 		t.Errorf("open of a missing bucket: %v, want an error naming s3://no-such-bucket/x", err)
+	}
+}
+
+// Wrong credentials fail at open, at once (403 is not retried), with an
+// error that names the URI and holds no secret.
+func TestS3BadCredentials(t *testing.T) {
+	c, ok := storagetest.Versitygw(t)
+	if !ok {
+		t.Skip("versitygw not installed")
+	}
+	const secret = "not-the-secret-0123456789"
+	good := os.Getenv("AWS_SECRET_ACCESS_KEY")
+	os.Setenv("AWS_SECRET_ACCESS_KEY", secret)
+	defer os.Setenv("AWS_SECRET_ACCESS_KEY", good)
+	c.MaxBackoff = time.Hour // a retry would show as a hung test
+	_, err := c.Open(context.Background())
+	if err == nil {
+		t.Fatal("open with a wrong secret key succeeded")
+	}
+	t.Log(err)
+	if !strings.Contains(err.Error(), "s3://"+storagetest.Bucket+"/root") || strings.Contains(err.Error(), secret) {
+		t.Errorf("error %q: want the URI named and no secret", err)
 	}
 }
