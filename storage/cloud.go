@@ -5,19 +5,77 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"hash"
 	"io"
 	"net/http"
+	"sync/atomic"
+	"time"
 )
 
-// httpTransport is the transport of both cloud clients: a request whose
+// httpTransport is the transport of both cloud clients. A request whose
 // response headers do not come within StallTimeout fails as a timeout, which
-// both SDKs retry.
-func httpTransport(c Config) *http.Transport {
+// both SDKs retry; a response body that sends nothing for StallTimeout
+// fails its read with io.ErrUnexpectedEOF, on which reads resume (the GCS
+// client itself; s3Reader for S3).
+func httpTransport(c Config) http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = c.StallTimeout
 	t.MaxIdleConnsPerHost = 64
-	return t
+	return stallGuard{t, c.StallTimeout}
+}
+
+type stallGuard struct {
+	base    http.RoundTripper
+	timeout time.Duration
+}
+
+func (g stallGuard) RoundTrip(r *http.Request) (*http.Response, error) {
+	return guardBody(g.base.RoundTrip(r))(g.timeout)
+}
+
+// guardBody wraps a response's body in a stallBody.
+func guardBody(resp *http.Response, err error) func(time.Duration) (*http.Response, error) {
+	return func(timeout time.Duration) (*http.Response, error) {
+		if err != nil {
+			return resp, err
+		}
+		resp.Body = newStallBody(resp.Body, timeout)
+		return resp, nil
+	}
+}
+
+func newStallBody(rc io.ReadCloser, timeout time.Duration) *stallBody {
+	b := &stallBody{rc: rc, timeout: timeout}
+	b.timer = time.AfterFunc(time.Hour, func() {
+		b.stalled.Store(true)
+		b.rc.Close() // unblocks the Read
+	})
+	b.timer.Stop()
+	return b
+}
+
+// stallBody closes its body when one Read waits longer than timeout.
+type stallBody struct {
+	rc      io.ReadCloser
+	timeout time.Duration
+	timer   *time.Timer
+	stalled atomic.Bool
+}
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	b.timer.Reset(b.timeout)
+	n, err := b.rc.Read(p)
+	b.timer.Stop()
+	if err != nil && b.stalled.Load() {
+		err = fmt.Errorf("response body sent nothing for %v: %w", b.timeout, io.ErrUnexpectedEOF)
+	}
+	return n, err
+}
+
+func (b *stallBody) Close() error {
+	b.timer.Stop()
+	return b.rc.Close()
 }
 
 // head reads up to limit bytes of r. small reports that r ended within

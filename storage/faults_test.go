@@ -2,7 +2,10 @@ package storage_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +109,51 @@ func TestConditionalBackends(t *testing.T) {
 		if !b.Store.Conditional() {
 			t.Errorf("%s: Conditional() = false, want true", b.Name)
 		}
+	}
+}
+
+// TestBodyStalls: downloads whose response stops half way (headers and
+// 64 KiB, then silence) resume and deliver the whole object.
+func TestBodyStalls(t *testing.T) {
+	backends := map[string]func(*testing.T) (storage.Config, bool){
+		"gcs-fake":     func(t *testing.T) (storage.Config, bool) { return storagetest.FakeGCS(t), true },
+		"s3-gofakes3":  func(t *testing.T) (storage.Config, bool) { return storagetest.GoFakeS3(t), true },
+		"s3-versitygw": func(t *testing.T) (storage.Config, bool) { return storagetest.Versitygw(t) },
+	}
+	const size = 3 << 20
+	want := storagetest.DataSHA256(5, size)
+	for name, start := range backends {
+		t.Run(name, func(t *testing.T) {
+			c, ok := start(t)
+			if !ok {
+				t.Skip("versitygw not installed")
+			}
+			c, counts := faulty(t, c, storagetest.Faults{BodyStallEvery: 2})
+			s := storagetest.Open(t, c)
+			if _, err := s.Put(context.Background(), "obj", storagetest.Data(5, size), storage.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			for _, rng := range [][2]int64{{0, -1}, {1 << 20, 1 << 20}} {
+				r, err := s.GetRange(context.Background(), "obj", rng[0], rng[1])
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := sha256.New()
+				n, err := io.Copy(h, r)
+				r.Close()
+				if err != nil {
+					t.Fatalf("read %v: %v", rng, err)
+				}
+				if rng[1] < 0 && (n != size || hex.EncodeToString(h.Sum(nil)) != want) {
+					t.Errorf("whole read: %d bytes sha256 %x, want %d %s", n, h.Sum(nil), size, want)
+				}
+				if rng[1] > 0 && n != rng[1] {
+					t.Errorf("range read: %d bytes, want %d", n, rng[1])
+				}
+			}
+			if counts().Stalled == 0 {
+				t.Error("no response stalled")
+			}
+		})
 	}
 }

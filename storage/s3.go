@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -31,6 +32,7 @@ type s3Store struct {
 	uploader *manager.Uploader
 	loc      location
 	partSize int64
+	attempts int
 	checksum bool // send our sha256 as x-amz-checksum-sha256 on single PUTs
 	// conditional: PUT honours If-None-Match / If-Match. multipartCond:
 	// so does CompleteMultipartUpload (conditional objects over one part).
@@ -42,11 +44,10 @@ const maxCopy = 5 << 30
 
 func openS3(ctx context.Context, c Config, loc location) (Store, error) {
 	uri := "s3://" + loc.bucket + "/" + loc.prefix
-	tr := httpTransport(c)
 	opts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
-			t.ResponseHeaderTimeout = tr.ResponseHeaderTimeout
-			t.MaxIdleConnsPerHost = tr.MaxIdleConnsPerHost
+			t.ResponseHeaderTimeout = c.StallTimeout
+			t.MaxIdleConnsPerHost = 64
 		})),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
@@ -76,6 +77,7 @@ func openS3(ctx context.Context, c Config, loc location) (Store, error) {
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
 	}
+	cfg.HTTPClient = stallClient{cfg.HTTPClient, c.StallTimeout}
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if c.S3.Endpoint != "" {
 			o.BaseEndpoint = aws.String(c.S3.Endpoint)
@@ -91,6 +93,7 @@ func openS3(ctx context.Context, c Config, loc location) (Store, error) {
 		}),
 		loc:      loc,
 		partSize: c.S3.PartSize,
+		attempts: c.MaxAttempts,
 		checksum: !c.S3.ChecksumsWhenRequired,
 	}
 	if err := s.probe(ctx); err != nil {
@@ -290,14 +293,38 @@ func (s *s3Store) GetRange(ctx context.Context, key string, offset, length int64
 		}
 		return io.NopCloser(strings.NewReader("")), nil
 	}
-	in := &s3.GetObjectInput{Bucket: aws.String(s.loc.bucket), Key: aws.String(s.loc.prefix + key)}
-	switch {
-	case length > 0:
-		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))
-	case offset > 0:
-		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	r := &s3Reader{s: s, ctx: ctx, key: key, off: offset, left: length}
+	if err := r.open(); err != nil {
+		return nil, err
 	}
-	out, err := s.client.GetObject(ctx, in, func(o *s3.Options) {
+	return r, nil
+}
+
+// s3Reader reads one object and, when the stream breaks (a reset, a
+// stall), resumes where it stopped with a ranged GET of the same ETag.
+type s3Reader struct {
+	s     *s3Store
+	ctx   context.Context
+	key   string
+	off   int64 // next byte to read
+	left  int64 // bytes still wanted; < 0: to the end
+	etag  string
+	body  io.ReadCloser
+	tries int
+}
+
+func (r *s3Reader) open() error {
+	in := &s3.GetObjectInput{Bucket: aws.String(r.s.loc.bucket), Key: aws.String(r.s.loc.prefix + r.key)}
+	switch {
+	case r.left > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", r.off, r.off+r.left-1))
+	case r.off > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", r.off))
+	}
+	if r.etag != "" {
+		in.IfMatch = aws.String(r.etag) // a resumed read must not mix two versions
+	}
+	out, err := r.s.client.GetObject(r.ctx, in, func(o *s3.Options) {
 		if in.Range != nil {
 			// A whole-object checksum cannot check a range; some stores
 			// send it anyway.
@@ -305,10 +332,40 @@ func (s *s3Store) GetRange(ctx context.Context, key string, offset, length int64
 		}
 	})
 	if err != nil {
-		return nil, s.wrap("read", key, err)
+		if r.etag != "" && isPrecondition(err) {
+			return r.s.wrap("read", r.key, fmt.Errorf("object replaced while being read: %w", err))
+		}
+		return r.s.wrap("read", r.key, err)
 	}
-	return out.Body, nil
+	r.body, r.etag = out.Body, aws.ToString(out.ETag)
+	return nil
 }
+
+func (r *s3Reader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, io.EOF
+	}
+	if r.left > 0 && int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.body.Read(p)
+	r.off += int64(n)
+	if r.left > 0 {
+		r.left -= int64(n)
+	}
+	if err == nil || err == io.EOF || r.ctx.Err() != nil || r.tries+1 >= r.s.attempts {
+		return n, err
+	}
+	r.tries++
+	r.body.Close()
+	if err := r.open(); err != nil {
+		r.body = io.NopCloser(strings.NewReader(""))
+		return n, err
+	}
+	return n, nil
+}
+
+func (r *s3Reader) Close() error { return r.body.Close() }
 
 func (s *s3Store) Stat(ctx context.Context, key string) (Attrs, error) {
 	if err := CheckKey(key); err != nil {
@@ -421,4 +478,15 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// stallClient is httpTransport's stall guard for the SDK's own client
+// (which must stay the SDK's, to take custom CA bundles).
+type stallClient struct {
+	c       aws.HTTPClient
+	timeout time.Duration
+}
+
+func (s stallClient) Do(r *http.Request) (*http.Response, error) {
+	return guardBody(s.c.Do(r))(s.timeout)
 }

@@ -74,7 +74,9 @@
 //
 // Both SDKs retry 408/429/5xx, connection resets and stalls (no response
 // headers within StallTimeout) with jittered exponential backoff, up to
-// MaxAttempts. Conditional writes are retried too; a retry of a conditional
+// MaxAttempts. A download whose body goes silent for StallTimeout is
+// resumed from where it stopped (GCS by its client, S3 by a ranged GET
+// pinned to the ETag). Conditional writes are retried too; a retry of a conditional
 // write whose first try took effect but whose answer was lost reports
 // ErrExists / ErrStale although the write is ours. Callers that must tell
 // compare the object's content (a manifest's fingerprint, a lease's holder).

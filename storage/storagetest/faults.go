@@ -18,6 +18,10 @@ import (
 // effect. Zero disables a kind of fault.
 type Faults struct {
 	UnavailableEvery, StallEvery int
+	// BodyStallEvery: of the GET responses, numbered from 0, those where
+	// n%BodyStallEvery == 0 send their headers and first 64 KiB, then
+	// nothing, until the client gives up.
+	BodyStallEvery int
 	// StripConditions removes If-Match / If-None-Match from requests:
 	// a store that ignores conditional writes, as some S3-compatible ones do.
 	StripConditions bool
@@ -38,7 +42,7 @@ func FaultProxy(t testing.TB, target string, f Faults) (string, func() FaultCoun
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n, unavailable, stalled atomic.Int64
+	var n, gets, unavailable, stalled atomic.Int64
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(u)
 		r.Out.Host = r.In.Host
@@ -47,6 +51,15 @@ func FaultProxy(t testing.TB, target string, f Faults) (string, func() FaultCoun
 			r.Out.Header.Del("If-None-Match")
 		}
 	}}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if f.BodyStallEvery > 0 && resp.Request.Method == http.MethodGet && resp.StatusCode/100 == 2 &&
+			(gets.Add(1)-1)%int64(f.BodyStallEvery) == 0 {
+			stalled.Add(1)
+			resp.Body = &stallAfter{rc: resp.Body, left: 64 << 10, done: resp.Request.Context().Done()}
+		}
+		return nil
+	}
+	rp.FlushInterval = -1 // pass each write on at once, so the client sees the first bytes
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		i := n.Add(1) - 1
 		switch {
@@ -67,3 +80,25 @@ func FaultProxy(t testing.TB, target string, f Faults) (string, func() FaultCoun
 		return FaultCounts{n.Load(), unavailable.Load(), stalled.Load()}
 	}
 }
+
+// stallAfter passes left bytes on, then blocks until done.
+type stallAfter struct {
+	rc   io.ReadCloser
+	left int
+	done <-chan struct{}
+}
+
+func (s *stallAfter) Read(p []byte) (int, error) {
+	if s.left <= 0 {
+		<-s.done
+		return 0, io.ErrUnexpectedEOF
+	}
+	if len(p) > s.left {
+		p = p[:s.left]
+	}
+	n, err := s.rc.Read(p)
+	s.left -= n
+	return n, err
+}
+
+func (s *stallAfter) Close() error { return s.rc.Close() }
