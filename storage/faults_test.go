@@ -157,3 +157,30 @@ func TestBodyStalls(t *testing.T) {
 		})
 	}
 }
+
+// A cancelled multipart upload is aborted, not left behind to be billed.
+func TestS3CancelledUploadAborted(t *testing.T) {
+	c, ok := storagetest.Versitygw(t)
+	if !ok {
+		t.Skip("versitygw not installed")
+	}
+	s := storagetest.Open(t, c)
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Put(ctx, "big", pr, storage.PutOptions{})
+		done <- err
+	}()
+	if _, err := io.Copy(pw, storagetest.Data(1, 16<<20)); err != nil { // three 5 MiB parts
+		t.Fatal(err)
+	}
+	cancel()
+	pw.CloseWithError(context.Canceled)
+	if err := <-done; err == nil {
+		t.Fatal("cancelled Put succeeded")
+	}
+	if n := storagetest.MultipartUploads(t, c); n != 0 {
+		t.Errorf("%d multipart uploads left after a cancelled Put", n)
+	}
+}

@@ -252,6 +252,16 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts PutOpti
 		in.Body = cr
 		out, err := s.uploader.Upload(ctx, in)
 		if err != nil {
+			// The uploader aborts a failed upload with the caller's
+			// context, which fails when that context is what ended it;
+			// abort again so no parts are left to be billed.
+			var mf manager.MultiUploadFailure
+			if errors.As(err, &mf) && mf.UploadID() != "" {
+				actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+					Bucket: in.Bucket, Key: in.Key, UploadId: aws.String(mf.UploadID())})
+				cancel()
+			}
 			return Attrs{}, s.putErr(key, opts, err)
 		}
 		etag, sha, size = aws.ToString(out.ETag), hd.sum(), cr.n

@@ -103,20 +103,35 @@ func waitListening(t testing.TB, addr string, logs func() string) {
 	}
 }
 
+// s3Client is a plain SDK client for the emulator c points at.
+func s3Client(t testing.TB, c storage.Config) *s3.Client {
+	t.Helper()
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion(c.S3.Region))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(c.S3.Endpoint)
+		o.UsePathStyle = true
+	})
+}
+
 // createBucket makes Bucket through the S3 API (the server keeps its own
 // bucket metadata).
 func createBucket(t testing.TB, c storage.Config) {
 	t.Helper()
-	ctx := context.Background()
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.S3.Region))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(c.S3.Endpoint)
-		o.UsePathStyle = true
-	})
-	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(Bucket)}); err != nil {
+	if _, err := s3Client(t, c).CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(Bucket)}); err != nil {
 		t.Fatalf("create bucket on %s: %v", c.S3.Endpoint, err)
 	}
+}
+
+// MultipartUploads counts the unfinished multipart uploads in the bucket of
+// the S3 emulator c points at.
+func MultipartUploads(t testing.TB, c storage.Config) int {
+	t.Helper()
+	out, err := s3Client(t, c).ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(Bucket)})
+	if err != nil {
+		t.Fatalf("list multipart uploads on %s: %v", c.S3.Endpoint, err)
+	}
+	return len(out.Uploads)
 }
