@@ -39,3 +39,17 @@ func TestConformanceVersitygw(t *testing.T) {
 		return storagetest.Open(t, c)
 	})
 }
+
+// Stores that reject the SDK's default checksums get them only where
+// required; the contract holds the same.
+func TestConformanceVersitygwChecksumsWhenRequired(t *testing.T) {
+	o := storagetest.Options{LargeSize: 24 << 20, Tests: []string{"RoundTrip", "Empty", "Range", "CreateIfAbsent", "CompareAndSwap", "Copy", "Large"}}
+	storagetest.RunWith(t, o, func(t *testing.T) storage.Store {
+		c, ok := storagetest.Versitygw(t)
+		if !ok {
+			t.Skip("versitygw not installed")
+		}
+		c.S3.ChecksumsWhenRequired = true
+		return storagetest.Open(t, c)
+	})
+}

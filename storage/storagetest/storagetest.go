@@ -19,6 +19,14 @@
 // in-process, and S3 through a versitygw process when the binary is
 // installed (scripts/test-deps.sh installs it; missing, it is left out, or
 // fails the test under STATJOB_TEST_STRICT=1).
+//
+// FakeGCS, GoFakeS3 and Versitygw return a storage.Config rather than a
+// Store, so a test can open several stores on one server (two runners on
+// one bucket) or put FaultProxy in front of it. The S3 helpers point this
+// test process's AWS environment (AWS_ACCESS_KEY_ID, …) at the emulators'
+// keys, the way real credentials reach the SDK.
+//
+// Data(seed, n) streams seeded bytes for large objects without holding them.
 package storagetest
 
 import (
