@@ -215,7 +215,8 @@ func TestBF16GradientsReachF32Masters(t *testing.T) {
 
 // TestBF16Generation: greedy generation with bf16 matrix products starts
 // like f32 generation (a random model's logits are close together, so later
-// tokens may drift once one differs).
+// tokens may drift once one differs), and its prefill graph computes the
+// projections in bf16.
 func TestBF16Generation(t *testing.T) {
 	be := testBackend(t)
 	m := NewRandom(mustConfig(t, tinyLlama), 3, 0.15)
@@ -230,6 +231,23 @@ func TestBF16Generation(t *testing.T) {
 		res, err := gen.Generate(reqs, s)
 		if err != nil {
 			t.Fatal(err)
+		}
+		outs, g, err := gen.prefill.ExecWithGraph(tensors.FromFlatDataAndDimensions([]int32{4, 5, 6, 7}, 1, 4),
+			tensors.FromFlatDataAndDimensions([]int32{4}, 1), tensors.FromShape(shapes.Make(dtypes.Int8, 16)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range outs {
+			o.FinalizeAll()
+		}
+		n := 0
+		for _, node := range g.Nodes() {
+			if node.Type() == NodeTypeDotGeneral && node.DType() == dtypes.BFloat16 {
+				n++
+			}
+		}
+		if want := map[bool]int{true: 0, false: 9*m.Config.NumHiddenLayers + 1}[dt == dtypes.Float32]; n != want {
+			t.Errorf("%s prefill graph: %d bf16 DotGenerals, want %d", dt, n, want)
 		}
 		return res
 	}
