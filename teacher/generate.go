@@ -80,8 +80,12 @@ func Map[T any](ctx context.Context, t *Teacher, reqs []*Request, parse ParseFun
 // starts; calls in flight finish or end with ctx's error, and every item not
 // started reports ctx's error. A budget stop does not stop the fan-out:
 // cached items still come back, the others fail fast with ErrBudget.
+//
+// The fan-out is twice as wide as limits.concurrency: the pacer holds the
+// provider to the limit, and the extra goroutines read and write the cache
+// and parse while the provider's slots are busy with the next calls.
 func Each[T any](ctx context.Context, t *Teacher, reqs []*Request, parse ParseFunc[T], fn func(i int, r Result[T])) {
-	s := stream.New().WithMaxGoroutines(t.cfg.Limits.Concurrency)
+	s := stream.New().WithMaxGoroutines(2 * t.cfg.Limits.Concurrency)
 	for i, req := range reqs {
 		if err := ctx.Err(); err != nil {
 			s.Go(func() stream.Callback {

@@ -1,0 +1,166 @@
+package teacher
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/teacher/teachertest"
+)
+
+// TestMain doubles as the fake endpoint of the benchmark: with
+// STATJOB_BENCH_SERVE=<latency> the test binary serves a fake OpenAI API
+// and prints its URL, so the benchmark's client runs in a process of its own
+// and its CPU and memory are measured alone.
+func TestMain(m *testing.M) {
+	if lat := os.Getenv("STATJOB_BENCH_SERVE"); lat != "" {
+		d, err := time.ParseDuration(lat)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		s := teachertest.NewOpenAI(nil)
+		s.Latency = d
+		fmt.Println(s.URL)
+		bufio.NewReader(os.Stdin).ReadString('\n') // until the parent closes stdin
+		s.Close()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func startBenchServer(b *testing.B, latency time.Duration) string {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "STATJOB_BENCH_SERVE="+latency.String())
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	url, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	return url[:len(url)-1]
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakHeap samples the heap in use until stop is closed.
+func peakHeap(stop <-chan struct{}) func() uint64 {
+	var mu sync.Mutex
+	var peak uint64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var ms runtime.MemStats
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			mu.Lock()
+			peak = max(peak, ms.HeapInuse)
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { <-done; mu.Lock(); defer mu.Unlock(); return peak }
+}
+
+// BenchmarkFanout: 10,000 calls at concurrency 64 against a server answering
+// in 50 ms (ceiling 64 / 0.05 s = 1,280 calls/s), cache off, on (cold: every
+// reply written) and on (warm: every reply read back). STATJOB_BENCH_CALLS
+// changes the number of calls; STATJOB_BENCH_STORE=<uri> puts the cache in
+// another store (a GCS emulator's bucket).
+func BenchmarkFanout(b *testing.B) {
+	const latency, conc = 50 * time.Millisecond, 64
+	calls := 10000
+	if n, err := strconv.Atoi(os.Getenv("STATJOB_BENCH_CALLS")); err == nil {
+		calls = n
+	}
+	url := startBenchServer(b, latency)
+	b.Setenv("STATJOB_TEST_TEACHER_KEY", "bench")
+	ceiling := float64(conc) / latency.Seconds()
+
+	var store storage.Store
+	openStore := func() storage.Store {
+		uri := os.Getenv("STATJOB_BENCH_STORE")
+		if uri == "" {
+			uri = b.TempDir()
+		}
+		s, err := storage.Open(context.Background(), uri)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	run := func(b *testing.B, prefix string) {
+		cfg := testConfig(ProviderOpenAI, url+"/v1")
+		cfg.Limits.Concurrency = conc
+		cfg.Retry.Attempts = 1
+		tc := newTeacher(b, cfg, store, nil)
+		reqs := make([]*Request, calls)
+		for i := range reqs {
+			reqs[i] = userReq(fmt.Sprintf("%s question %d: what is %d + %d?", prefix, i, i, i), 0)
+		}
+		runtime.GC()
+		stop := make(chan struct{})
+		peak := peakHeap(stop)
+		cpu0, t0 := cpuTime(), time.Now()
+		res := Map(context.Background(), tc, reqs, Text)
+		wall, cpu := time.Since(t0), cpuTime()-cpu0
+		close(stop)
+		if f, _ := Failed(res); f > 0 {
+			b.Fatalf("%d calls failed: %v", f, res[0].Err)
+		}
+		rate := float64(calls) / wall.Seconds()
+		b.ReportMetric(rate, "calls/s")
+		b.ReportMetric(100*rate/ceiling, "%ceiling")
+		b.ReportMetric(float64(wall.Microseconds())/float64(calls)-float64(latency.Microseconds())/conc, "µs-wall-overhead/call")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(calls), "µs-cpu/call")
+		b.ReportMetric(float64(peak())/(1<<20), "MiB-peak-heap")
+		st := tc.Stats()
+		b.ReportMetric(float64(st.CacheHits), "hits")
+	}
+	b.Run("cache=off", func(b *testing.B) {
+		store = nil
+		for b.Loop() {
+			run(b, "off")
+		}
+	})
+	b.Run("cache=on/cold", func(b *testing.B) {
+		n := 0
+		for b.Loop() {
+			store = openStore()
+			n++
+			run(b, fmt.Sprintf("cold%d", n))
+			store.Close()
+		}
+	})
+	b.Run("cache=on/warm", func(b *testing.B) {
+		store = openStore()
+		defer store.Close()
+		run(b, "warm") // fill
+		for b.Loop() {
+			run(b, "warm")
+		}
+	})
+}
