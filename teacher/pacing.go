@@ -77,7 +77,15 @@ func (p *pacer) Call(ctx context.Context, req *Request) (*Reply, error) {
 				return nil, err
 			}
 		}
-		r, err := p.next.Call(ctx, req)
+		mctx, meta := withRespMeta(ctx)
+		r, err := p.next.Call(mctx, req)
+		if _, h := meta.get(); err == nil {
+			// The provider says the next request would be refused: wait
+			// for its reset instead of collecting a 429.
+			if d := exhausted(h, time.Now()); d > 0 {
+				p.pause(d)
+			}
+		}
 		ae, is429 := rateLimited(err)
 		if !is429 {
 			p.limit.release(ticket, err == nil)

@@ -5,6 +5,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func algebraSkills(t *testing.T) []string {
@@ -204,5 +207,33 @@ func TestConfigValidate(t *testing.T) {
 	vllm.Provider, vllm.BaseURL, vllm.APIKeyEnv, vllm.Model = ProviderOpenAI, "http://localhost:8000/v1", "", "Qwen/Qwen2.5-7B-Instruct"
 	if err := vllm.Validate(); err != nil {
 		t.Fatalf("keyless local server: %v", err)
+	}
+}
+
+func TestConfigYAML(t *testing.T) {
+	c := DefaultConfig()
+	err := yaml.Unmarshal([]byte(`
+provider: openai
+model: gpt-4o-mini
+api_key_env: OPENAI_API_KEY
+timeout: 90s
+limits: {concurrency: 32, rpm: 500, tpm: 200000}
+retry: {base_delay: 500ms}
+budget: {usd: 12.5}
+prices: {gpt-4o-mini: {input_per_m: 0.15, output_per_m: 0.6}}
+batch: {enabled: true, poll_interval: 1m}
+`), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Timeout != 90*time.Second || c.Retry.BaseDelay != 500*time.Millisecond || c.Retry.Attempts != 5 ||
+		c.Limits.TPM != 200000 || c.Batch.PollInterval != time.Minute || !c.Cache {
+		t.Fatalf("decoded %+v", c)
+	}
+	if got := c.Cost(Usage{Input: 1_000_000, Output: 500_000}); got < 0.4499 || got > 0.4501 {
+		t.Fatalf("cost %v, want 0.45", got)
 	}
 }
