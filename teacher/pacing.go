@@ -2,6 +2,7 @@ package teacher
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 // the concurrency limit, pauses every caller until Retry-After, and sends the
 // call again.
 type pacer struct {
+	log         *slog.Logger
 	next        Model
 	rpm, tpm    *rate.Limiter // nil: unlimited
 	limit       *aimd
@@ -25,8 +27,8 @@ type pacer struct {
 	pausedUntil time.Time
 }
 
-func newPacer(next Model, cfg *Config, stats *counters) *pacer {
-	p := &pacer{next: next, limit: newAIMD(cfg.Limits.Concurrency), maxLimited: cfg.Retry.RateLimited,
+func newPacer(next Model, cfg *Config, stats *counters, log *slog.Logger) *pacer {
+	p := &pacer{log: log, next: next, limit: newAIMD(cfg.Limits.Concurrency), maxLimited: cfg.Retry.RateLimited,
 		base: cfg.Retry.BaseDelay, max: cfg.Retry.MaxDelay, stats: stats}
 	if r := cfg.Limits.RPM; r > 0 {
 		// A burst of one: requests are spread evenly over the minute.
@@ -92,6 +94,7 @@ func (p *pacer) Call(ctx context.Context, req *Request) (*Reply, error) {
 			return r, err
 		}
 		p.stats.rateLimited.Add(1)
+		p.log.Debug("teacher: rate limited", "retry_after", ae.RetryAfter, "limit", p.limit.current(), "err", err)
 		p.limit.backOff(ticket)
 		d := ae.RetryAfter
 		if d <= 0 {

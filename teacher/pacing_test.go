@@ -269,3 +269,27 @@ func TestPacingHonoursRateLimitHeaders(t *testing.T) {
 		}
 	})
 }
+
+func TestRetryAfterHeaders(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		h    map[string]string
+		want time.Duration
+	}{
+		{map[string]string{"Retry-After": "12"}, 12 * time.Second},
+		{map[string]string{"Retry-After": "0.5"}, 500 * time.Millisecond},
+		{map[string]string{"Retry-After": now.Add(90 * time.Second).Format(http.TimeFormat)}, 90 * time.Second},
+		{map[string]string{"retry-after-ms": "250", "Retry-After": "9"}, 250 * time.Millisecond},
+		{map[string]string{"x-ratelimit-reset-requests": "1m30s", "x-ratelimit-reset-tokens": "6s"}, 90 * time.Second},
+		{map[string]string{"Retry-After": "soon"}, 0},
+		{nil, 0},
+	} {
+		h := http.Header{}
+		for k, v := range c.h {
+			h.Set(k, v)
+		}
+		if got := retryAfter(h, now); got != c.want {
+			t.Errorf("%v: %v, want %v", c.h, got, c.want)
+		}
+	}
+}
