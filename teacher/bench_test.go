@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"syscall"
@@ -60,20 +61,22 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// peakHeap samples the heap in use until stop is closed.
+// peakHeap samples the heap (objects, live and not yet swept) until stop
+// is closed. runtime/metrics reads it without stopping the world, which
+// runtime.ReadMemStats would do at every sample.
 func peakHeap(stop <-chan struct{}) func() uint64 {
 	var mu sync.Mutex
 	var peak uint64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var ms runtime.MemStats
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
-			runtime.ReadMemStats(&ms)
+			metrics.Read(sample)
 			mu.Lock()
-			peak = max(peak, ms.HeapInuse)
+			peak = max(peak, sample[0].Value.Uint64())
 			mu.Unlock()
 			select {
 			case <-stop:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -109,43 +110,59 @@ func (p *pacer) Call(ctx context.Context, req *Request) (*Reply, error) {
 
 // aimd is a concurrency limit that halves when the provider pushes back and
 // grows by one per limit's worth of successes (additive increase,
-// multiplicative decrease).
+// multiplicative decrease). Waiters are served first come, first served,
+// one per freed slot.
 type aimd struct {
 	mu       sync.Mutex
 	limit    float64
 	ceiling  float64
 	inflight int
-	epoch    int           // bumped at each decrease
-	changed  chan struct{} // closed and replaced when a slot may have opened
+	epoch    int // bumped at each decrease
+	waiters  []chan int
 }
 
 func newAIMD(ceiling int) *aimd {
-	return &aimd{limit: float64(ceiling), ceiling: float64(ceiling), changed: make(chan struct{})}
+	return &aimd{limit: float64(ceiling), ceiling: float64(ceiling)}
 }
 
 // acquire waits for a slot; the ticket is the epoch the call started in.
 func (a *aimd) acquire(ctx context.Context) (int, error) {
-	for {
-		a.mu.Lock()
-		if a.inflight < int(a.limit) {
-			a.inflight++
-			e := a.epoch
-			a.mu.Unlock()
-			return e, nil
-		}
-		ch := a.changed
+	a.mu.Lock()
+	if a.inflight < int(a.limit) && len(a.waiters) == 0 {
+		a.inflight++
+		e := a.epoch
 		a.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
+		return e, nil
+	}
+	ch := make(chan int, 1)
+	a.waiters = append(a.waiters, ch)
+	a.mu.Unlock()
+	select {
+	case e := <-ch:
+		return e, nil
+	case <-ctx.Done():
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if i := slices.Index(a.waiters, ch); i >= 0 {
+			a.waiters = slices.Delete(a.waiters, i, i+1)
 			return 0, ctx.Err()
 		}
+		// Granted while giving up: hand the slot on.
+		<-ch
+		a.inflight--
+		a.grant()
+		return 0, ctx.Err()
 	}
 }
 
-func (a *aimd) wake() {
-	close(a.changed)
-	a.changed = make(chan struct{})
+// grant hands free slots to waiters, oldest first. Called with mu held.
+func (a *aimd) grant() {
+	for a.inflight < int(a.limit) && len(a.waiters) > 0 {
+		ch := a.waiters[0]
+		a.waiters = a.waiters[1:]
+		a.inflight++
+		ch <- a.epoch
+	}
 }
 
 // release frees the slot; a success raises the limit by 1/limit.
@@ -155,7 +172,7 @@ func (a *aimd) release(ticket int, ok bool) {
 	if ok {
 		a.limit = min(a.ceiling, a.limit+1/a.limit)
 	}
-	a.wake()
+	a.grant()
 	a.mu.Unlock()
 }
 
@@ -168,11 +185,11 @@ func (a *aimd) backOff(ticket int) {
 		a.limit = max(1, a.limit/2)
 		a.epoch++
 	}
-	a.wake()
+	a.grant()
 	a.mu.Unlock()
 }
 
-// Limit is the current concurrency limit (for progress lines and tests).
+// current is the limit now (for Stats and tests).
 func (a *aimd) current() float64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
