@@ -21,6 +21,8 @@ type Config struct {
 	// MaxAttempts bounds the tries of one request on transient errors
 	// (429, 5xx, connection resets, stalls). 0 means 6.
 	MaxAttempts int `yaml:"max_attempts"`
+	// MaxBackoff caps the exponential, jittered wait between tries. 0 means 30s.
+	MaxBackoff time.Duration `yaml:"max_backoff"`
 	// StallTimeout fails (and retries) a request whose response headers do
 	// not arrive within it. 0 means 2m; it must exceed the slowest single
 	// chunk or part upload's server-side commit.
@@ -73,6 +75,7 @@ func DefaultConfig(root string) Config {
 	return Config{
 		Root:         root,
 		MaxAttempts:  6,
+		MaxBackoff:   30 * time.Second,
 		StallTimeout: 2 * time.Minute,
 		GCS:          GCSConfig{ChunkSize: 16 << 20},
 		S3:           S3Config{PartSize: 16 << 20, Concurrency: 4},
@@ -84,6 +87,9 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig(c.Root)
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = d.MaxAttempts
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = d.MaxBackoff
 	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = d.StallTimeout
@@ -164,6 +170,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxAttempts < 0:
 		return fmt.Errorf("storage.max_attempts: %d is negative", c.MaxAttempts)
+	case c.MaxBackoff < 0:
+		return fmt.Errorf("storage.max_backoff: %v is negative", c.MaxBackoff)
 	case c.StallTimeout < 0:
 		return fmt.Errorf("storage.stall_timeout: %v is negative", c.StallTimeout)
 	case c.GCS.ChunkSize < 0 || c.GCS.ChunkSize%(256<<10) != 0:

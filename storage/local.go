@@ -19,9 +19,8 @@ import (
 )
 
 // localMeta is the hidden folder inside a local root that holds what a
-// plain file cannot: object metadata, lock files and temp files. Keys under
-// it are rejected.
-const localMeta = ".statjob"
+// plain file cannot: object metadata, lock files and temp files.
+const localMeta = Reserved
 
 // lockStripes bounds the number of lock files: keys hash onto them.
 const lockStripes = 64
@@ -75,16 +74,6 @@ func (l *local) URI(key string) string {
 func (l *local) Conditional() bool { return true }
 func (l *local) Close() error      { return nil }
 
-func (l *local) check(key string) error {
-	if err := CheckKey(key); err != nil {
-		return err
-	}
-	if key == localMeta || strings.HasPrefix(key, localMeta+"/") {
-		return fmt.Errorf("key %q: %s/ is reserved in local stores: %w", key, localMeta, ErrBadKey)
-	}
-	return nil
-}
-
 func (l *local) path(key string) string { return filepath.Join(l.root, filepath.FromSlash(key)) }
 func (l *local) metaPath(key string) string {
 	return filepath.Join(l.root, localMeta, "meta", filepath.FromSlash(key))
@@ -132,7 +121,7 @@ func newToken() string {
 }
 
 func (l *local) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (Attrs, error) {
-	if err := l.check(key); err != nil {
+	if err := CheckKey(key); err != nil {
 		return Attrs{}, err
 	}
 	uri := l.URI(key)
@@ -281,7 +270,7 @@ func (l *local) attrs(key string, fi fs.FileInfo) Attrs {
 }
 
 func (l *local) Stat(ctx context.Context, key string) (Attrs, error) {
-	if err := l.check(key); err != nil {
+	if err := CheckKey(key); err != nil {
 		return Attrs{}, err
 	}
 	a, err := l.stat(key)
@@ -296,7 +285,7 @@ func (l *local) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 }
 
 func (l *local) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	if err := l.check(key); err != nil {
+	if err := CheckKey(key); err != nil {
 		return nil, err
 	}
 	uri := l.URI(key)
@@ -337,7 +326,7 @@ func (l *local) GetRange(ctx context.Context, key string, offset, length int64) 
 }
 
 func (l *local) Delete(ctx context.Context, key string) error {
-	if err := l.check(key); err != nil {
+	if err := CheckKey(key); err != nil {
 		return err
 	}
 	unlock, err := l.lock(key)
@@ -358,7 +347,7 @@ func (l *local) Delete(ctx context.Context, key string) error {
 }
 
 func (l *local) Copy(ctx context.Context, dst, src string) (Attrs, error) {
-	if err := l.check(dst); err != nil {
+	if err := CheckKey(dst); err != nil {
 		return Attrs{}, err
 	}
 	r, err := l.Get(ctx, src)

@@ -1,20 +1,30 @@
 package storage_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/storage/storagetest"
 )
 
-func TestLocalConformance(t *testing.T) {
+func TestConformanceLocal(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store { return storagetest.Local(t) })
+}
+
+func TestConformanceFakeGCS(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store { return storagetest.Open(t, storagetest.FakeGCS(t)) })
+}
+
+func TestConformanceGoFakeS3(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store { return storagetest.Open(t, storagetest.GoFakeS3(t)) })
+}
+
+func TestConformanceVersitygw(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Store {
-		s, err := storage.Open(context.Background(), t.TempDir())
-		if err != nil {
-			t.Fatal(err)
+		c, ok := storagetest.Versitygw(t)
+		if !ok {
+			t.Skip("versitygw not installed")
 		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return storagetest.Open(t, c)
 	})
 }
