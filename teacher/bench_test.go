@@ -4,15 +4,19 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
 	"runtime/metrics"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fsouza/fake-gcs-server/fakestorage"
 
 	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/teacher/teachertest"
@@ -31,15 +35,28 @@ func TestMain(m *testing.M) {
 		}
 		s := teachertest.NewOpenAI(nil)
 		s.Latency = d
+		gcs, err := fakestorage.NewServerWithOptions(fakestorage.Options{
+			Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1", Writer: io.Discard})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: benchBucket})
 		fmt.Println(s.URL)
+		fmt.Println(gcs.URL())
 		bufio.NewReader(os.Stdin).ReadString('\n') // until the parent closes stdin
 		s.Close()
+		gcs.Stop()
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
 
-func startBenchServer(b *testing.B, latency time.Duration) string {
+const benchBucket = "statjob-bench"
+
+// startBenchServer starts the child process serving the fake model and a
+// fake-gcs-server, and returns their URLs.
+func startBenchServer(b *testing.B, latency time.Duration) (llm, gcs string) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "STATJOB_BENCH_SERVE="+latency.String())
 	stdin, _ := cmd.StdinPipe()
@@ -48,11 +65,15 @@ func startBenchServer(b *testing.B, latency time.Duration) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	url, err := bufio.NewReader(stdout).ReadString('\n')
+	r := bufio.NewReader(stdout)
+	llm, err := r.ReadString('\n')
+	if err == nil {
+		gcs, err = r.ReadString('\n')
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
-	return url[:len(url)-1]
+	return strings.TrimSpace(llm), strings.TrimSpace(gcs)
 }
 
 func cpuTime() time.Duration {
@@ -90,26 +111,29 @@ func peakHeap(stop <-chan struct{}) func() uint64 {
 
 // BenchmarkFanout: 10,000 calls at concurrency 64 against a server answering
 // in 50 ms (ceiling 64 / 0.05 s = 1,280 calls/s), cache off, on (cold: every
-// reply written) and on (warm: every reply read back). STATJOB_BENCH_CALLS
-// changes the number of calls; STATJOB_BENCH_STORE=<uri> puts the cache in
-// another store (a GCS emulator's bucket).
+// reply written) and on (warm: every reply read back), the cache in a local
+// folder and in fake-gcs-server (run by the child process too).
+// STATJOB_BENCH_CALLS changes the number of calls.
 func BenchmarkFanout(b *testing.B) {
 	const latency, conc = 50 * time.Millisecond, 64
 	calls := 10000
 	if n, err := strconv.Atoi(os.Getenv("STATJOB_BENCH_CALLS")); err == nil {
 		calls = n
 	}
-	url := startBenchServer(b, latency)
+	url, gcsURL := startBenchServer(b, latency)
 	b.Setenv("STATJOB_TEST_TEACHER_KEY", "bench")
 	ceiling := float64(conc) / latency.Seconds()
 
 	var store storage.Store
-	openStore := func() storage.Store {
-		uri := os.Getenv("STATJOB_BENCH_STORE")
-		if uri == "" {
-			uri = b.TempDir()
+	stores := 0
+	openStore := func(kind string) storage.Store {
+		c := storage.Config{Root: b.TempDir()}
+		if kind == "gcs" {
+			stores++
+			c = storage.Config{Root: fmt.Sprintf("gs://%s/run%d", benchBucket, stores)}
+			c.GCS.Endpoint = gcsURL
 		}
-		s, err := storage.Open(context.Background(), uri)
+		s, err := c.Open(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -149,21 +173,21 @@ func BenchmarkFanout(b *testing.B) {
 			run(b, "off")
 		}
 	})
-	b.Run("cache=on/cold", func(b *testing.B) {
-		n := 0
-		for b.Loop() {
-			store = openStore()
-			n++
-			run(b, fmt.Sprintf("cold%d", n))
-			store.Close()
-		}
-	})
-	b.Run("cache=on/warm", func(b *testing.B) {
-		store = openStore()
-		defer store.Close()
-		run(b, "warm") // fill
-		for b.Loop() {
-			run(b, "warm")
-		}
-	})
+	for _, kind := range []string{"local", "gcs"} {
+		b.Run("cache="+kind+"/cold", func(b *testing.B) {
+			for b.Loop() {
+				store = openStore(kind)
+				run(b, "cold")
+				store.Close()
+			}
+		})
+		b.Run("cache="+kind+"/warm", func(b *testing.B) {
+			store = openStore(kind)
+			defer store.Close()
+			run(b, "warm") // fill
+			for b.Loop() {
+				run(b, "warm")
+			}
+		})
+	}
 }
