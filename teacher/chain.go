@@ -63,7 +63,7 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 	var key string
 	if cfg.APIKeyEnv != "" && cfg.Provider != ProviderVertex {
 		key = os.Getenv(cfg.APIKeyEnv)
-		if key == "" && opts.Provider == nil && (cfg.Provider == ProviderGemini || cfg.BaseURL == "") {
+		if key == "" && opts.Provider == nil {
 			return nil, fmt.Errorf("teacher: api_key_env %s: %w", cfg.APIKeyEnv, errNoKey)
 		}
 	}

@@ -32,6 +32,7 @@ type Config struct {
 	BaseURL string `yaml:"base_url,omitempty"`
 	// APIKeyEnv is the NAME of the environment variable holding the key
 	// (gemini, openai). The key itself never appears in a spec, log or error.
+	// Leave it empty for a self-hosted server that needs no key.
 	APIKeyEnv string `yaml:"api_key_env,omitempty"`
 	// Project and Location of the Vertex AI endpoint (vertex).
 	Project  string `yaml:"project,omitempty"`
