@@ -81,9 +81,11 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 		}
 		t.provider = g
 	}
-	var m Model = &retrier{log: t.log, next: t.provider, attempts: cfg.Retry.Attempts, base: cfg.Retry.BaseDelay,
+	retry := &retrier{log: t.log, next: t.provider, attempts: cfg.Retry.Attempts, base: cfg.Retry.BaseDelay,
 		max: cfg.Retry.MaxDelay, timeout: cfg.Timeout, stats: t.stats}
-	t.pacer = newPacer(m, &t.cfg, t.stats, t.log)
+	t.pacer = newPacer(retry, &t.cfg, t.stats, t.log)
+	retry.gate = t.pacer.gate
+	var m Model
 	t.budget = &budget{next: t.pacer, cfg: &t.cfg, stats: t.stats}
 	m = t.budget
 	if cfg.Cache {

@@ -57,6 +57,24 @@ func (p *pacer) waitPause(ctx context.Context) error {
 	return sleep(ctx, d)
 }
 
+// gate waits out a pause and takes a request and the call's tokens from the
+// per-minute buckets. The retrier passes its retries through it too, so
+// retries count against RPM and TPM like first attempts.
+func (p *pacer) gate(ctx context.Context, tokens int) error {
+	if err := p.waitPause(ctx); err != nil {
+		return err
+	}
+	if p.rpm != nil {
+		if err := p.rpm.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	if p.tpm != nil {
+		return p.tpm.WaitN(ctx, min(tokens, p.tpm.Burst()))
+	}
+	return nil
+}
+
 func (p *pacer) Call(ctx context.Context, req *Request) (*Reply, error) {
 	tokens := estimateInput(req) + req.Params.MaxTokens
 	for limited := 0; ; limited++ {
@@ -64,21 +82,9 @@ func (p *pacer) Call(ctx context.Context, req *Request) (*Reply, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := p.waitPause(ctx); err != nil {
+		if err := p.gate(ctx, tokens); err != nil {
 			p.limit.release(ticket, false)
 			return nil, err
-		}
-		if p.rpm != nil {
-			if err := p.rpm.Wait(ctx); err != nil {
-				p.limit.release(ticket, false)
-				return nil, err
-			}
-		}
-		if p.tpm != nil {
-			if err := p.tpm.WaitN(ctx, min(tokens, p.tpm.Burst())); err != nil {
-				p.limit.release(ticket, false)
-				return nil, err
-			}
 		}
 		mctx, meta := withRespMeta(ctx)
 		r, err := p.next.Call(mctx, req)

@@ -96,12 +96,38 @@ func TestPacingHoldsRPM(t *testing.T) {
 		}
 		// 120 RPM = one call per 500 ms: 41 calls take 20 s of (fake) time.
 		for i := 1; i < len(p.starts); i++ {
-			if gap := p.starts[i].Sub(p.starts[i-1]); gap < 500*time.Millisecond {
+			if gap := p.starts[i].Sub(p.starts[i-1]); gap < 500*time.Millisecond-time.Microsecond {
 				t.Fatalf("calls %d and %d %v apart, want ≥ 500ms", i-1, i, gap)
 			}
 		}
 		if el := time.Since(start); el < 20*time.Second || el > 21*time.Second {
 			t.Fatalf("41 calls at 120 RPM took %v, want 20s", el)
+		}
+	})
+}
+
+// Retries are requests too: a call that fails with 5xx waits for the RPM
+// bucket before it is sent again.
+func TestPacingCountsRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig(ProviderOpenAI, "")
+		cfg.Limits = Limits{Concurrency: 4, RPM: 60}
+		p := &fakeProvider{answer: func(n int, _ time.Time) (*Reply, error) {
+			if n%2 == 0 {
+				return nil, &APIError{Status: 500, Message: "flaky"}
+			}
+			return &Reply{Text: "ok", Finish: FinishStop}, nil
+		}}
+		tc := pacedTeacher(t, cfg, p)
+		callAll(tc, requests(5, 10))
+		if len(p.starts) != 10 {
+			t.Fatalf("%d requests, want 10 (5 calls, each retried once)", len(p.starts))
+		}
+		for i := 1; i < len(p.starts); i++ {
+			// (x/time/rate's float arithmetic may come in a nanosecond early)
+			if gap := p.starts[i].Sub(p.starts[i-1]); gap < time.Second-time.Microsecond {
+				t.Fatalf("requests %d and %d %v apart at 60 RPM", i-1, i, gap)
+			}
 		}
 	})
 }

@@ -18,6 +18,8 @@ type retrier struct {
 	base, max time.Duration
 	timeout   time.Duration
 	stats     *counters
+	// gate, when set, is passed before every retry (the pacer's RPM/TPM).
+	gate func(ctx context.Context, tokens int) error
 }
 
 func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
@@ -53,6 +55,11 @@ func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
 		}
 		if err := sleep(ctx, d); err != nil {
 			return nil, err
+		}
+		if r.gate != nil {
+			if err := r.gate(ctx, estimateInput(req)+req.Params.MaxTokens); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
