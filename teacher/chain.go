@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"cloud.google.com/go/auth"
@@ -41,6 +42,8 @@ type Teacher struct {
 	key      redactor
 	hc       *http.Client
 	creds    *auth.Credentials
+	// collected: batch records whose results this process has read.
+	collected sync.Map
 }
 
 // New builds a Teacher from a validated Config. The store holds the response

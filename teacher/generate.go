@@ -121,3 +121,21 @@ func Failed[T any](rs []Result[T]) (failed, budget int) {
 	}
 	return failed, budget
 }
+
+// Run is a stage's one call for a set of requests: with batch mode on, the
+// uncached requests go through the provider's batch API first (name
+// identifies the work for resuming, e.g. "diagnose/shard-3"); then Map
+// answers everything, from the cache where the batch (or an earlier run)
+// put the replies, online for the rest. A batch that cannot run (budget,
+// provider error) is logged and the online pass does the work.
+func Run[T any](ctx context.Context, t *Teacher, name string, reqs []*Request, parse ParseFunc[T]) []Result[T] {
+	if t.cfg.Batch.Enabled {
+		rep, err := t.Batch(ctx, name, reqs)
+		if err != nil && ctx.Err() == nil {
+			t.log.Warn("teacher batch failed; answering online", "name", name, "job", rep.ID, "err", err)
+		} else if err == nil && rep.ID != "" {
+			t.log.Info("teacher batch done", "name", name, "job", rep.ID, "answered", rep.Answered, "failed", rep.Failed)
+		}
+	}
+	return Map(ctx, t, reqs, parse)
+}
