@@ -5,29 +5,82 @@
 package main
 
 import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+
+	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/storage"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+//go:embed examples/default.yaml
+var defaultSpec []byte
+
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "statjob:", err)
-		os.Exit(1)
+	err := newRootCmd().Execute()
+	if err == nil {
+		return
 	}
+	fmt.Fprintln(os.Stderr, "statjob:", err)
+	if errors.Is(err, job.ErrInterrupted) {
+		os.Exit(job.ExitInterrupted)
+	}
+	os.Exit(1)
 }
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "statjob",
-		Short:         "Skill-Targeted Adaptive Training as a resumable batch job",
+		Use:   "statjob",
+		Short: "Skill-Targeted Adaptive Training as a resumable batch job",
+		Long: `statjob runs STAT (Skill-Targeted Adaptive Training) as a graph of stages:
+a teacher LLM finds the skills a student model is missing, a training set is
+built for them, the student is fine-tuned and evaluated. Every stage keeps its
+outputs and a MANIFEST.json in storage (a local folder, gs:// or s3://), so a
+stopped job resumes where it stopped, and a new run takes every stage whose
+inputs did not change from the stage cache.
+
+The job spec is YAML; the default one is built in (statjob spec prints it).`,
+		Example: `  # See the stage graph and which stages this build has
+  statjob stages
+
+  # Run the default job; then change one setting and run again (only the
+  # stages that depend on it recompute)
+  statjob run
+  statjob run --config my.yaml --set job.poll=5s
+
+  # A Cloud Batch array of 4 tasks works on one run side by side
+  statjob run --config my.yaml --run-id "$BATCH_JOB_UID"   # shard from BATCH_TASK_INDEX/COUNT
+
+  # What happened, and carry on after a preemption
+  statjob runs --root gs://my-bucket/statjob
+  statjob status --root gs://my-bucket/statjob
+  statjob resume 20260102-150405-a1b2 --root gs://my-bucket/statjob`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.AddCommand(newRunCmd())
+	root.AddCommand(newResumeCmd())
+	root.AddCommand(newStatusCmd())
+	root.AddCommand(newRunsCmd())
+	root.AddCommand(newUnlockCmd())
+	root.AddCommand(newStagesCmd())
+	root.AddCommand(newSpecCmd())
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the statjob version",
@@ -36,5 +89,504 @@ func newRootCmd() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "statjob", version)
 		},
 	})
+	root.AddCommand(newGradeCmd())
 	return root
+}
+
+// specFlags are the flags that pick and change the job spec.
+type specFlags struct {
+	config string
+	sets   []string
+}
+
+func (f *specFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "job spec YAML `FILE` (default: the built-in spec, which statjob spec prints)")
+	cmd.Flags().StringArrayVar(&f.sets, "set", nil, "override one field, e.g. --set storage.root=gs://b/p (repeatable)")
+}
+
+// load resolves the spec: defaults, the file (or the built-in spec), --set.
+func (f *specFlags) load() (*job.Spec, error) {
+	spec := newSpec()
+	name, data := "built-in spec (examples/default.yaml)", defaultSpec
+	if f.config != "" {
+		var err error
+		if data, err = os.ReadFile(f.config); err != nil {
+			return nil, fmt.Errorf("read spec: %w", err)
+		}
+		name = f.config
+	}
+	if err := spec.Load(name, data); err != nil {
+		return nil, err
+	}
+	for _, s := range f.sets {
+		if err := spec.Set(s); err != nil {
+			return nil, err
+		}
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// rootFlag is --root, the storage root of commands that look at runs.
+type rootFlag struct {
+	specFlags
+	root string
+}
+
+func (f *rootFlag) add(cmd *cobra.Command) {
+	f.specFlags.add(cmd)
+	cmd.Flags().StringVar(&f.root, "root", "", "storage root holding the runs (default: storage.root of the spec)")
+}
+
+// spec resolves the spec with --root applied.
+func (f *rootFlag) spec() (*job.Spec, error) {
+	if f.root != "" {
+		f.sets = append(f.sets, "storage.root="+f.root)
+	}
+	return f.load()
+}
+
+// open returns the spec (for storage settings) and the store.
+func (f *rootFlag) open(ctx context.Context) (*job.Spec, storage.Store, error) {
+	spec, err := f.spec()
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := spec.Storage().Open(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open storage: %w", err)
+	}
+	return spec, st, nil
+}
+
+func newRunCmd() *cobra.Command {
+	var f rootFlag
+	var o job.Options
+	var shard, logFormat string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Start a run (or join one with --run-id) and work until its stages are done",
+		Long: `Start a run of the job spec and work on it until every stage is done.
+
+A run's spec is frozen in run.json. Every stage whose fingerprint (its
+settings, inputs and code version) was finished before under the same root is
+taken from the stage cache; the rest compute. Tasks of a batch array join one
+run with the same --run-id and share the work through leases; a sharded stage
+runs shard i of n in task i (--shard i/n, or BATCH_TASK_INDEX/BATCH_TASK_COUNT
+on Cloud Batch, AWS_BATCH_JOB_ARRAY_INDEX with STATJOB_SHARD_COUNT on AWS
+Batch).
+
+On SIGTERM or SIGINT no new work starts, work in flight gets job.grace to
+finish, and statjob exits with status 75; start it again to resume.`,
+		Example: `  statjob run
+  statjob run --config examples/default.yaml --set storage.root=gs://my-bucket/statjob
+  statjob run --until probe                 # stop after probe and what it needs
+  statjob run --from diagnose               # recompute diagnose and everything after it
+  statjob run --run-id nightly-42 --shard 0/4`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			if err := shardOptions(&o, shard); err != nil {
+				return err
+			}
+			if o.RunID == "" {
+				o.RunID = batchRunID()
+			}
+			spec, err := f.spec()
+			if err != nil {
+				return err
+			}
+			return work(ctx, cmd, spec, o, logFormat)
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&o.RunID, "run-id", "", "run to start or join (default: a new id; BATCH_JOB_UID or AWS_BATCH_JOB_ID on batch)")
+	cmd.Flags().StringVar(&o.From, "from", "", "recompute this stage and all after it instead of taking them from the stage cache")
+	cmd.Flags().StringVar(&o.Until, "until", "", "stop after this stage (and the stages it needs)")
+	cmd.Flags().StringVar(&shard, "shard", "", "this task's shard, i/n (default: from the batch environment, else 0/1)")
+	cmd.Flags().StringVar(&logFormat, "log", "auto", "output: text (lines and progress bars), json (structured logs), auto (text on a terminal)")
+	return cmd
+}
+
+func newResumeCmd() *cobra.Command {
+	var f rootFlag
+	var logFormat string
+	cmd := &cobra.Command{
+		Use:   "resume RUN",
+		Short: "Continue a run with its frozen spec, skipping every finished stage",
+		Example: `  statjob resume 20260102-150405-a1b2
+  statjob resume nightly-42 --root gs://my-bucket/statjob`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			here, st, err := f.open(ctx)
+			if err != nil {
+				return err
+			}
+			rec, err := job.ReadRun(ctx, st, args[0])
+			st.Close()
+			if err != nil {
+				return err
+			}
+			spec := newSpec()
+			if err := spec.Load("run.json of run "+rec.ID, rec.Spec); err != nil {
+				return err
+			}
+			// The run is where we found it, whatever root it was started with.
+			*spec.Storage() = *here.Storage()
+			o := job.Options{RunID: rec.ID, Resume: true}
+			if err := shardOptions(&o, ""); err != nil {
+				return err
+			}
+			return work(ctx, cmd, spec, o, logFormat)
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&logFormat, "log", "auto", "output: text, json or auto")
+	return cmd
+}
+
+// work builds the graph and runs it. A plan with stages this build does not
+// have is printed and refused before storage is touched.
+func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options, logFormat string) error {
+	g, err := buildGraph(spec)
+	if err != nil {
+		return err
+	}
+	selected, _, err := g.Select(o.From, o.Until)
+	if err != nil {
+		return err
+	}
+	if missing := job.Missing(selected); len(missing) > 0 {
+		printPlan(cmd.OutOrStdout(), g)
+		return fmt.Errorf("nothing was run: the plan needs stages this build does not have yet: %s", strings.Join(missing, ", "))
+	}
+	st, err := spec.Storage().Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open storage: %w", err)
+	}
+	defer st.Close()
+	tty := isatty.IsTerminal(os.Stderr.Fd())
+	switch logFormat {
+	case "text":
+		tty = true
+	case "json":
+		tty = false
+	case "auto":
+	default:
+		return fmt.Errorf("--log %q: want text, json or auto", logFormat)
+	}
+	o.Reporter = job.NewReporter(cmd.ErrOrStderr(), tty)
+	o.Version = version
+	o.Task = job.BatchTask()
+	sum, err := job.Run(ctx, st, spec, g, o)
+	if sum != nil && err != nil && !errors.Is(err, job.ErrInterrupted) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "run %s stopped; its outputs so far are in %s\n", sum.RunID, sum.URI)
+	}
+	if errors.Is(err, job.ErrInterrupted) && sum != nil {
+		return fmt.Errorf("%w: statjob resume %s", err, sum.RunID)
+	}
+	return err
+}
+
+// shardOptions sets the shard from --shard i/n or the batch environment.
+func shardOptions(o *job.Options, flag string) error {
+	parse := func(src, i, n string) error {
+		var err1, err2 error
+		o.Shard, err1 = strconv.Atoi(i)
+		o.Shards, err2 = strconv.Atoi(n)
+		if err1 != nil || err2 != nil || o.Shards < 1 || o.Shard < 0 || o.Shard >= o.Shards {
+			return fmt.Errorf("%s: shard %q of %q: want 0 <= index < count", src, i, n)
+		}
+		return nil
+	}
+	if flag != "" {
+		i, n, ok := strings.Cut(flag, "/")
+		if !ok {
+			return fmt.Errorf("--shard %q: want index/count, e.g. 0/4", flag)
+		}
+		return parse("--shard", i, n)
+	}
+	if i, n := os.Getenv("BATCH_TASK_INDEX"), os.Getenv("BATCH_TASK_COUNT"); i != "" && n != "" {
+		return parse("BATCH_TASK_INDEX/BATCH_TASK_COUNT", i, n)
+	}
+	if i := os.Getenv("AWS_BATCH_JOB_ARRAY_INDEX"); i != "" {
+		n := os.Getenv("STATJOB_SHARD_COUNT")
+		if n == "" {
+			return errors.New("AWS_BATCH_JOB_ARRAY_INDEX is set but STATJOB_SHARD_COUNT (the array size) is not")
+		}
+		return parse("AWS_BATCH_JOB_ARRAY_INDEX/STATJOB_SHARD_COUNT", i, n)
+	}
+	o.Shard, o.Shards = 0, 1
+	return nil
+}
+
+// batchRunID is the run the tasks of a batch array share: the job's id.
+func batchRunID() string {
+	if id := os.Getenv("BATCH_JOB_UID"); id != "" {
+		return id
+	}
+	if id := os.Getenv("AWS_BATCH_JOB_ID"); id != "" {
+		id, _, _ = strings.Cut(id, ":") // array children are "<job>:<index>"
+		return id
+	}
+	return ""
+}
+
+func newStatusCmd() *cobra.Command {
+	var f rootFlag
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "status [RUN]",
+		Short: "Show a run's stages: done, reused, running (and by whom), pending",
+		Example: `  statjob status                      # the newest run
+  statjob status nightly-42 --root gs://my-bucket/statjob
+  statjob status --json | jq -r '.stages[] | select(.state == "pending") | .stage'`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, st, err := f.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			var id string
+			if len(args) == 1 {
+				id = args[0]
+			} else {
+				runs, err := job.ListRuns(ctx, st)
+				if err != nil {
+					return err
+				}
+				if len(runs) == 0 {
+					return fmt.Errorf("no runs under %s", st.URI("runs/"))
+				}
+				id = runs[0].ID
+			}
+			rows, err := job.Status(ctx, st, id, time.Now())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if jsonOut {
+				return writeJSON(out, map[string]any{"run": id, "uri": st.URI("runs/" + id + "/"), "stages": rows})
+			}
+			fmt.Fprintf(out, "run %s (%s)\n", id, st.URI("runs/"+id+"/"))
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "STAGE\tSTATE\tSTARTED\tTOOK\tFINGERPRINT\tHOLDER")
+			for _, r := range rows {
+				took, started := "", ""
+				if !r.Started.IsZero() {
+					started = r.Started.Local().Format("01-02 15:04:05")
+				}
+				if !r.Finished.IsZero() {
+					took = r.Finished.Sub(r.Started).Round(time.Millisecond).String()
+				}
+				holder := r.Holder
+				if r.State == "running" || r.State == "stale" {
+					holder += " (lease until " + r.Expires.Local().Format("15:04:05") + ")"
+				}
+				if r.Shards != "" {
+					holder = strings.TrimSpace(r.Shards + " " + holder)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Stage, r.State, started, took, short(r.Fingerprint), holder)
+			}
+			return tw.Flush()
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON instead of a table")
+	return cmd
+}
+
+func short(fp string) string {
+	if len(fp) > 12 {
+		return fp[:12]
+	}
+	return fp
+}
+
+func newRunsCmd() *cobra.Command {
+	var f rootFlag
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:     "runs",
+		Short:   "List the runs under a storage root, newest first",
+		Example: `  statjob runs --root gs://my-bucket/statjob`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			_, st, err := f.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			runs, err := job.ListRuns(ctx, st)
+			if err != nil {
+				return err
+			}
+			type runRow struct {
+				ID      string    `json:"id"`
+				Created time.Time `json:"created"`
+				Done    int       `json:"done"`
+				Stages  int       `json:"stages"`
+				Version string    `json:"version"`
+			}
+			var list []runRow
+			for _, r := range runs {
+				rows, err := job.Status(ctx, st, r.ID, time.Now())
+				if err != nil {
+					return err
+				}
+				row := runRow{ID: r.ID, Created: r.Created, Stages: len(rows), Version: r.Version}
+				for _, s := range rows {
+					if s.State == "done" || s.State == "reused" {
+						row.Done++
+					}
+				}
+				list = append(list, row)
+			}
+			if jsonOut {
+				return writeJSON(cmd.OutOrStdout(), list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "RUN\tCREATED\tDONE\tVERSION")
+			for _, r := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", r.ID, r.Created.Local().Format("2006-01-02 15:04:05"), r.Done, r.Stages, r.Version)
+			}
+			return tw.Flush()
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON instead of a table")
+	return cmd
+}
+
+func newUnlockCmd() *cobra.Command {
+	var f rootFlag
+	cmd := &cobra.Command{
+		Use:   "unlock RUN [STAGE]",
+		Short: "Break the leases of a run (or of one stage), after showing who holds them",
+		Long: `Break leases whose holder is gone, so that the next runner takes the work
+at once rather than after the lease expires. A holder that is still alive
+notices at its next heartbeat and abandons that work.`,
+		Example: `  statjob unlock nightly-42 probe --root gs://my-bucket/statjob`,
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, st, err := f.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			leases, err := job.ReadLeases(ctx, st, args[0])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			broke := 0
+			for piece, ls := range leases {
+				if len(args) == 2 && piece != args[1] && !strings.HasPrefix(piece, args[1]+".") {
+					continue
+				}
+				if ls.Released {
+					continue
+				}
+				fmt.Fprintf(out, "%s: held by %s since %s, last heartbeat %s, until %s\n", piece, ls.Holder,
+					ls.Acquired.Local().Format(time.DateTime), ls.Heartbeat.Local().Format(time.DateTime), ls.Expires.Local().Format(time.DateTime))
+				if _, err := job.BreakLease(ctx, st, args[0], piece); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "%s: unlocked\n", piece)
+				broke++
+			}
+			if broke == 0 {
+				fmt.Fprintln(out, "no lease is held")
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func newStagesCmd() *cobra.Command {
+	var f specFlags
+	cmd := &cobra.Command{
+		Use:   "stages",
+		Short: "Show the stage graph of the job spec and which stages this build has",
+		Example: `  statjob stages
+  statjob stages --set pipeline.strategies=[stat-sel]`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec, err := f.load()
+			if err != nil {
+				return err
+			}
+			g, err := buildGraph(spec)
+			if err != nil {
+				return err
+			}
+			printPlan(cmd.OutOrStdout(), g)
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func newSpecCmd() *cobra.Command {
+	var f specFlags
+	cmd := &cobra.Command{
+		Use:   "spec",
+		Short: "Print the resolved job spec (defaults, file, --set) as YAML",
+		Example: `  statjob spec > my.yaml        # a spec to start from, every field written out
+  statjob spec --config my.yaml --set job.poll=5s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec, err := f.load()
+			if err != nil {
+				return err
+			}
+			y, err := spec.YAML()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(y)
+			return err
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printPlan shows the graph in order with each stage's needs and whether
+// this build has it.
+func printPlan(w io.Writer, g *job.Graph) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tNEEDS\tINSTALLED")
+	installed := 0
+	for _, st := range g.Stages() {
+		yes := "no"
+		if job.Installed(st) {
+			yes = "yes"
+			installed++
+			if _, ok := st.(job.Sharded); ok {
+				yes = "yes (sharded)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", st.Name(), strings.Join(st.Needs(), ", "), yes)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d of %d stages are installed in this build.\n", installed, len(g.Stages()))
 }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# SFT optimizer steps on a GPU through GoMLX's XLA backend: a
+# Qwen2-0.5B-shaped random model (f32 weights and compute: train/model has no
+# bf16 compute yet), full fine-tuning and LoRA r16, tokens/s and MFU against
+# the given peak. The machine needs no Go toolchain: build the test binary
+# here and carry it.
+#   build: go test -c -ldflags='-s -w' -o bench/sft/sft.test ./train/sft/
+#   run:   bench/sft/gpu.sh bench/sft/sft.test [PEAK_TFLOPS]   (default 989: H100 SXM dense bf16)
+#   env:   ROWS, LEN (micro-batch, default 8 × 512), STEPS (timed steps, default 5),
+#          PJRT_PLUGIN (default: the first xla_cuda_plugin.so found)
+set -euo pipefail
+bin=$(realpath "$1")
+peak=${2:-989}
+plugin=${PJRT_PLUGIN:-$(find / -name xla_cuda_plugin.so -not -path '/proc/*' 2>/dev/null | head -1)}
+if [[ -z "$plugin" ]]; then echo "no xla_cuda_plugin.so found; set PJRT_PLUGIN" >&2; exit 1; fi
+# XLA needs libdevice; point it at the real CUDA data directory.
+libdevice=$(find / -name libdevice.10.bc -not -path '/proc/*' 2>/dev/null | head -1)
+if [[ -n "$libdevice" ]]; then
+  export XLA_FLAGS="--xla_gpu_cuda_data_dir=$(dirname "$(dirname "$(dirname "$libdevice")")") ${XLA_FLAGS:-}"
+fi
+export GOPJRT_CUDA_CHECKS=0 # go-xla's nvidia/ layout check assumes its own installer
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+echo "plugin: $plugin; XLA_FLAGS=${XLA_FLAGS:-}"
+cd "$(dirname "$0")/../../train/sft"
+GOMLX_BACKEND="xla:$plugin" STATJOB_BENCH_SFT_MODEL=qwen2-0.5b STATJOB_BENCH_SFT_ROWS="${ROWS:-8}" \
+  STATJOB_BENCH_SFT_LEN="${LEN:-512}" STATJOB_BENCH_PEAK_TFLOPS="$peak" \
+  "$bin" -test.run '^$' -test.bench 'SFTStep' -test.benchtime "${STEPS:-5}x" -test.timeout 30m

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/storage"
+)
+
+// statjob runs the command line in-process and returns stdout and the error.
+func statjob(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(io.Discard)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestEveryCommandHasAnExample(t *testing.T) {
+	var check func(c *cobra.Command)
+	check = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Name() != "version" && sub.Name() != "help" && sub.Name() != "completion" && sub.Example == "" {
+				t.Errorf("statjob %s has no example in its help", sub.Name())
+			}
+			check(sub)
+		}
+	}
+	check(newRootCmd())
+}
+
+// TestRunRefusesStagesNotInstalled: while the default plan has stages this
+// build lacks, run shows the plan, names them, and touches no storage.
+func TestRunRefusesStagesNotInstalled(t *testing.T) {
+	g, err := buildGraph(newSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := job.Missing(g.Stages())
+	if len(missing) == 0 {
+		t.Fatal("every stage is installed: this test should now run the default job instead")
+	}
+	dir := t.TempDir()
+	out, err := statjob(t, "run", "--root", dir)
+	if err == nil || !strings.Contains(err.Error(), "nothing was run") || !strings.Contains(err.Error(), strings.Join(missing, ", ")) {
+		t.Fatalf("run of the default spec: %v", err)
+	}
+	want := fmt.Sprintf("%d of %d stages are installed", len(g.Stages())-len(missing), len(g.Stages()))
+	if !strings.Contains(out, want) || !regexpMatch(out, `\n`+regexp.QuoteMeta(missing[0])+`\s.*\sno\n`) {
+		t.Errorf("the plan is not shown:\n%s", out)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a refused run wrote %d entries under its root", len(entries))
+	}
+	// The embedded default spec is valid and resolves every section.
+	y, err := statjob(t, "spec")
+	if err != nil || !strings.Contains(y, "lease_ttl: 5m0s") || !strings.Contains(y, "- stat-syn") {
+		t.Errorf("statjob spec: %v\n%s", err, y)
+	}
+}
+
+func TestSpecErrorsNameFileAndLine(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "my.yaml")
+	os.WriteFile(f, []byte("pipeline:\n  strategies: [stat-sel]\n  arms: 2\n"), 0o644)
+	if _, err := statjob(t, "stages", "--config", f); err == nil || !strings.Contains(err.Error(), f+`:3: pipeline.arms: unknown key "arms"`) {
+		t.Errorf("unknown key: %v", err)
+	}
+	if _, err := statjob(t, "stages", "--set", "pipeline.strategies=[stat-sel, magic]"); err == nil ||
+		!strings.Contains(err.Error(), `spec: pipeline: strategies[1]: "magic" is not one of`) {
+		t.Errorf("bad strategy: %v", err)
+	}
+	if _, err := statjob(t, "stages", "--config", filepath.Join(t.TempDir(), "none.yaml")); err == nil || !strings.Contains(err.Error(), "none.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+	out, err := statjob(t, "stages", "--set", "pipeline.strategies=[train]")
+	if err != nil || !strings.Contains(out, "evaluate/train") || strings.Contains(out, "stat-sel") {
+		t.Errorf("stages with one strategy: %v\n%s", err, out)
+	}
+}
+
+// TestEverySectionIsValidatedUpFront: each package's settings section is in
+// the spec, and a bad field in any of them fails before a stage runs, naming
+// the field.
+func TestEverySectionIsValidatedUpFront(t *testing.T) {
+	for _, c := range []struct{ set, want string }{
+		{"data.unknown_skills=maybe", "unknown_skills"},
+		{"grade.rel_tol=-1", "rel_tol"},
+		{"teacher.provider=bogus", "teacher.provider"},
+		{"sft.lora.rank=-1", "sft.lora.rank"},
+	} {
+		dir := t.TempDir()
+		_, err := statjob(t, "run", "--root", dir, "--set", c.set)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--set %s: got %v, want an error naming %s", c.set, err, c.want)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("--set %s: a refused run wrote under its root", c.set)
+		}
+	}
+}
+
+func TestShardOptions(t *testing.T) {
+	for _, v := range []string{"BATCH_TASK_INDEX", "BATCH_TASK_COUNT", "AWS_BATCH_JOB_ARRAY_INDEX", "STATJOB_SHARD_COUNT"} {
+		t.Setenv(v, "")
+	}
+	var o job.Options
+	if err := shardOptions(&o, "2/4"); err != nil || o.Shard != 2 || o.Shards != 4 {
+		t.Errorf("--shard 2/4: %+v %v", o, err)
+	}
+	for _, bad := range []string{"4/4", "x/2", "1", "-1/2"} {
+		if err := shardOptions(&o, bad); err == nil {
+			t.Errorf("--shard %s accepted", bad)
+		}
+	}
+	t.Setenv("BATCH_TASK_INDEX", "1")
+	t.Setenv("BATCH_TASK_COUNT", "3")
+	if err := shardOptions(&o, ""); err != nil || o.Shard != 1 || o.Shards != 3 {
+		t.Errorf("Cloud Batch env: %+v %v", o, err)
+	}
+	t.Setenv("BATCH_TASK_INDEX", "")
+	t.Setenv("AWS_BATCH_JOB_ARRAY_INDEX", "5")
+	if err := shardOptions(&o, ""); err == nil || !strings.Contains(err.Error(), "STATJOB_SHARD_COUNT") {
+		t.Errorf("AWS index without a count: %v", err)
+	}
+	t.Setenv("STATJOB_SHARD_COUNT", "8")
+	if err := shardOptions(&o, ""); err != nil || o.Shard != 5 || o.Shards != 8 {
+		t.Errorf("AWS Batch env: %+v %v", o, err)
+	}
+	t.Setenv("AWS_BATCH_JOB_ID", "abc-123:5")
+	if id := batchRunID(); id != "abc-123" {
+		t.Errorf("run id from AWS_BATCH_JOB_ID = %q", id)
+	}
+}
+
+// oneStage is a stage for driving the commands that read runs.
+type oneStage struct {
+	name string
+	fail bool
+}
+
+func (s oneStage) Name() string    { return s.name }
+func (s oneStage) Needs() []string { return nil }
+func (s oneStage) Fingerprint(*job.Spec, map[string]string) (string, error) {
+	return job.Hash("one", s.name)
+}
+func (s oneStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
+	if s.fail {
+		return nil, errors.New("failing on purpose")
+	}
+	return nil, env.WriteFile(ctx, "out.txt", []byte(s.name))
+}
+
+func TestStatusRunsUnlock(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := storage.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	g, err := job.NewGraph(oneStage{name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := job.NewReporter(io.Discard, false)
+	if _, err := job.Run(ctx, st, newSpec(), g, job.Options{RunID: "r1", Reporter: rep, Holder: "me"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := statjob(t, "status", "--root", dir)
+	if err != nil || !strings.Contains(out, "run r1") || !regexpMatch(out, `\na\s+done\s`) {
+		t.Errorf("status:\n%s%v", out, err)
+	}
+	// A second run whose stage b failed, and whose lease a runner that
+	// is gone holds.
+	g2, _ := job.NewGraph(oneStage{name: "a"}, oneStage{name: "b", fail: true})
+	if _, err := job.Run(ctx, st, newSpec(), g2, job.Options{RunID: "r2", Reporter: rep}); err == nil {
+		t.Fatal("a failing run reported success")
+	}
+	lease := `{"holder":"ghost","acquired":"2026-01-01T00:00:00Z","heartbeat":"2026-01-01T00:00:00Z","expires":"2099-01-01T00:00:00Z"}`
+	if _, err := st.Put(ctx, "runs/r2/leases/b", strings.NewReader(lease), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = statjob(t, "runs", "--root", dir)
+	if err != nil || strings.Index(out, "r2") > strings.Index(out, "r1") || !strings.Contains(out, "1/1") || !strings.Contains(out, "1/2") {
+		t.Errorf("runs (newest first):\n%s%v", out, err)
+	}
+	out, err = statjob(t, "status", "r2", "--root", dir)
+	if err != nil || !regexpMatch(out, `\nb\s+running\s.*ghost`) {
+		t.Errorf("status r2:\n%s%v", out, err)
+	}
+	out, err = statjob(t, "status", "r2", "--root", dir, "--json")
+	if err != nil || !strings.Contains(out, `"state": "running"`) || !strings.Contains(out, `"holder": "ghost"`) {
+		t.Errorf("status --json:\n%s%v", out, err)
+	}
+	out, err = statjob(t, "runs", "--root", dir, "--json")
+	if err != nil || !strings.Contains(out, `"id": "r2"`) || !strings.Contains(out, `"done": 1`) {
+		t.Errorf("runs --json:\n%s%v", out, err)
+	}
+	out, err = statjob(t, "unlock", "r2", "b", "--root", dir)
+	if err != nil || !strings.Contains(out, "b: held by ghost") || !strings.Contains(out, "b: unlocked") {
+		t.Errorf("unlock:\n%s%v", out, err)
+	}
+	ls, _ := job.ReadLeases(ctx, st, "r2")
+	if !ls["b"].Released {
+		t.Errorf("lease after unlock: %+v", ls["b"])
+	}
+}
+
+func regexpMatch(s, re string) bool { return regexp.MustCompile(re).MatchString(s) }

@@ -1,0 +1,160 @@
+package model
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// benchConfig is the model bench/model/run.sh compares with PyTorch.
+const benchConfig = `{"model_type": "llama", "vocab_size": 2048, "hidden_size": 256, "intermediate_size": 704,
+	"num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+	"rope_theta": 500000.0, "max_position_embeddings": 4096, "tie_word_embeddings": false, "hidden_act": "silu"}`
+
+const (
+	benchBatch     = 4
+	benchSeq       = 128 // training tokens per sequence
+	benchPrompt    = 64  // decode: prompt length
+	benchNewTokens = 64  // decode: cache holds prompt + new tokens
+)
+
+// benchModel builds the random bench model; with STATJOB_BENCH_CHECKPOINT
+// set it also writes it there for the PyTorch side.
+func benchModel(b *testing.B) *Model {
+	m := NewRandom(mustConfig(b, benchConfig), 11, 0.05)
+	if dir := os.Getenv("STATJOB_BENCH_CHECKPOINT"); dir != "" {
+		if err := m.Save(context.Background(), openDir(b, dir), "", SaveOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return m
+}
+
+// BenchmarkTrainStep: forward + backward + SGD update, tokens/s.
+func BenchmarkTrainStep(b *testing.B) {
+	RegisterDotGeneralGradient()
+	be := testBackend(b)
+	m := benchModel(b)
+	n := benchBatch * benchSeq
+	tokens, targets, weights := make([]int32, n), make([]int32, n), make([]float32, n)
+	for i := range tokens {
+		tokens[i], targets[i], weights[i] = int32(i*31%m.Config.VocabSize), int32(i*17%m.Config.VocabSize), 1
+	}
+	exec := mlctx.MustNewExec(be, m.Ctx, func(ctx *mlctx.Context, tok, tgt, w *Node) *Node {
+		return SGDStep(ctx, m.Config, tok, tgt, w, 1e-3)
+	})
+	args := []any{tensors.FromFlatDataAndDimensions(tokens, benchBatch, benchSeq),
+		tensors.FromFlatDataAndDimensions(targets, benchBatch, benchSeq), tensors.FromFlatDataAndDimensions(weights, benchBatch, benchSeq)}
+	exec.MustExec(args...) // compile
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		exec.MustExec(args...)[0].FinalizeAll()
+	}
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "tokens/s")
+}
+
+// BenchmarkDecodeStep: one KV-cached decode step for the whole batch, ms/step.
+func BenchmarkDecodeStep(b *testing.B) {
+	be := testBackend(b)
+	m := benchModel(b)
+	gen, err := NewGenerator(be, m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	prompts := make([]int32, benchBatch*benchPrompt)
+	lengths := make([]int32, benchBatch)
+	for i := range prompts {
+		prompts[i] = int32(i * 7 % m.Config.VocabSize)
+	}
+	for i := range lengths {
+		lengths[i] = benchPrompt
+	}
+	cacheLen := benchPrompt + benchNewTokens
+	outs := gen.prefill.MustExec(tensors.FromFlatDataAndDimensions(prompts, benchBatch, benchPrompt),
+		tensors.FromFlatDataAndDimensions(lengths, benchBatch), tensors.FromShape(shapes.Make(dtypes.Int8, cacheLen)))
+	step := func(pos int32) {
+		next := make([]int32, benchBatch)
+		ps := []int32{pos, pos, pos, pos}
+		args := []any{tensors.FromFlatDataAndDimensions(next, benchBatch), tensors.FromFlatDataAndDimensions(ps, benchBatch)}
+		for _, c := range outs[1:] {
+			args = append(args, c)
+		}
+		outs = gen.decode.MustExec(args...)
+		tensors.MustCopyFlatData[float32](outs[0]) // the host reads the logits every step
+	}
+	step(benchPrompt) // compile
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		step(int32(benchPrompt + 1 + i%(benchNewTokens-1)))
+	}
+	b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/step")
+}
+
+// BenchmarkCrossEntropyMemory measures the peak Go heap of the loss and its
+// gradient at Qwen's 151,936-token vocabulary for the gather-based loss and,
+// for contrast, a one-hot formulation, next to the size of the logits.
+func BenchmarkCrossEntropyMemory(b *testing.B) {
+	const B, T, V = 2, 128, 151936
+	losses := map[string]func(l, tg, w *Node) *Node{
+		"gather": CrossEntropy,
+		"onehot": func(l, tg, w *Node) *Node {
+			picked := ReduceSum(Mul(OneHot(tg, V, dtypes.Float32), LogSoftmax(l, -1)), -1)
+			return Div(Neg(ReduceAllSum(Mul(picked, w))), ReduceAllSum(w))
+		},
+	}
+	for _, name := range []string{"gather", "onehot"} {
+		b.Run(name, func(b *testing.B) {
+			be := testBackend(b)
+			logits := tensors.FromShape(shapes.Make(dtypes.Float32, B, T, V))
+			targets := tensors.FromShape(shapes.Make(dtypes.Int32, B, T))
+			weights := tensors.FromScalarAndDimensions(float32(1), B, T)
+			exec := MustNewExec(be, func(l, tg, w *Node) []*Node {
+				loss := losses[name](l, tg, w)
+				return append([]*Node{loss}, Gradient(loss, l)...)
+			})
+			exec.MustExec(logits, targets, weights) // compile
+			runtime.GC()
+			var base runtime.MemStats
+			runtime.ReadMemStats(&base)
+			var peak atomic.Uint64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				var ms runtime.MemStats
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(time.Millisecond):
+						runtime.ReadMemStats(&ms)
+						if ms.HeapInuse > peak.Load() {
+							peak.Store(ms.HeapInuse)
+						}
+					}
+				}
+			})
+			b.ResetTimer()
+			for range b.N {
+				for _, t := range exec.MustExec(logits, targets, weights) {
+					t.FinalizeAll()
+				}
+			}
+			close(stop)
+			wg.Wait()
+			b.ReportMetric(float64(peak.Load()-min(peak.Load(), base.HeapInuse))/(1<<20), "peak-MB-over-inputs")
+			b.ReportMetric(float64(B*T*V*4)/(1<<20), "logits-MB")
+		})
+	}
+}

@@ -1,0 +1,268 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+	"github.com/statjob/statjob/storage"
+)
+
+// Model is a decoder's config plus its weights as GoMLX context variables
+// (float32), named after the checkpoint's tensors (see Forward).
+type Model struct {
+	Config *Config
+	Ctx    *mlctx.Context
+}
+
+// Source is where a checkpoint is read from; every storage.Store is one.
+type Source interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// Sink is where a checkpoint is written to; every storage.Store is one.
+type Sink interface {
+	Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) (storage.Attrs, error)
+}
+
+// Every storage.Store can hold checkpoints.
+var (
+	_ Source = storage.Store(nil)
+	_ Sink   = storage.Store(nil)
+)
+
+// Checkpoint file names, as Hugging Face writes them.
+const (
+	ConfigFile      = "config.json"
+	WeightsFile     = "model.safetensors"
+	WeightsIndex    = "model.safetensors.index.json"
+	shardNameFormat = "model-%05d-of-%05d.safetensors"
+)
+
+// ErrCheckpoint marks a checkpoint whose tensors do not match its config.
+var ErrCheckpoint = errors.New("checkpoint does not match config")
+
+// NewRandom builds a model with weights drawn from N(0, std²) (norm weights
+// 1 + N(0, std²)) by a generator seeded with seed: tests and benchmarks.
+func NewRandom(cfg *Config, seed uint64, std float64) *Model {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	m := &Model{Config: cfg, Ctx: mlctx.New()}
+	for _, h := range TensorNames(cfg) {
+		n := numElements(h.Shape)
+		data := make([]float32, n)
+		base := 0.0
+		if strings.HasSuffix(h.Name, "norm.weight") {
+			base = 1
+		}
+		for i := range data {
+			data[i] = float32(base + std*rng.NormFloat64())
+		}
+		m.set(h.Name, tensors.FromFlatDataAndDimensions(data, h.Shape...))
+	}
+	return m
+}
+
+func (m *Model) set(name string, t *tensors.Tensor) {
+	scope, v := scopeOf(name)
+	m.Ctx.InAbsPath(scope).Checked(false).VariableWithValue(v, t)
+}
+
+// Load reads config.json and the weights (model.safetensors, or the shards
+// listed in model.safetensors.index.json) under prefix in src. Tensors
+// stream in one at a time.
+func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
+	raw, err := readAll(ctx, src, path.Join(prefix, ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ParseConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path.Join(prefix, ConfigFile), err)
+	}
+	files := []string{WeightsFile}
+	if idx, err := readAll(ctx, src, path.Join(prefix, WeightsIndex)); err == nil {
+		var index struct {
+			WeightMap map[string]string `json:"weight_map"`
+		}
+		if err := json.Unmarshal(idx, &index); err != nil {
+			return nil, fmt.Errorf("%s: %w", path.Join(prefix, WeightsIndex), err)
+		}
+		files = files[:0]
+		seen := map[string]bool{}
+		for _, f := range index.WeightMap {
+			if !seen[f] {
+				seen[f] = true
+				files = append(files, f)
+			}
+		}
+		sort.Strings(files)
+	} else if !errors.Is(err, storage.ErrNotExist) {
+		return nil, err
+	}
+
+	want := map[string][]int{}
+	for _, h := range TensorNames(cfg) {
+		want[h.Name] = h.Shape
+	}
+	m := &Model{Config: cfg, Ctx: mlctx.New()}
+	for _, f := range files {
+		key := path.Join(prefix, f)
+		r, err := src.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", key, err)
+		}
+		err = ReadSafetensors(r, func(t Tensor) error {
+			shape, ok := want[t.Name]
+			switch {
+			case !ok && (strings.HasSuffix(t.Name, "rotary_emb.inv_freq") || (t.Name == "lm_head.weight" && cfg.TieWordEmbeddings)):
+				return nil // recomputed / tied: not needed
+			case !ok:
+				return fmt.Errorf("%w: unexpected tensor %q", ErrCheckpoint, t.Name)
+			case !slices.Equal(shape, t.Shape):
+				return fmt.Errorf("%w: tensor %q has shape %v, config says %v", ErrCheckpoint, t.Name, t.Shape, shape)
+			}
+			delete(want, t.Name)
+			m.set(t.Name, tensors.FromFlatDataAndDimensions(t.Data, t.Shape...))
+			return nil
+		})
+		r.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", key, err)
+		}
+	}
+	if len(want) > 0 {
+		var missing []string
+		for n := range want {
+			missing = append(missing, n)
+		}
+		sort.Strings(missing)
+		return nil, fmt.Errorf("%s: %w: missing tensors %v", prefix, ErrCheckpoint, missing)
+	}
+	return m, nil
+}
+
+// SaveOptions says how Save writes the weights.
+type SaveOptions struct {
+	// DType of the stored tensors: "BF16", "F16" or "F32" (default "F32").
+	DType string
+	// ShardBytes splits the weights into shards of at most this many bytes
+	// with an index file (0: one model.safetensors).
+	ShardBytes int64
+	// Files are extra files written alongside (tokenizer.json, …).
+	Files map[string][]byte
+}
+
+// Save writes config.json, the weights and opts.Files under prefix in the
+// layout Hugging Face reads.
+func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOptions) error {
+	dtype := opts.DType
+	if dtype == "" {
+		dtype = "F32"
+	}
+	size, err := elemSize(dtype)
+	if err != nil {
+		return err
+	}
+	heads := TensorNames(m.Config)
+	var shards [][]TensorHeader
+	var cur int64
+	for _, h := range heads {
+		n := int64(size) * int64(numElements(h.Shape))
+		if len(shards) == 0 || (opts.ShardBytes > 0 && cur+n > opts.ShardBytes && cur > 0) {
+			shards = append(shards, nil)
+			cur = 0
+		}
+		shards[len(shards)-1] = append(shards[len(shards)-1], h)
+		cur += n
+	}
+	get := func(name string) ([]float32, error) {
+		scope, v := scopeOf(name)
+		variable := m.Ctx.GetVariableByScopeAndName(scope, v)
+		if variable == nil {
+			return nil, fmt.Errorf("no variable %s/%s", scope, v)
+		}
+		t, err := variable.Value()
+		if err != nil {
+			return nil, err
+		}
+		return tensors.CopyFlatData[float32](t)
+	}
+	weightMap := map[string]string{}
+	for i, shard := range shards {
+		name := WeightsFile
+		if len(shards) > 1 {
+			name = fmt.Sprintf(shardNameFormat, i+1, len(shards))
+		}
+		for _, h := range shard {
+			weightMap[h.Name] = name
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			pw.CloseWithError(WriteSafetensors(pw, dtype, shard, map[string]string{"format": "pt"}, get))
+		}()
+		key := path.Join(prefix, name)
+		_, err := dst.Put(ctx, key, pr, storage.PutOptions{})
+		pr.CloseWithError(err) // unblocks the writer if Put stopped early
+		if err != nil {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+	}
+	files := map[string][]byte{}
+	for k, v := range opts.Files {
+		files[k] = v
+	}
+	if len(shards) > 1 {
+		var total int64
+		for _, h := range heads {
+			n := int64(size) * int64(numElements(h.Shape))
+			total += n
+		}
+		idx, err := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")
+		if err != nil {
+			return err
+		}
+		files[WeightsIndex] = idx
+	}
+	saved := *m.Config
+	saved.TorchDType = map[string]string{"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[dtype]
+	cfgJSON, err := json.Marshal(&saved)
+	if err != nil {
+		return err
+	}
+	files[ConfigFile] = cfgJSON
+	names := make([]string, 0, len(files))
+	for k := range files {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		key := path.Join(prefix, k)
+		if _, err := dst.Put(ctx, key, bytes.NewReader(files[k]), storage.PutOptions{}); err != nil {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+func readAll(ctx context.Context, src Source, key string) ([]byte, error) {
+	r, err := src.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return b, nil
+}

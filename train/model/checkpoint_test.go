@@ -1,0 +1,148 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+)
+
+func TestParseConfig(t *testing.T) {
+	c := mustConfig(t, tinyLlama)
+	if c.HeadDim != 16 || c.NumKeyValueHeads != 2 || c.QKVBias() || c.RopeScaling.kind() != "llama3" {
+		t.Errorf("llama config parsed as %+v", c)
+	}
+	if got := c.EOSTokenIDs(); len(got) != 2 || got[1] != 2 {
+		t.Errorf("eos ids %v", got)
+	}
+	q := mustConfig(t, tinyQwen2)
+	if !q.QKVBias() || !q.TieWordEmbeddings || q.EOSTokenIDs()[0] != 3 {
+		t.Errorf("qwen2 config parsed as %+v", q)
+	}
+	// Llama-3 scaling divides the low frequencies by factor and keeps the high ones.
+	plain := *c
+	plain.RopeScaling = nil
+	scaled, unscaled := c.InvFreq(), plain.InvFreq()
+	if scaled[0] != unscaled[0] || math.Abs(float64(scaled[7]*32/unscaled[7])-1) > 1e-6 {
+		t.Errorf("llama3 rope scaling: %v vs %v", scaled, unscaled)
+	}
+	for _, bad := range []struct{ edit, field string }{
+		{`"model_type": "gpt2"`, "model_type"},
+		{`"num_key_value_heads": 3`, "num_key_value_heads"},
+		{`"hidden_act": "gelu"`, "hidden_act"},
+		{`"rope_scaling": {"rope_type": "yarn", "factor": 4}`, "rope_scaling.rope_type"},
+		{`"vocab_size": 0`, "vocab_size"},
+	} {
+		key := bad.edit[:strings.Index(bad.edit, ":")]
+		js := tinyLlama
+		start := strings.Index(js, key)
+		end := start + strings.IndexAny(js[start:], ",}")
+		if key == `"rope_scaling"` {
+			end = start + strings.Index(js[start:], "}") + 1
+		}
+		_, err := ParseConfig([]byte(js[:start] + bad.edit + js[end:]))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), bad.field) {
+			t.Errorf("%s: error %v does not name %s", bad.edit, err, bad.field)
+		}
+	}
+}
+
+// TestSaveLoad round-trips a checkpoint in each dtype, sharded and not, and
+// checks config.json keeps fields the model does not use.
+func TestSaveLoad(t *testing.T) {
+	ctx := context.Background()
+	cfg := mustConfig(t, tinyQwen2)
+	cfg.Raw["architectures"] = []any{"Qwen2ForCausalLM"}
+	orig := NewRandom(cfg, 1, 0.5)
+	for _, tc := range []struct {
+		dtype  string
+		shard  int64
+		relTol float64
+	}{{"F32", 0, 0}, {"BF16", 20000, 1.0 / 128}, {"F16", 0, 1.0 / 1024}} {
+		dir := t.TempDir()
+		err := orig.Save(ctx, openDir(t, dir), "ckpt", SaveOptions{DType: tc.dtype, ShardBytes: tc.shard,
+			Files: map[string][]byte{"tokenizer.json": []byte("{}")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		shards, _ := filepath.Glob(filepath.Join(dir, "ckpt", "*.safetensors"))
+		if tc.shard > 0 && len(shards) < 2 {
+			t.Errorf("%s: ShardBytes %d wrote %d shard(s)", tc.dtype, tc.shard, len(shards))
+		}
+		if _, err := os.Stat(filepath.Join(dir, "ckpt", "tokenizer.json")); err != nil {
+			t.Errorf("%s: extra file not written: %v", tc.dtype, err)
+		}
+		back, err := Load(ctx, trickleSource{openDir(t, dir)}, "ckpt")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.dtype, err)
+		}
+		if want := map[string]string{"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[tc.dtype]; back.Config.TorchDType != want {
+			t.Errorf("%s: torch_dtype %q, want %q", tc.dtype, back.Config.TorchDType, want)
+		}
+		if back.Config.Raw["architectures"] == nil {
+			t.Errorf("%s: config.json lost its architectures field", tc.dtype)
+		}
+		for _, h := range TensorNames(cfg) {
+			scope, name := scopeOf(h.Name)
+			a := tensors.MustCopyFlatData[float32](orig.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
+			b := tensors.MustCopyFlatData[float32](back.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
+			for i := range a {
+				if math.Abs(float64(a[i]-b[i])) > tc.relTol*math.Abs(float64(a[i]))+1e-7 {
+					t.Fatalf("%s: %s[%d] = %g after the round trip, was %g", tc.dtype, h.Name, i, b[i], a[i])
+				}
+			}
+		}
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := mustConfig(t, tinyQwen2)
+	if err := NewRandom(cfg, 1, 0.1).Save(ctx, openDir(t, dir), "", SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// A config that disagrees with the weights.
+	bigger := strings.Replace(tinyQwen2, `"hidden_size": 48`, `"hidden_size": 96`, 1)
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(bigger), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(ctx, openDir(t, dir), "")
+	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "model.embed_tokens.weight") {
+		t.Errorf("mismatched shapes: %v", err)
+	}
+	// A truncated weights file.
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tinyQwen2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := filepath.Join(dir, WeightsFile)
+	data, _ := os.ReadFile(w)
+	if err := os.WriteFile(w, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(ctx, openDir(t, dir), ""); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) {
+		t.Errorf("truncated file: %v", err)
+	}
+}
+
+// trickleSource hands out readers that return one byte per Read, as a slow
+// network stream might: loading must not depend on full reads or seeking.
+type trickleSource struct{ Source }
+
+func (s trickleSource) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	r, err := s.Source.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{iotest.OneByteReader(r), r}, nil
+}

@@ -1,0 +1,42 @@
+// Package model is statjob's student model: the Llama / Qwen2 (and Qwen3)
+// decoder in GoMLX, read from and written to Hugging Face's layout, with
+// the loss for fine-tuning and a KV-cached sampler.
+//
+// Loading and saving (any storage.Store is a Source and a Sink):
+//
+//	m, err := model.Load(ctx, store, "models/qwen2.5-0.5b") // config.json + *.safetensors
+//	err = m.Save(ctx, store, "runs/x/sft/model", model.SaveOptions{DType: "BF16"})
+//
+// m.Ctx holds the weights as GoMLX variables named after the checkpoint's
+// tensors ("model.layers.0.mlp.up_proj.weight" is variable "weight" in scope
+// /model/layers/0/mlp/up_proj), so optimizers, checkpoints and adapters see
+// the familiar names.
+//
+// The model as a graph, for training:
+//
+//	model.RegisterDotGeneralGradient() // once, before building gradients
+//	logits := model.Forward(ctx, m.Config, tokens, positions, valid) // [B,T] int32, int32, bool → [B,T,V]
+//	loss := model.CrossEntropy(logits, targets, weights)              // targets [B,T] int32, weights [B,T] float32
+//
+//	logits = model.ForwardSegments(ctx, m.Config, tokens, positions, segments) // packed rows: segments [B,T] int32, 0 = padding
+//
+// Adapters: every projection goes through Linear (q/k/v/o, gate/up/down and
+// an untied lm_head), with ctx scoped at the module. Inside the graph
+// function, before Forward:
+//
+//	model.UseAdapter(ctx, g, func(ctx *mlctx.Context, module string, x, y *Node) *Node {
+//		return y + LoRA(x) when module is a target // module: "q_proj", "down_proj", …
+//	})
+//
+// Logits(backend, m, seqs) runs one Forward over ragged sequences (checks,
+// scoring); SGDStep is a plain full-weight SGD step (benchmarks, checks).
+//
+// Sampling:
+//
+//	gen, err := model.NewGenerator(backend, m)
+//	res, err := gen.Generate([]model.Request{{Prompt: ids, Seed: 1}},
+//		model.Sampling{Temperature: 1, TopP: 0.95, MaxNewTokens: 512, StopTokens: eos})
+//
+// Backends come from package train/backend (SimpleGo on CPU by default,
+// XLA with a PJRT plugin on GPU).
+package model

@@ -1,0 +1,181 @@
+package model
+
+import (
+	"cmp"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// TestGenerateSampling: a sequence's sample depends on its prompt and seed
+// only, not on the batch around it; stop tokens and max_new_tokens end it.
+func TestGenerateSampling(t *testing.T) {
+	b := testBackend(t)
+	m := NewRandom(mustConfig(t, tinyLlama), 3, 0.15)
+	gen, err := NewGenerator(b, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Sampling{Temperature: 1, TopP: 0.9, TopK: 40, MaxNewTokens: 10}
+	alone, err := gen.Generate([]Request{{Prompt: []int{4, 5, 6}, Seed: 42}}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := gen.Generate([]Request{
+		{Prompt: []int{9, 8, 7, 6, 5, 4, 3, 2, 1, 10, 11, 12, 13, 14, 15, 16, 17}, Seed: 1},
+		{Prompt: []int{4, 5, 6}, Seed: 42},
+		{Prompt: []int{4, 5, 6}, Seed: 43},
+	}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(alone[0].Tokens, batch[1].Tokens) {
+		t.Errorf("same prompt and seed: alone %v, in a batch %v", alone[0].Tokens, batch[1].Tokens)
+	}
+	if slices.Equal(batch[1].Tokens, batch[2].Tokens) {
+		t.Errorf("seeds 42 and 43 drew the same %v", batch[1].Tokens)
+	}
+	gen.MaxBatch = 1 // one request per batch: the same continuations
+	split, err := gen.Generate([]Request{{Prompt: []int{4, 5, 6}, Seed: 43}, {Prompt: []int{4, 5, 6}, Seed: 42}}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(split[0].Tokens, batch[2].Tokens) || !slices.Equal(split[1].Tokens, batch[1].Tokens) {
+		t.Errorf("batches of one: %v %v; together: %v %v", split[0].Tokens, split[1].Tokens, batch[2].Tokens, batch[1].Tokens)
+	}
+	gen.MaxBatch = 32
+	for i, r := range batch {
+		if len(r.Tokens) != s.MaxNewTokens || r.Stopped {
+			t.Errorf("request %d: %d tokens (stopped %v), want %d", i, len(r.Tokens), r.Stopped, s.MaxNewTokens)
+		}
+	}
+	// Stop on the token the sampler would emit third.
+	s.StopTokens = []int{alone[0].Tokens[2]}
+	stopped, err := gen.Generate([]Request{{Prompt: []int{4, 5, 6}, Seed: 42}}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := slices.Index(alone[0].Tokens, s.StopTokens[0])
+	if !stopped[0].Stopped || !slices.Equal(stopped[0].Tokens, alone[0].Tokens[:first+1]) {
+		t.Errorf("stop token %d: got %v (stopped %v), want %v", s.StopTokens[0], stopped[0].Tokens, stopped[0].Stopped, alone[0].Tokens[:first+1])
+	}
+	if _, err := gen.Generate([]Request{{Prompt: nil}}, s); err == nil {
+		t.Error("empty prompt accepted")
+	}
+	if _, err := gen.Generate([]Request{{Prompt: []int{1}}}, Sampling{MaxNewTokens: 0}); err == nil {
+		t.Error("max_new_tokens 0 accepted")
+	}
+}
+
+func TestPick(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	logits := []float32{0, 3, 2.9, -1, 1}
+	if got := pick(logits, Sampling{}, rng); got != 1 {
+		t.Errorf("greedy picked %d", got)
+	}
+	counts := map[int]int{}
+	for range 2000 {
+		counts[pick(logits, Sampling{Temperature: 1, TopK: 2}, rng)]++
+	}
+	if len(counts) != 2 || counts[1] < 900 || counts[2] < 800 {
+		t.Errorf("top-k 2 draws %v, want only 1 and 2, about evenly", counts)
+	}
+	counts = map[int]int{}
+	for range 2000 {
+		counts[pick(logits, Sampling{Temperature: 1, TopP: 0.4}, rng)]++
+	}
+	if len(counts) != 1 || counts[1] != 2000 {
+		t.Errorf("top-p 0.4 draws %v, want only the most likely token", counts)
+	}
+}
+
+// TestModelGradient: the whole model's loss gradient with the registered
+// two-DotGeneral VJP equals the stock gradient.
+func TestModelGradient(t *testing.T) {
+	b := testBackend(t)
+	m := NewRandom(mustConfig(t, tinyQwen2), 5, 0.15)
+	const B, T = 2, 6
+	tokens, targets := make([]int32, B*T), make([]int32, B*T)
+	positions, valid, weights := make([]int32, B*T), make([]bool, B*T), make([]float32, B*T)
+	for i := range tokens {
+		tokens[i], targets[i], positions[i] = int32(i*7%80), int32(i*11%80), int32(i%T)
+		valid[i] = i < T+4
+		if valid[i] {
+			weights[i] = 1
+		}
+	}
+	grads := func() []float32 {
+		exec := mlctx.MustNewExec(b, m.Ctx, func(ctx *mlctx.Context, in []*Node) *Node {
+			logits := Forward(ctx, m.Config, in[0], in[1], in[2])
+			loss := CrossEntropy(logits, in[3], in[4])
+			w := ctx.InAbsPath("/model/layers/1/self_attn/k_proj").GetVariable("weight").ValueGraph(loss.Graph())
+			e := ctx.InAbsPath("/model/embed_tokens").GetVariable("weight").ValueGraph(loss.Graph())
+			g := Gradient(loss, w, e)
+			return Concatenate([]*Node{Reshape(g[0], -1), Reshape(g[1], -1)}, 0)
+		})
+		return tensors.MustCopyFlatData[float32](exec.MustExec1(
+			tensors.FromFlatDataAndDimensions(tokens, B, T), tensors.FromFlatDataAndDimensions(positions, B, T),
+			tensors.FromFlatDataAndDimensions(valid, B, T), tensors.FromFlatDataAndDimensions(targets, B, T),
+			tensors.FromFlatDataAndDimensions(weights, B, T)))
+	}
+	VJPRegistration[NodeTypeDotGeneral] = stockDotGeneralVJP
+	want := grads()
+	RegisterDotGeneralGradient()
+	ours := VJPRegistration[NodeTypeDotGeneral]
+	got := grads()
+	VJPRegistration[NodeTypeDotGeneral] = ours
+	var norm float64
+	for _, x := range want {
+		norm = max(norm, float64(x))
+	}
+	if d := maxAbsDiff(want, got); d > 1e-5 || norm == 0 {
+		t.Errorf("model gradient differs from the stock one by %.2e (max %.2e)", d, norm)
+	}
+}
+
+// TestNucleus compares the kept set of top-k / top-p with the definition:
+// sort by probability, keep the k most likely, then the fewest most likely
+// whose probability reaches p.
+func TestNucleus(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	logits := make([]float32, 5000)
+	for i := range logits {
+		logits[i] = float32(rng.NormFloat64() * 3)
+	}
+	for _, s := range []Sampling{{Temperature: 1, TopP: 0.9}, {Temperature: 0.7, TopK: 50}, {Temperature: 1.3, TopK: 300, TopP: 0.5}, {Temperature: 1}} {
+		weights, cut := nucleus(logits, s)
+		order := make([]int, len(logits))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return cmp.Compare(logits[b], logits[a]) })
+		if s.TopK > 0 {
+			order = order[:s.TopK]
+		}
+		if s.TopP > 0 {
+			var total, cum float64
+			for _, i := range order {
+				total += weights[i]
+			}
+			for j, i := range order {
+				if cum += weights[i]; cum >= s.TopP*total {
+					order = order[:j+1]
+					break
+				}
+			}
+		}
+		want := map[int]bool{}
+		for _, i := range order {
+			want[i] = true
+		}
+		for i, w := range weights {
+			if (w >= cut) != want[i] {
+				t.Fatalf("%+v: token %d kept=%v, definition says %v (kept %d)", s, i, w >= cut, want[i], len(want))
+			}
+		}
+	}
+}

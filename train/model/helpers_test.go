@@ -1,0 +1,106 @@
+package model
+
+import (
+	"context"
+	"encoding/json"
+	"github.com/statjob/statjob/storage"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/statjob/statjob/train/backend"
+)
+
+// openDir opens a local folder as a storage.Store.
+func openDir(t testing.TB, dir string) storage.Store {
+	t.Helper()
+	s, err := storage.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func testBackend(t testing.TB) backends.Backend {
+	t.Helper()
+	b, err := backend.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Finalize)
+	return b
+}
+
+func mustConfig(t testing.TB, js string) *Config {
+	t.Helper()
+	c, err := ParseConfig([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Tiny configs used by the tests: several layers, GQA, and each model's quirks.
+const (
+	tinyLlama = `{"model_type": "llama", "vocab_size": 96, "hidden_size": 64, "intermediate_size": 112,
+		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+		"rope_theta": 500000.0, "max_position_embeddings": 131072, "tie_word_embeddings": false,
+		"rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+		"original_max_position_embeddings": 8192}, "hidden_act": "silu", "eos_token_id": [1, 2]}`
+	tinyQwen2 = `{"model_type": "qwen2", "vocab_size": 80, "hidden_size": 48, "intermediate_size": 96,
+		"num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+		"rope_theta": 1000000.0, "max_position_embeddings": 32768, "tie_word_embeddings": true,
+		"hidden_act": "silu", "eos_token_id": 3}`
+	// Qwen3: per-head q/k RMSNorm, head_dim not hidden_size / heads.
+	tinyQwen3 = `{"model_type": "qwen3", "vocab_size": 72, "hidden_size": 32, "intermediate_size": 64,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 24,
+		"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 40960,
+		"tie_word_embeddings": true, "attention_bias": false, "hidden_act": "silu", "eos_token_id": 3}`
+)
+
+// python returns Debian's interpreter with torch, or skips (fails under
+// STATJOB_TEST_STRICT=1) when it is not installed.
+func python(t testing.TB) string {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
+		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
+			t.Fatalf("%s with torch is required (apt-get install python3-torch): %v", py, err)
+		}
+		t.Skipf("%s with torch not available (apt-get install python3-torch): %v", py, err)
+	}
+	return py
+}
+
+type reference struct {
+	Logits  [][][]float64 `json:"logits"`
+	Greedy  [][]int       `json:"greedy"`
+	Margins [][]float64   `json:"margins"`
+}
+
+// runReference runs testdata/reference.py on the checkpoint in dir.
+func runReference(t testing.TB, dir string, prompts [][]int, steps int) reference {
+	t.Helper()
+	py := python(t)
+	req, _ := json.Marshal(map[string]any{"prompts": prompts, "greedy_steps": steps})
+	reqPath, outPath := filepath.Join(dir, "request.json"), filepath.Join(dir, "reference.json")
+	if err := os.WriteFile(reqPath, req, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(py, "testdata/reference.py", dir, reqPath, outPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("reference.py: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref reference
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}

@@ -1,0 +1,277 @@
+package model
+
+import (
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // the model reads like the math
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// The decoder, top to bottom as in Hugging Face's modeling_llama.py and
+// modeling_qwen2.py. Every weight is a context variable whose scope and name
+// spell its checkpoint name: "model.layers.0.self_attn.q_proj.weight" lives
+// in scope /model/layers/0/self_attn/q_proj under the name "weight".
+//
+// Shapes: B batch, T query positions, S key positions, D hidden_size,
+// H attention heads, K key/value heads, G = H/K queries per key/value head,
+// E head_dim, F intermediate_size, V vocab_size.
+
+// Forward computes next-token logits [B, T, V] for tokens [B, T] (int32).
+// positions [B, T] (int32) are the rotary positions (0, 1, 2, … for a
+// right-padded batch); valid [B, T] (bool) marks real tokens: a position
+// attends to the real positions at or before its own index.
+func Forward(ctx *context.Context, cfg *Config, tokens, positions, valid *Node) *Node {
+	mask := causalMask(valid)
+	hidden := decoder(ctx, cfg, tokens, positions, mask, nil)
+	return LMHead(ctx, cfg, hidden)
+}
+
+// ForwardSegments is Forward for packed rows: segments [B, T] (int32)
+// numbers the sequences packed in each row (1, 2, …; 0 is padding), and a
+// token attends only to tokens at or before it in its own segment.
+// positions restart at 0 for each segment.
+func ForwardSegments(ctx *context.Context, cfg *Config, tokens, positions, segments *Node) *Node {
+	b, t := segments.Shape().Dimensions[0], segments.Shape().Dimensions[1]
+	same := Equal(InsertAxes(segments, -1), InsertAxes(segments, 1))                           // [B, T, S]
+	notPad := BroadcastToDims(InsertAxes(NotEqual(segments, ZerosLike(segments)), 1), b, t, t) // [B, T, S]
+	mask := LogicalAnd(LogicalAnd(same, notPad), BroadcastPrefix(causal(segments.Graph(), t), b))
+	hidden := decoder(ctx, cfg, tokens, positions, mask, nil)
+	return LMHead(ctx, cfg, hidden)
+}
+
+// causal [T, S]: key s is at or before query t.
+func causal(g *Graph, t int) *Node {
+	return LessOrEqual(Iota(g, shapes.Make(dtypes.Int32, t, t), 1), Iota(g, shapes.Make(dtypes.Int32, t, t), 0))
+}
+
+// causalMask [B, T, S]: query t may see key s when s <= t and s is valid.
+func causalMask(valid *Node) *Node {
+	b, t := valid.Shape().Dimensions[0], valid.Shape().Dimensions[1]
+	return LogicalAnd(BroadcastPrefix(causal(valid.Graph(), t), b), BroadcastToDims(InsertAxes(valid, 1), b, t, t))
+}
+
+// kvFunc lets generation see and replace each layer's keys and values
+// [B, K, T, E] before attention uses them (the KV cache); nil in training.
+type kvFunc func(layer int, k, v *Node) (*Node, *Node)
+
+// decoder runs embedding, the layers and the final norm: hidden [B, T, D].
+// mask [B, T, S] says which keys each query sees.
+func decoder(ctx *context.Context, cfg *Config, tokens, positions, mask *Node, kv kvFunc) *Node {
+	ctx = ctx.Checked(false)
+	x := embed(ctx.In("model").In("embed_tokens"), cfg, tokens) // [B, T, D]
+	cos, sin := rotary(cfg, positions)                          // [B, 1, T, E] each
+	for i := range cfg.NumHiddenLayers {
+		layer := ctx.In("model").In("layers").In(strconv.Itoa(i))
+		h := rmsNorm(layer.In("input_layernorm"), cfg, x)
+		x = Add(x, attention(layer.In("self_attn"), cfg, h, cos, sin, mask, func(k, v *Node) (*Node, *Node) {
+			if kv == nil {
+				return k, v
+			}
+			return kv(i, k, v)
+		}))
+		h = rmsNorm(layer.In("post_attention_layernorm"), cfg, x)
+		x = Add(x, mlp(layer.In("mlp"), cfg, h))
+	}
+	return rmsNorm(ctx.In("model").In("norm"), cfg, x)
+}
+
+// LMHead projects hidden states [..., D] to logits [..., V] with lm_head, or
+// with the token embedding when tie_word_embeddings is set.
+func LMHead(ctx *context.Context, cfg *Config, hidden *Node) *Node {
+	ctx = ctx.Checked(false)
+	if cfg.TieWordEmbeddings {
+		w := weight(ctx.In("model").In("embed_tokens"), hidden.Graph(), "weight", cfg.VocabSize, cfg.HiddenSize)
+		return DotGeneral(hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil)
+	}
+	return Linear(ctx.In("lm_head"), hidden, cfg.VocabSize, false)
+}
+
+// Linear is y = x·Wᵀ (+ b) with W [out, in] as Hugging Face stores it, read
+// from ctx's "weight" (and "bias"). Every projection of the model (q, k, v,
+// o, gate, up, down and an untied lm_head) goes through here and nowhere
+// else, so this is the one place adapters act: when an Adapter is set for
+// the graph (UseAdapter), Linear returns adapter(ctx, module, x, y), with
+// module the projection's name ("q_proj", "down_proj", …) and ctx scoped
+// at it (e.g. /model/layers/3/self_attn/q_proj), where LoRA keeps its A and B.
+func Linear(ctx *context.Context, x *Node, out int, bias bool) *Node {
+	in := x.Shape().Dimensions[x.Rank()-1]
+	w := weight(ctx, x.Graph(), "weight", out, in)
+	y := DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil) // [..., out]
+	if bias {
+		y = Add(y, alongLastAxis(weight(ctx, x.Graph(), "bias", out), y.Rank()))
+	}
+	if adapter, ok := ctx.GetGraphParam(x.Graph(), adapterParam); ok && adapter != nil {
+		if fn, _ := adapter.(Adapter); fn != nil {
+			scope := ctx.Scope()
+			y = fn(ctx, scope[strings.LastIndexByte(scope, '/')+1:], x, y)
+		}
+	}
+	return y
+}
+
+// Adapter changes a projection's output y = Linear(x) — LoRA adds
+// scale·(x·Aᵀ)·Bᵀ. module is the projection's name ("q_proj", …) and ctx is
+// scoped at it. An adapter that leaves a module alone returns y.
+type Adapter func(ctx *context.Context, module string, x, y *Node) *Node
+
+const adapterParam = "statjob_linear_adapter"
+
+// UseAdapter makes every Linear built in graph g under ctx (and its
+// sub-scopes) pass through adapter (nil: none). It is a graph parameter, so
+// it never reaches a saved checkpoint and does not leak into other graphs.
+func UseAdapter(ctx *context.Context, g *Graph, adapter Adapter) {
+	ctx.SetGraphParam(g, adapterParam, adapter)
+}
+
+// weight reads (or, in an empty context, creates) the variable name.
+func weight(ctx *context.Context, g *Graph, name string, dims ...int) *Node {
+	return ctx.VariableWithShape(name, shapes.Make(dtypes.Float32, dims...)).ValueGraph(g)
+}
+
+// embed looks tokens [B, T] up in embed_tokens.weight [V, D].
+func embed(ctx *context.Context, cfg *Config, tokens *Node) *Node {
+	w := weight(ctx, tokens.Graph(), "weight", cfg.VocabSize, cfg.HiddenSize)
+	return Gather(w, InsertAxes(tokens, -1))
+}
+
+// alongLastAxis reshapes a vector to rank axes [1, …, 1, n] for broadcasting.
+func alongLastAxis(v *Node, rank int) *Node {
+	dims := make([]int, rank)
+	for i := range dims {
+		dims[i] = 1
+	}
+	dims[rank-1] = v.Shape().Dimensions[0]
+	return Reshape(v, dims...)
+}
+
+// rmsNorm is x / sqrt(mean(x²) + eps) · weight over the last axis.
+// (Rsqrt has no gradient in GoMLX, hence 1/Sqrt.)
+func rmsNorm(ctx *context.Context, cfg *Config, x *Node) *Node {
+	d := x.Shape().Dimensions[x.Rank()-1]
+	w := weight(ctx, x.Graph(), "weight", d)
+	variance := ReduceAndKeep(Square(x), ReduceMean, -1)
+	return Mul(Div(x, Sqrt(AddScalar(variance, cfg.RMSNormEps))), alongLastAxis(w, x.Rank()))
+}
+
+// rotary returns cos and sin [B, 1, T, E] of positions·inv_freq, repeated
+// over the two halves of the head (Hugging Face's layout).
+func rotary(cfg *Config, positions *Node) (cos, sin *Node) {
+	g := positions.Graph()
+	inv := Const(g, cfg.InvFreq())                                                               // [E/2]
+	freqs := Mul(InsertAxes(ConvertDType(positions, dtypes.Float32), -1), alongLastAxis(inv, 3)) // [B, T, E/2]
+	emb := Concatenate([]*Node{freqs, freqs}, -1)                                                // [B, T, E]
+	return InsertAxes(Cos(emb), 1), InsertAxes(Sin(emb), 1)
+}
+
+// applyRotary is x·cos + rotate_half(x)·sin for x [B, heads, T, E].
+// rotate_half(x) = concat(-x[E/2:], x[:E/2]) is computed as x·R with a
+// constant signed permutation R: a Slice-based version has no CPU gradient.
+func applyRotary(x, cos, sin *Node) *Node {
+	e := x.Shape().Dimensions[3]
+	r := make([][]float32, e)
+	for i := range r {
+		r[i] = make([]float32, e)
+	}
+	for i := range e / 2 {
+		r[i+e/2][i] = -1 // out[i] = -x[i+E/2]
+		r[i][i+e/2] = 1  // out[i+E/2] = x[i]
+	}
+	rotated := DotGeneral(x, []int{3}, nil, Const(x.Graph(), r), []int{0}, nil)
+	return Add(Mul(x, cos), Mul(rotated, sin))
+}
+
+// attention is grouped-query self-attention for h [B, T, D].
+func attention(ctx *context.Context, cfg *Config, h, cos, sin, mask *Node, kv func(k, v *Node) (*Node, *Node)) *Node {
+	b, t := h.Shape().Dimensions[0], h.Shape().Dimensions[1]
+	nh, nkv, e := cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim
+	heads := func(x *Node, n int) *Node { // [B, T, n·E] → [B, n, T, E]
+		return TransposeAllAxes(Reshape(x, b, t, n, e), 0, 2, 1, 3)
+	}
+	q := heads(Linear(ctx.In("q_proj"), h, nh*e, cfg.QKVBias()), nh)
+	k := heads(Linear(ctx.In("k_proj"), h, nkv*e, cfg.QKVBias()), nkv)
+	v := heads(Linear(ctx.In("v_proj"), h, nkv*e, cfg.QKVBias()), nkv)
+	if cfg.QKNorm() {
+		q = rmsNorm(ctx.In("q_norm"), cfg, q)
+		k = rmsNorm(ctx.In("k_norm"), cfg, k)
+	}
+	q, k = applyRotary(q, cos, sin), applyRotary(k, cos, sin)
+	k, v = kv(k, v) // [B, K, S, E]
+	s := k.Shape().Dimensions[2]
+
+	// Query head j uses key/value head j / G: group the queries as [B, K, G, T, E].
+	g := nh / nkv
+	qg := Reshape(q, b, nkv, g, t, e)
+	scores := DotGeneral(qg, []int{4}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, K, G, T, S]
+	scores = MulScalar(scores, 1/math.Sqrt(float64(e)))
+	allowed := BroadcastToDims(Reshape(mask, b, 1, 1, t, s), b, nkv, g, t, s)
+	scores = Where(allowed, scores, BroadcastToDims(Scalar(h.Graph(), dtypes.Float32, -1e30), b, nkv, g, t, s))
+	probs := Softmax(scores, -1)
+	out := DotGeneral(probs, []int{4}, []int{0, 1}, v, []int{2}, []int{0, 1}) // [B, K, G, T, E]
+	out = Reshape(TransposeAllAxes(out, 0, 3, 1, 2, 4), b, t, nh*e)           // [B, T, H·E]
+	return Linear(ctx.In("o_proj"), out, cfg.HiddenSize, cfg.AttentionBias)
+}
+
+// mlp is SwiGLU: down(silu(gate(h)) · up(h)).
+func mlp(ctx *context.Context, cfg *Config, h *Node) *Node {
+	gate := Linear(ctx.In("gate_proj"), h, cfg.IntermediateSize, cfg.MLPBias)
+	up := Linear(ctx.In("up_proj"), h, cfg.IntermediateSize, cfg.MLPBias)
+	return Linear(ctx.In("down_proj"), Mul(Mul(gate, Sigmoid(gate)), up), cfg.HiddenSize, cfg.MLPBias)
+}
+
+// TensorNames lists the checkpoint's tensors and shapes for cfg, in the
+// order Hugging Face writes them.
+func TensorNames(cfg *Config) []TensorHeader {
+	d, e := cfg.HiddenSize, cfg.HeadDim
+	hs := []TensorHeader{{"model.embed_tokens.weight", []int{cfg.VocabSize, d}}}
+	for i := range cfg.NumHiddenLayers {
+		p := "model.layers." + strconv.Itoa(i) + "."
+		add := func(name string, dims ...int) { hs = append(hs, TensorHeader{p + name, dims}) }
+		add("input_layernorm.weight", d)
+		add("self_attn.q_proj.weight", cfg.NumAttentionHeads*e, d)
+		add("self_attn.k_proj.weight", cfg.NumKeyValueHeads*e, d)
+		add("self_attn.v_proj.weight", cfg.NumKeyValueHeads*e, d)
+		if cfg.QKVBias() {
+			add("self_attn.q_proj.bias", cfg.NumAttentionHeads*e)
+			add("self_attn.k_proj.bias", cfg.NumKeyValueHeads*e)
+			add("self_attn.v_proj.bias", cfg.NumKeyValueHeads*e)
+		}
+		if cfg.QKNorm() {
+			add("self_attn.q_norm.weight", e)
+			add("self_attn.k_norm.weight", e)
+		}
+		add("self_attn.o_proj.weight", d, cfg.NumAttentionHeads*e)
+		if cfg.AttentionBias {
+			add("self_attn.o_proj.bias", d)
+		}
+		add("post_attention_layernorm.weight", d)
+		add("mlp.gate_proj.weight", cfg.IntermediateSize, d)
+		add("mlp.up_proj.weight", cfg.IntermediateSize, d)
+		add("mlp.down_proj.weight", d, cfg.IntermediateSize)
+		if cfg.MLPBias {
+			add("mlp.gate_proj.bias", cfg.IntermediateSize)
+			add("mlp.up_proj.bias", cfg.IntermediateSize)
+			add("mlp.down_proj.bias", d)
+		}
+	}
+	hs = append(hs, TensorHeader{"model.norm.weight", []int{d}})
+	if !cfg.TieWordEmbeddings {
+		hs = append(hs, TensorHeader{"lm_head.weight", []int{cfg.VocabSize, d}})
+	}
+	return hs
+}
+
+// scopeOf splits a checkpoint name into a context scope and variable name:
+// "model.norm.weight" → ("/model/norm", "weight").
+func scopeOf(name string) (scope, varName string) {
+	i := strings.LastIndexByte(name, '.')
+	return "/" + strings.ReplaceAll(name[:i], ".", "/"), name[i+1:]
+}
+
+// nameOf is the inverse of scopeOf.
+func nameOf(scope, varName string) string {
+	return strings.ReplaceAll(strings.TrimPrefix(scope, "/"), "/", ".") + "." + varName
+}

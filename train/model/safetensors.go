@@ -1,0 +1,235 @@
+package model
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
+	"github.com/x448/float16"
+)
+
+// The safetensors format: an 8-byte little-endian header length, a JSON
+// header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__":
+// {…}}, then the raw little-endian tensor bytes. It is read and written here
+// as a stream (the Go libraries for it want the whole file in memory), so a
+// checkpoint of any size passes through with memory bounded by its largest
+// tensor, from any io.Reader (a local file, a gs:// or s3:// object).
+
+// ErrSafetensors marks a malformed safetensors file.
+var ErrSafetensors = errors.New("malformed safetensors")
+
+// Tensor is one named float32 tensor of a checkpoint, in row-major order.
+type Tensor struct {
+	Name  string
+	Shape []int
+	Data  []float32
+}
+
+type tensorInfo struct {
+	DType   string  `json:"dtype"`
+	Shape   []int   `json:"shape"`
+	Offsets []int64 `json:"data_offsets"`
+}
+
+// maxHeader bounds the JSON header (the format's own limit is 100 MB).
+const maxHeader = 100 << 20
+
+// ReadSafetensors streams the tensors of one safetensors file in file order,
+// converting BF16/F16/F32 to float32, and calls fn for each. The Tensor
+// passed to fn is not retained.
+func ReadSafetensors(r io.Reader, fn func(Tensor) error) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var n uint64
+	if err := binary.Read(br, binary.LittleEndian, &n); err != nil {
+		return fmt.Errorf("%w: header length: %v", ErrSafetensors, err)
+	}
+	if n > maxHeader {
+		return fmt.Errorf("%w: header of %d bytes", ErrSafetensors, n)
+	}
+	header := make([]byte, n)
+	if _, err := io.ReadFull(br, header); err != nil {
+		return fmt.Errorf("%w: header: %v", ErrSafetensors, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(header, &raw); err != nil {
+		return fmt.Errorf("%w: header JSON: %v", ErrSafetensors, err)
+	}
+	type entry struct {
+		name string
+		tensorInfo
+	}
+	var entries []entry
+	for name, msg := range raw {
+		if name == "__metadata__" {
+			continue
+		}
+		var info tensorInfo
+		if err := json.Unmarshal(msg, &info); err != nil {
+			return fmt.Errorf("%w: tensor %q: %v", ErrSafetensors, name, err)
+		}
+		if len(info.Offsets) != 2 || info.Offsets[1] < info.Offsets[0] {
+			return fmt.Errorf("%w: tensor %q: data_offsets %v", ErrSafetensors, name, info.Offsets)
+		}
+		entries = append(entries, entry{name, info})
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Offsets[0] < entries[j].Offsets[0] })
+	var pos int64
+	var buf []byte
+	for _, e := range entries {
+		size, err := elemSize(e.DType)
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", e.name, err)
+		}
+		count := numElements(e.Shape)
+		if want := int64(count) * int64(size); e.Offsets[1]-e.Offsets[0] != want {
+			return fmt.Errorf("%w: tensor %q: %d bytes for shape %v %s", ErrSafetensors, e.name, e.Offsets[1]-e.Offsets[0], e.Shape, e.DType)
+		}
+		if e.Offsets[0] < pos {
+			return fmt.Errorf("%w: tensor %q overlaps the previous one", ErrSafetensors, e.name)
+		}
+		if _, err := io.CopyN(io.Discard, br, e.Offsets[0]-pos); err != nil {
+			return fmt.Errorf("%w: tensor %q: %v", ErrSafetensors, e.name, err)
+		}
+		nb := int(e.Offsets[1] - e.Offsets[0])
+		if cap(buf) < nb {
+			buf = make([]byte, nb)
+		}
+		buf = buf[:nb]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return fmt.Errorf("%w: tensor %q: %v", ErrSafetensors, e.name, err)
+		}
+		pos = e.Offsets[1]
+		t := Tensor{Name: e.name, Shape: e.Shape, Data: make([]float32, count)}
+		decode(e.DType, buf, t.Data)
+		if err := fn(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func elemSize(dtype string) (int, error) {
+	switch dtype {
+	case "F32":
+		return 4, nil
+	case "BF16", "F16":
+		return 2, nil
+	}
+	return 0, fmt.Errorf("%w: dtype %q (BF16, F16, F32 are supported)", ErrSafetensors, dtype)
+}
+
+func decode(dtype string, b []byte, out []float32) {
+	le := binary.LittleEndian
+	switch dtype {
+	case "F32":
+		for i := range out {
+			out[i] = math.Float32frombits(le.Uint32(b[4*i:]))
+		}
+	case "BF16":
+		for i := range out {
+			out[i] = math.Float32frombits(uint32(le.Uint16(b[2*i:])) << 16)
+		}
+	case "F16":
+		for i := range out {
+			out[i] = float16.Frombits(le.Uint16(b[2*i:])).Float32()
+		}
+	}
+}
+
+func encode(dtype string, in []float32, b []byte) {
+	le := binary.LittleEndian
+	switch dtype {
+	case "F32":
+		for i, v := range in {
+			le.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+	case "BF16":
+		for i, v := range in {
+			le.PutUint16(b[2*i:], bfloat16.FromFloat32(v).Bits())
+		}
+	case "F16":
+		for i, v := range in {
+			le.PutUint16(b[2*i:], float16.Fromfloat32(v).Bits())
+		}
+	}
+}
+
+// TensorHeader is what WriteSafetensors needs to know before any data: the
+// names and shapes, in the order the data will come.
+type TensorHeader struct {
+	Name  string
+	Shape []int
+}
+
+// WriteSafetensors writes a safetensors file with the given tensors stored
+// as dtype ("F32", "BF16" or "F16"). get is called once per tensor, in the
+// order of heads, so only one tensor needs to be in memory at a time.
+func WriteSafetensors(w io.Writer, dtype string, heads []TensorHeader, metadata map[string]string, get func(name string) ([]float32, error)) error {
+	size, err := elemSize(dtype)
+	if err != nil {
+		return err
+	}
+	header := map[string]any{}
+	if len(metadata) > 0 {
+		header["__metadata__"] = metadata
+	}
+	var off int64
+	for _, h := range heads {
+		n := int64(size) * int64(numElements(h.Shape))
+		shape := h.Shape
+		if shape == nil {
+			shape = []int{}
+		}
+		header[h.Name] = tensorInfo{DType: dtype, Shape: shape, Offsets: []int64{off, off + n}}
+		off += n
+	}
+	js, err := json.Marshal(header)
+	if err != nil {
+		return err
+	}
+	for len(js)%8 != 0 { // the format pads the header with spaces to align data
+		js = append(js, ' ')
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	if err := binary.Write(bw, binary.LittleEndian, uint64(len(js))); err != nil {
+		return err
+	}
+	if _, err := bw.Write(js); err != nil {
+		return err
+	}
+	var buf []byte
+	for _, h := range heads {
+		data, err := get(h.Name)
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", h.Name, err)
+		}
+		count := numElements(h.Shape)
+		if len(data) != count {
+			return fmt.Errorf("tensor %q: %d values for shape %v", h.Name, len(data), h.Shape)
+		}
+		if cap(buf) < count*size {
+			buf = make([]byte, count*size)
+		}
+		buf = buf[:count*size]
+		encode(dtype, data, buf)
+		if _, err := bw.Write(buf); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// numElements is the number of values in a tensor of the given shape.
+func numElements(dims []int) int {
+	n := 1
+	for _, d := range dims {
+		n *= d
+	}
+	return n
+}

@@ -1,0 +1,161 @@
+"""Reference forward of Hugging Face's Llama / Qwen2 / Qwen3 decoder in plain PyTorch.
+
+A faithful transcription of transformers' modeling_llama.py / modeling_qwen2.py /
+modeling_qwen3.py
+(eager attention, float32) that reads a checkpoint directory written in HF
+layout (config.json + model.safetensors) without the transformers or
+safetensors packages, which Debian does not ship.
+
+usage: reference.py CHECKPOINT_DIR REQUEST.json OUTPUT.json
+REQUEST: {"prompts": [[ids...], ...], "greedy_steps": N}
+OUTPUT:  {"logits": [[[...V] per prompt position] per prompt],
+          "greedy": [[ids] per prompt], "margins": [[top1-top2] per step]}
+Each prompt runs alone (no padding); greedy decoding re-runs the full
+sequence at every step (no cache), as the slow reference path would.
+"""
+import json
+import math
+import struct
+import sys
+
+import torch
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw = bytearray(data[begin:end])
+        if info["dtype"] == "F32":
+            t = torch.frombuffer(raw, dtype=torch.float32)
+        elif info["dtype"] == "BF16":
+            t = (torch.frombuffer(raw, dtype=torch.int16).to(torch.int32) << 16).view(torch.float32)
+        elif info["dtype"] == "F16":
+            t = torch.frombuffer(raw, dtype=torch.float16).float()
+        else:
+            raise ValueError(f"{path}: tensor {name}: dtype {info['dtype']}")
+        out[name] = t.reshape(info["shape"]).clone()
+    return out
+
+
+def rope_inv_freq(cfg, dim):
+    base = cfg.get("rope_theta", 10000.0)
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    rs = cfg.get("rope_scaling") or {}
+    if rs.get("rope_type", rs.get("type")) == "llama3":
+        factor = rs["factor"]
+        low, high = rs["low_freq_factor"], rs["high_freq_factor"]
+        old = rs["original_max_position_embeddings"]
+        low_wavelen, high_wavelen = old / low, old / high
+        wavelen = 2 * math.pi / inv_freq
+        inv_freq_llama = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
+        medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+        inv_freq = torch.where(medium, smoothed, inv_freq_llama)
+    return inv_freq
+
+
+def rotate_half(x):
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class Model:
+    def __init__(self, directory):
+        with open(f"{directory}/config.json") as f:
+            self.cfg = json.load(f)
+        self.w = read_safetensors(f"{directory}/model.safetensors")
+        c = self.cfg
+        self.heads = c["num_attention_heads"]
+        self.kv_heads = c.get("num_key_value_heads") or self.heads
+        self.head_dim = c.get("head_dim") or c["hidden_size"] // self.heads
+        self.eps = c["rms_norm_eps"]
+        self.qkv_bias = c["model_type"] == "qwen2" or c.get("attention_bias", False)
+        self.o_bias = c.get("attention_bias", False)
+        self.inv_freq = rope_inv_freq(c, self.head_dim)
+
+    def rms(self, x, name):
+        variance = x.pow(2).mean(-1, keepdim=True)
+        return self.w[name] * (x * torch.rsqrt(variance + self.eps))
+
+    def linear(self, x, name, bias):
+        return torch.nn.functional.linear(x, self.w[name + ".weight"], self.w[name + ".bias"] if bias else None)
+
+    def forward(self, ids, cache=None):
+        """Logits [B, T, V] for ids [B, T] (a tensor) continuing the sequences
+        held in cache (a list of per-layer (k, v), as HF's DynamicCache), or
+        from position 0 when cache is None. Returns (logits, new cache)."""
+        b, t = ids.shape
+        start = 0 if cache is None else cache[0][0].shape[2]
+        x = self.w["model.embed_tokens.weight"][ids]
+        pos = torch.arange(start, start + t).float()[None, :]
+        freqs = (self.inv_freq[None, :, None] @ pos[:, None, :]).transpose(1, 2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[:, None], emb.sin()[:, None]
+        mask = torch.full((t, start + t), torch.finfo(torch.float32).min).triu(start + 1)[None, None]
+        groups = self.heads // self.kv_heads
+        new_cache = []
+        for i in range(self.cfg["num_hidden_layers"]):
+            p = f"model.layers.{i}."
+            h = self.rms(x, p + "input_layernorm.weight")
+            q = self.linear(h, p + "self_attn.q_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
+            k = self.linear(h, p + "self_attn.k_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
+            v = self.linear(h, p + "self_attn.v_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
+            if self.cfg["model_type"] == "qwen3":
+                q = self.rms(q, p + "self_attn.q_norm.weight")
+                k = self.rms(k, p + "self_attn.k_norm.weight")
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            if cache is not None:
+                k = torch.cat((cache[i][0], k), dim=2)
+                v = torch.cat((cache[i][1], v), dim=2)
+            new_cache.append((k, v))
+            s = k.shape[2]
+            k = k[:, :, None].expand(b, self.kv_heads, groups, s, self.head_dim).reshape(b, self.heads, s, self.head_dim)
+            v = v[:, :, None].expand(b, self.kv_heads, groups, s, self.head_dim).reshape(b, self.heads, s, self.head_dim)
+            scores = q @ k.transpose(2, 3) * self.head_dim**-0.5 + mask
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
+            a = (probs @ v).transpose(1, 2).reshape(b, t, -1)
+            x = x + self.linear(a, p + "self_attn.o_proj", self.o_bias)
+            h = self.rms(x, p + "post_attention_layernorm.weight")
+            mlp_bias = self.cfg.get("mlp_bias", False)
+            gate = self.linear(h, p + "mlp.gate_proj", mlp_bias)
+            up = self.linear(h, p + "mlp.up_proj", mlp_bias)
+            x = x + self.linear(torch.nn.functional.silu(gate) * up, p + "mlp.down_proj", mlp_bias)
+        x = self.rms(x, "model.norm.weight")
+        head = self.w["model.embed_tokens.weight"] if self.cfg.get("tie_word_embeddings") else self.w["lm_head.weight"]
+        return x @ head.T, new_cache
+
+
+def main():
+    directory, request, output = sys.argv[1:4]
+    with open(request) as f:
+        req = json.load(f)
+    m = Model(directory)
+    out = {"logits": [], "greedy": [], "margins": []}
+    with torch.no_grad():
+        for prompt in req["prompts"]:
+            out["logits"].append(m.forward(torch.tensor([prompt]))[0][0].tolist())
+            seq, greedy, margins = list(prompt), [], []
+            for _ in range(req["greedy_steps"]):
+                last = m.forward(torch.tensor([seq]))[0][0, -1]
+                top = torch.topk(last, 2)
+                greedy.append(int(top.indices[0]))
+                margins.append(float(top.values[0] - top.values[1]))
+                seq.append(greedy[-1])
+            out["greedy"].append(greedy)
+            out["margins"].append(margins)
+    with open(output, "w") as f:
+        json.dump(out, f)
+
+
+if __name__ == "__main__":
+    main()

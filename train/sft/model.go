@@ -1,0 +1,93 @@
+package sft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's graph DSL reads best unqualified.
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/statjob/statjob/train/model"
+)
+
+// ErrUnsupported marks a setting the model core cannot train yet.
+var ErrUnsupported = errors.New("not supported with this model")
+
+// ModelForward is the Forward of a train/model decoder (Llama, Qwen2):
+// summed gather-based cross-entropy over the weighted targets, attention
+// within each example of a row (model.ForwardSegments, so packed examples
+// never see each other), and LoRA adapters (with dropout) on
+// cfg.LoRA.Targets through the model's adapter hook when enabled (full
+// fine-tuning otherwise). bf16 compute is refused with ErrUnsupported: the
+// model core computes in f32 only.
+func ModelForward(mcfg *model.Config, cfg Config) (Forward, error) {
+	if cfg.Precision != PrecisionF32 {
+		return nil, fmt.Errorf("sft.precision %q: %w: train/model computes in f32 only", cfg.Precision, ErrUnsupported)
+	}
+	model.RegisterDotGeneralGradient()
+	ad := NewAdapters(cfg)
+	return func(ctx *mlctx.Context, b BatchNodes) *Node {
+		if cfg.LoRA.Enabled() {
+			model.UseAdapter(ctx, b.Tokens.Graph(), ad.Apply)
+		}
+		logits := model.ForwardSegments(ctx, mcfg, b.Tokens, b.Positions, b.Segments)
+		n := ReduceAllSum(b.Weights)
+		return Mul(model.CrossEntropy(logits, b.Targets, b.Weights), Max(n, OnesLike(n)))
+	}, nil
+}
+
+// MergeLoRA folds trained adapters into m's weights in place:
+// W ← W + (α/r)·B·A for every target projection (sums in float64). Without
+// adapters it does nothing.
+func MergeLoRA(m *model.Model, cfg Config) error {
+	ad := NewAdapters(cfg)
+	for _, v := range ad.targets(m.Ctx) {
+		av := m.Ctx.GetVariableByScopeAndName(v.Scope(), LoRAAName)
+		bv := m.Ctx.GetVariableByScopeAndName(v.Scope(), LoRABName)
+		if av == nil || bv == nil {
+			return fmt.Errorf("merge LoRA: no adapter for %s", v.ScopeAndName())
+		}
+		w, err := tensors.CopyFlatData[float32](v.MustValue())
+		if err != nil {
+			return fmt.Errorf("merge LoRA into %s: %w", v.ScopeAndName(), err)
+		}
+		a := tensors.MustCopyFlatData[float32](av.MustValue())
+		b := tensors.MustCopyFlatData[float32](bv.MustValue())
+		r, scale := cfg.LoRA.Rank, cfg.LoRA.Scale()
+		in := len(a) / r
+		out := len(w) / in
+		col := make([]float64, r)
+		for o := range out {
+			for j := range r {
+				col[j] = scale * float64(b[o*r+j])
+			}
+			for k := range in {
+				s := 0.0
+				for j := range r {
+					s += col[j] * float64(a[j*in+k])
+				}
+				w[o*in+k] = float32(float64(w[o*in+k]) + s)
+			}
+		}
+		if err := v.SetValue(tensors.FromFlatDataAndDimensions(w, out, in)); err != nil {
+			return fmt.Errorf("merge LoRA into %s: %w", v.ScopeAndName(), err)
+		}
+	}
+	return nil
+}
+
+// Export writes the fine-tuned student under prefix in dst as a Hugging Face
+// directory: config.json, the weights with LoRA merged (m is merged in place)
+// as dtype ("F32", "BF16" or "F16"), and files (tokenizer.json,
+// tokenizer_config.json, …) alongside.
+func Export(ctx context.Context, m *model.Model, cfg Config, dst model.Sink, prefix, dtype string, files map[string][]byte) error {
+	if err := MergeLoRA(m, cfg); err != nil {
+		return err
+	}
+	if err := m.Save(ctx, dst, prefix, model.SaveOptions{DType: dtype, Files: files}); err != nil {
+		return fmt.Errorf("export %s: %w", prefix, err)
+	}
+	return nil
+}

