@@ -64,10 +64,10 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	var key string
-	if cfg.APIKeyEnv != "" && cfg.Provider != ProviderVertex {
-		key = os.Getenv(cfg.APIKeyEnv)
+	if env := cfg.KeyEnv(); env != "" && cfg.Provider != ProviderVertex {
+		key = os.Getenv(env)
 		if key == "" && opts.Provider == nil {
-			return nil, fmt.Errorf("teacher: api_key_env %s: %w", cfg.APIKeyEnv, errNoKey)
+			return nil, fmt.Errorf("teacher: api_key_env %s: %w", env, errNoKey)
 		}
 	}
 	t.key = redactor(key)

@@ -1,6 +1,7 @@
 package teacher
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"strings"
@@ -179,7 +180,6 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"teacher.provider", func(c *Config) { c.Provider = "claude" }},
 		{"teacher.model", func(c *Config) { c.Model = "" }},
-		{"teacher.api_key_env", func(c *Config) { c.APIKeyEnv = "" }},
 		{"teacher.api_key_env", func(c *Config) { c.APIKeyEnv = "AIzaSy-not-a-name" }},
 		{"teacher.project", func(c *Config) { c.Provider = ProviderVertex }},
 		{"teacher.location", func(c *Config) { c.Provider, c.Project = ProviderVertex, "p" }},
@@ -204,9 +204,26 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	vllm := DefaultConfig()
-	vllm.Provider, vllm.BaseURL, vllm.APIKeyEnv, vllm.Model = ProviderOpenAI, "http://localhost:8000/v1", "", "Qwen/Qwen2.5-7B-Instruct"
-	if err := vllm.Validate(); err != nil {
-		t.Fatalf("keyless local server: %v", err)
+	vllm.Provider, vllm.BaseURL, vllm.Model = ProviderOpenAI, "http://localhost:8000/v1", "Qwen/Qwen2.5-7B-Instruct"
+	if err := vllm.Validate(); err != nil || vllm.KeyEnv() != "" {
+		t.Fatalf("keyless local server: %v, key from %q", err, vllm.KeyEnv())
+	}
+	for _, c := range []struct{ provider, base, named, want string }{
+		{ProviderGemini, "", "", "GEMINI_API_KEY"},
+		{ProviderOpenAI, "", "", "OPENAI_API_KEY"},
+		{ProviderOpenAI, "https://proxy.example/v1", "PROXY_KEY", "PROXY_KEY"},
+	} {
+		k := Config{Provider: c.provider, BaseURL: c.base, APIKeyEnv: c.named}
+		if got := k.KeyEnv(); got != c.want {
+			t.Errorf("%+v: key from %q, want %q", c, got, c.want)
+		}
+	}
+	t.Setenv("GEMINI_API_KEY", "")
+	noCache := DefaultConfig()
+	noCache.Cache = false
+	if _, err := New(context.Background(), noCache, nil, nil); err == nil ||
+		!strings.Contains(err.Error(), "GEMINI_API_KEY") {
+		t.Fatalf("unset key: %v", err)
 	}
 }
 
