@@ -92,6 +92,27 @@ func TestSpecErrorsNameFileAndLine(t *testing.T) {
 	}
 }
 
+// TestEverySectionIsValidatedUpFront: each package's settings section is in
+// the spec, and a bad field in any of them fails before a stage runs, naming
+// the field.
+func TestEverySectionIsValidatedUpFront(t *testing.T) {
+	for _, c := range []struct{ set, want string }{
+		{"data.unknown_skills=maybe", "unknown_skills"},
+		{"grade.rel_tol=-1", "rel_tol"},
+		{"teacher.provider=bogus", "teacher.provider"},
+		{"sft.lora.rank=-1", "sft.lora.rank"},
+	} {
+		dir := t.TempDir()
+		_, err := statjob(t, "run", "--root", dir, "--set", c.set)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--set %s: got %v, want an error naming %s", c.set, err, c.want)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("--set %s: a refused run wrote under its root", c.set)
+		}
+	}
+}
+
 func TestShardOptions(t *testing.T) {
 	for _, v := range []string{"BATCH_TASK_INDEX", "BATCH_TASK_COUNT", "AWS_BATCH_JOB_ARRAY_INDEX", "STATJOB_SHARD_COUNT"} {
 		t.Setenv(v, "")

@@ -5,6 +5,10 @@ import (
 	"slices"
 
 	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/task/mathgrade"
+	"github.com/statjob/statjob/task/problems"
+	"github.com/statjob/statjob/teacher"
+	"github.com/statjob/statjob/train/sft"
 )
 
 // newSpec returns the job spec with every package's settings section
@@ -14,6 +18,14 @@ func newSpec() *job.Spec {
 	spec := job.NewSpec() // storage:, job:
 	p := defaultPipeline()
 	spec.Register("pipeline", &p)
+	data := problems.DefaultConfig()
+	spec.Register("data", &data)
+	grade := mathgrade.DefaultConfig()
+	spec.Register("grade", &grade)
+	tc := teacher.DefaultConfig()
+	spec.Register("teacher", &tc)
+	tr := sft.DefaultConfig()
+	spec.Register("sft", &tr)
 	return spec
 }
 

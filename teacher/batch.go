@@ -83,7 +83,7 @@ func (t *Teacher) Batch(ctx context.Context, name string, reqs []*Request) (Batc
 	if t.cache == nil {
 		return rep, fmt.Errorf("teacher: batch mode needs the response cache (teacher.cache: true)")
 	}
-	items, err := t.uncached(ctx, reqs)
+	items, keys, err := t.uncached(ctx, reqs)
 	if err != nil {
 		return rep, err
 	}
@@ -93,15 +93,24 @@ func (t *Teacher) Batch(ctx context.Context, name string, reqs []*Request) (Batc
 		rep.Items = 0
 		return rep, nil
 	}
+	// The job is named by the whole request set, not by what is uncached
+	// now: a restart after the job finished finds the same record (and the
+	// items it failed go online) instead of batching the leftovers again.
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n%s\n", t.cfg.Provider, t.cfg.Model, name)
-	for _, it := range items {
-		fmt.Fprintln(h, it.key)
+	for _, k := range keys {
+		fmt.Fprintln(h, k)
 	}
 	id := hex.EncodeToString(h.Sum(nil))[:32]
 	dir := CachePrefix + "/batches/" + id
 	recKey := dir + ".json"
 
+	if id, ok := t.collected.Load(recKey); ok {
+		// This process already read that job's results; what is still
+		// uncached failed in it and goes online.
+		rep.ID, rep.Failed = id.(string), len(items)
+		return rep, nil
+	}
 	var rec batchRecord
 	raw, err := readAll(ctx, t.store, recKey)
 	switch {
@@ -188,18 +197,19 @@ func (t *Teacher) Batch(ctx context.Context, name string, reqs []*Request) (Batc
 	if perr != nil {
 		return rep, fmt.Errorf("teacher: cache results of batch %s: %w", rec.ID, perr)
 	}
+	t.collected.Store(recKey, rec.ID)
 	return rep, nil
 }
 
 // uncached returns the distinct requests whose reply is not in the cache, in
-// input order.
-func (t *Teacher) uncached(ctx context.Context, reqs []*Request) ([]batchItem, error) {
+// input order, and the cache keys of all requests.
+func (t *Teacher) uncached(ctx context.Context, reqs []*Request) ([]batchItem, []string, error) {
 	missing := make([]bool, len(reqs))
 	keys := make([]string, len(reqs))
 	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(32)
 	for i, req := range reqs {
 		if req.Params.MaxTokens <= 0 {
-			return nil, fmt.Errorf("teacher: batch request %d: params.max_tokens must be positive", i)
+			return nil, nil, fmt.Errorf("teacher: batch request %d: params.max_tokens must be positive", i)
 		}
 		keys[i] = CacheKey(t.cfg.Provider, t.cfg.Model, req)
 		p.Go(func(ctx context.Context) error {
@@ -212,7 +222,7 @@ func (t *Teacher) uncached(ctx context.Context, reqs []*Request) ([]batchItem, e
 		})
 	}
 	if err := p.Wait(); err != nil {
-		return nil, fmt.Errorf("teacher: check cache: %w", err)
+		return nil, nil, fmt.Errorf("teacher: check cache: %w", err)
 	}
 	var items []batchItem
 	seen := map[string]bool{}
@@ -222,7 +232,7 @@ func (t *Teacher) uncached(ctx context.Context, reqs []*Request) ([]batchItem, e
 			items = append(items, batchItem{key: keys[i], req: req})
 		}
 	}
-	return items, nil
+	return items, keys, nil
 }
 
 func batchEstimate(items []batchItem) Usage {

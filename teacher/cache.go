@@ -67,7 +67,7 @@ func (c *cache) lookup(ctx context.Context, key string) (*Reply, error) {
 	defer rc.Close()
 	var e cacheEntry
 	if err := json.NewDecoder(rc).Decode(&e); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", c.store.URI(cacheObject(key)), err)
+		return nil, fmt.Errorf("decode %s: %w: %v", c.store.URI(cacheObject(key)), errDamaged, err)
 	}
 	e.Reply.Cached = true
 	return &e.Reply, nil
@@ -76,12 +76,14 @@ func (c *cache) lookup(ctx context.Context, key string) (*Reply, error) {
 func (c *cache) Call(ctx context.Context, req *Request) (*Reply, error) {
 	key := CacheKey(c.provider, c.model, req)
 	r, err := c.lookup(ctx, key)
+	damaged := errors.Is(err, errDamaged)
 	switch {
 	case err == nil:
 		c.stats.cacheHits.Add(1)
 		return r, nil
 	case !errors.Is(err, storage.ErrNotExist):
-		// A damaged or unreadable entry costs one call, not the stage.
+		// A damaged or unreadable entry costs one call, not the stage; a
+		// damaged one is replaced by the new reply.
 		c.log.Warn("teacher cache read failed; calling the model", "key", key, "err", err)
 	}
 	c.stats.cacheMisses.Add(1)
@@ -90,21 +92,41 @@ func (c *cache) Call(ctx context.Context, req *Request) (*Reply, error) {
 		c.stats.cacheFailures.Add(1)
 		return nil, err
 	}
-	if err := c.put(ctx, key, req, r, "online"); err != nil {
+	put := c.put
+	if damaged {
+		put = c.replace
+	}
+	if err := put(ctx, key, req, r, "online"); err != nil {
 		c.stats.cacheWriteErrors.Add(1)
 		c.log.Warn("teacher cache write failed", "key", key, "err", err)
 	}
 	return r, nil
 }
 
+var errDamaged = errors.New("damaged cache entry")
+
+func (c *cache) entry(req *Request, r *Reply, source string) ([]byte, error) {
+	return json.Marshal(cacheEntry{Provider: c.provider, Model: c.model, Prompt: req.Prompt,
+		Sample: req.Sample, Reply: *r, Created: time.Now().UTC(), Source: source})
+}
+
 // put stores a reply under key unless one is there already.
 func (c *cache) put(ctx context.Context, key string, req *Request, r *Reply, source string) error {
-	b, err := json.Marshal(cacheEntry{Provider: c.provider, Model: c.model, Prompt: req.Prompt,
-		Sample: req.Sample, Reply: *r, Created: time.Now().UTC(), Source: source})
+	b, err := c.entry(req, r, source)
 	if err != nil {
 		return err
 	}
 	return putIfAbsent(ctx, c.store, cacheObject(key), b)
+}
+
+// replace overwrites a damaged entry.
+func (c *cache) replace(ctx context.Context, key string, req *Request, r *Reply, source string) error {
+	b, err := c.entry(req, r, source)
+	if err != nil {
+		return err
+	}
+	_, err = c.store.Put(ctx, cacheObject(key), bytes.NewReader(b), storage.PutOptions{ContentType: "application/json"})
+	return err
 }
 
 func putIfAbsent(ctx context.Context, s storage.Store, key string, b []byte) error {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"cloud.google.com/go/auth"
@@ -41,6 +42,8 @@ type Teacher struct {
 	key      redactor
 	hc       *http.Client
 	creds    *auth.Credentials
+	// collected: batch records whose results this process has read.
+	collected sync.Map
 }
 
 // New builds a Teacher from a validated Config. The store holds the response
@@ -61,10 +64,10 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	var key string
-	if cfg.APIKeyEnv != "" && cfg.Provider != ProviderVertex {
-		key = os.Getenv(cfg.APIKeyEnv)
-		if key == "" && opts.Provider == nil && (cfg.Provider == ProviderGemini || cfg.BaseURL == "") {
-			return nil, fmt.Errorf("teacher: api_key_env %s: %w", cfg.APIKeyEnv, errNoKey)
+	if env := cfg.KeyEnv(); env != "" && cfg.Provider != ProviderVertex {
+		key = os.Getenv(env)
+		if key == "" && opts.Provider == nil {
+			return nil, fmt.Errorf("teacher: api_key_env %s: %w", env, errNoKey)
 		}
 	}
 	t.key = redactor(key)
@@ -81,9 +84,11 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 		}
 		t.provider = g
 	}
-	var m Model = &retrier{next: t.provider, attempts: cfg.Retry.Attempts, base: cfg.Retry.BaseDelay,
+	retry := &retrier{log: t.log, next: t.provider, attempts: cfg.Retry.Attempts, base: cfg.Retry.BaseDelay,
 		max: cfg.Retry.MaxDelay, timeout: cfg.Timeout, stats: t.stats}
-	t.pacer = newPacer(m, &t.cfg, t.stats)
+	t.pacer = newPacer(retry, &t.cfg, t.stats, t.log)
+	retry.gate = t.pacer.gate
+	var m Model
 	t.budget = &budget{next: t.pacer, cfg: &t.cfg, stats: t.stats}
 	m = t.budget
 	if cfg.Cache {

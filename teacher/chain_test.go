@@ -206,3 +206,25 @@ func TestMapCancel(t *testing.T) {
 		t.Fatalf("last item: %v", res[49].Err)
 	}
 }
+
+// A damaged cache entry costs one call and is replaced, not paid for on
+// every run.
+func TestDamagedCacheEntryIsReplaced(t *testing.T) {
+	srv, cfg := fake(t, ProviderOpenAI)
+	store := localStore(t)
+	req := userReq("q", 0)
+	key := cacheObject(CacheKey(cfg.Provider, cfg.Model, req))
+	if _, err := store.Put(context.Background(), key, strings.NewReader(`{"reply": {"te`), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	for run := range 2 {
+		r, err := newTeacher(t, cfg, store, &logs).Call(context.Background(), req)
+		if err != nil || r.Text != "q" {
+			t.Fatalf("run %d: %v, %v", run, r, err)
+		}
+	}
+	if srv.Calls() != 1 || !strings.Contains(logs.String(), "damaged cache entry") {
+		t.Fatalf("%d calls; logs:\n%s", srv.Calls(), logs.String())
+	}
+}

@@ -32,6 +32,8 @@ type Config struct {
 	BaseURL string `yaml:"base_url,omitempty"`
 	// APIKeyEnv is the NAME of the environment variable holding the key
 	// (gemini, openai). The key itself never appears in a spec, log or error.
+	// Empty: GEMINI_API_KEY for gemini, OPENAI_API_KEY for openai without a
+	// base_url, and no key for a self-hosted base_url.
 	APIKeyEnv string `yaml:"api_key_env,omitempty"`
 	// Project and Location of the Vertex AI endpoint (vertex).
 	Project  string `yaml:"project,omitempty"`
@@ -103,7 +105,6 @@ func DefaultConfig() Config {
 	return Config{
 		Provider:   ProviderGemini,
 		Model:      "gemini-2.5-flash",
-		APIKeyEnv:  "GEMINI_API_KEY",
 		Structured: StructuredSchema,
 		Timeout:    2 * time.Minute,
 		Limits:     Limits{Concurrency: 64},
@@ -123,9 +124,6 @@ func (c *Config) Validate() error {
 	}
 	switch c.Provider {
 	case ProviderGemini, ProviderOpenAI:
-		if c.APIKeyEnv == "" && c.Provider == ProviderGemini {
-			return bad("api_key_env", "required for provider %s (the name of the variable holding the key)", c.Provider)
-		}
 	case ProviderVertex:
 		if c.Project == "" {
 			return bad("project", "required for provider vertex")
@@ -149,9 +147,6 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return bad("base_url", "%q is not an http(s) URL", c.BaseURL)
 		}
-	}
-	if c.Provider == ProviderOpenAI && c.BaseURL == "" && c.APIKeyEnv == "" {
-		return bad("api_key_env", "required for the default OpenAI endpoint")
 	}
 	switch c.Structured {
 	case StructuredSchema, StructuredTags:
@@ -198,6 +193,19 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// KeyEnv is the variable the key is read from ("" when none is needed).
+func (c *Config) KeyEnv() string {
+	switch {
+	case c.APIKeyEnv != "" || c.Provider == ProviderVertex:
+		return c.APIKeyEnv
+	case c.Provider == ProviderGemini:
+		return "GEMINI_API_KEY"
+	case c.BaseURL == "":
+		return "OPENAI_API_KEY"
+	}
+	return ""
 }
 
 // Cost of a usage in dollars under the model's price (0 without a price).

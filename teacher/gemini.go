@@ -21,6 +21,8 @@ type geminiModel struct {
 	model  string
 	name   string
 	key    redactor
+	// endpoint is the configured base URL ("" for Google's own).
+	endpoint string
 }
 
 func newGemini(ctx context.Context, cfg *Config, key string, hc *http.Client, creds *auth.Credentials) (*geminiModel, error) {
@@ -41,7 +43,7 @@ func newGemini(ctx context.Context, cfg *Config, key string, hc *http.Client, cr
 	if err != nil {
 		return nil, fmt.Errorf("%s client: %s", cfg.Provider, redactor(key).scrub(err.Error()))
 	}
-	return &geminiModel{client: c, model: cfg.Model, name: cfg.Provider, key: redactor(key)}, nil
+	return &geminiModel{client: c, model: cfg.Model, name: cfg.Provider, key: redactor(key), endpoint: cfg.BaseURL}, nil
 }
 
 // geminiRequest maps a Request onto genai's contents and config (also used
@@ -153,6 +155,9 @@ func vertexRequest(req *Request) map[string]any {
 func (m *geminiModel) submit(ctx context.Context, store storage.Store, dir, name string, items []batchItem) (string, error) {
 	if m.name != ProviderVertex {
 		return "", fmt.Errorf("batch mode on the Gemini API is not supported: use provider vertex")
+	}
+	if m.endpoint == "" && !strings.HasPrefix(store.URI(dir), "gs://") {
+		return "", fmt.Errorf("vertex batch prediction reads and writes gs:// objects, and the storage root is %s", store.URI(""))
 	}
 	pr, pw := io.Pipe()
 	go func() {

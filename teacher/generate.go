@@ -75,13 +75,17 @@ func Map[T any](ctx context.Context, t *Teacher, reqs []*Request, parse ParseFun
 
 // Each generates every request concurrently and hands each result to fn in
 // input order as soon as it and all before it are done (a stage can write
-// its JSONL as it goes). At most limits.concurrency calls run at once (fewer
-// while the adaptive limit is down). Once ctx is cancelled no new call
+// its JSONL as it goes). At most limits.concurrency calls are at the
+// provider at once (fewer while the adaptive limit is down). Once ctx is cancelled no new call
 // starts; calls in flight finish or end with ctx's error, and every item not
 // started reports ctx's error. A budget stop does not stop the fan-out:
 // cached items still come back, the others fail fast with ErrBudget.
+//
+// The fan-out is twice as wide as limits.concurrency: the pacer holds the
+// provider to the limit, and the extra goroutines read and write the cache
+// and parse while the provider's slots are busy with the next calls.
 func Each[T any](ctx context.Context, t *Teacher, reqs []*Request, parse ParseFunc[T], fn func(i int, r Result[T])) {
-	s := stream.New().WithMaxGoroutines(t.cfg.Limits.Concurrency)
+	s := stream.New().WithMaxGoroutines(2 * t.cfg.Limits.Concurrency)
 	for i, req := range reqs {
 		if err := ctx.Err(); err != nil {
 			s.Go(func() stream.Callback {
@@ -116,4 +120,22 @@ func Failed[T any](rs []Result[T]) (failed, budget int) {
 		}
 	}
 	return failed, budget
+}
+
+// Run is a stage's one call for a set of requests: with batch mode on, the
+// uncached requests go through the provider's batch API first (name
+// identifies the work for resuming, e.g. "diagnose/shard-3"); then Map
+// answers everything, from the cache where the batch (or an earlier run)
+// put the replies, online for the rest. A batch that cannot run (budget,
+// provider error) is logged and the online pass does the work.
+func Run[T any](ctx context.Context, t *Teacher, name string, reqs []*Request, parse ParseFunc[T]) []Result[T] {
+	if t.cfg.Batch.Enabled {
+		rep, err := t.Batch(ctx, name, reqs)
+		if err != nil && ctx.Err() == nil {
+			t.log.Warn("teacher batch failed; answering online", "name", name, "job", rep.ID, "err", err)
+		} else if err == nil && rep.ID != "" {
+			t.log.Info("teacher batch done", "name", name, "job", rep.ID, "answered", rep.Answered, "failed", rep.Failed)
+		}
+	}
+	return Map(ctx, t, reqs, parse)
 }

@@ -2,7 +2,9 @@ package teacher
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 // the concurrency limit, pauses every caller until Retry-After, and sends the
 // call again.
 type pacer struct {
+	log         *slog.Logger
 	next        Model
 	rpm, tpm    *rate.Limiter // nil: unlimited
 	limit       *aimd
@@ -25,8 +28,8 @@ type pacer struct {
 	pausedUntil time.Time
 }
 
-func newPacer(next Model, cfg *Config, stats *counters) *pacer {
-	p := &pacer{next: next, limit: newAIMD(cfg.Limits.Concurrency), maxLimited: cfg.Retry.RateLimited,
+func newPacer(next Model, cfg *Config, stats *counters, log *slog.Logger) *pacer {
+	p := &pacer{log: log, next: next, limit: newAIMD(cfg.Limits.Concurrency), maxLimited: cfg.Retry.RateLimited,
 		base: cfg.Retry.BaseDelay, max: cfg.Retry.MaxDelay, stats: stats}
 	if r := cfg.Limits.RPM; r > 0 {
 		// A burst of one: requests are spread evenly over the minute.
@@ -54,6 +57,24 @@ func (p *pacer) waitPause(ctx context.Context) error {
 	return sleep(ctx, d)
 }
 
+// gate waits out a pause and takes a request and the call's tokens from the
+// per-minute buckets. The retrier passes its retries through it too, so
+// retries count against RPM and TPM like first attempts.
+func (p *pacer) gate(ctx context.Context, tokens int) error {
+	if err := p.waitPause(ctx); err != nil {
+		return err
+	}
+	if p.rpm != nil {
+		if err := p.rpm.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	if p.tpm != nil {
+		return p.tpm.WaitN(ctx, min(tokens, p.tpm.Burst()))
+	}
+	return nil
+}
+
 func (p *pacer) Call(ctx context.Context, req *Request) (*Reply, error) {
 	tokens := estimateInput(req) + req.Params.MaxTokens
 	for limited := 0; ; limited++ {
@@ -61,29 +82,26 @@ func (p *pacer) Call(ctx context.Context, req *Request) (*Reply, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := p.waitPause(ctx); err != nil {
+		if err := p.gate(ctx, tokens); err != nil {
 			p.limit.release(ticket, false)
 			return nil, err
 		}
-		if p.rpm != nil {
-			if err := p.rpm.Wait(ctx); err != nil {
-				p.limit.release(ticket, false)
-				return nil, err
+		mctx, meta := withRespMeta(ctx)
+		r, err := p.next.Call(mctx, req)
+		if _, h := meta.get(); err == nil {
+			// The provider says the next request would be refused: wait
+			// for its reset instead of collecting a 429.
+			if d := exhausted(h, time.Now()); d > 0 {
+				p.pause(d)
 			}
 		}
-		if p.tpm != nil {
-			if err := p.tpm.WaitN(ctx, min(tokens, p.tpm.Burst())); err != nil {
-				p.limit.release(ticket, false)
-				return nil, err
-			}
-		}
-		r, err := p.next.Call(ctx, req)
 		ae, is429 := rateLimited(err)
 		if !is429 {
 			p.limit.release(ticket, err == nil)
 			return r, err
 		}
 		p.stats.rateLimited.Add(1)
+		p.log.Debug("teacher: rate limited", "retry_after", ae.RetryAfter, "limit", p.limit.current(), "err", err)
 		p.limit.backOff(ticket)
 		d := ae.RetryAfter
 		if d <= 0 {
@@ -98,43 +116,59 @@ func (p *pacer) Call(ctx context.Context, req *Request) (*Reply, error) {
 
 // aimd is a concurrency limit that halves when the provider pushes back and
 // grows by one per limit's worth of successes (additive increase,
-// multiplicative decrease).
+// multiplicative decrease). Waiters are served first come, first served,
+// one per freed slot.
 type aimd struct {
 	mu       sync.Mutex
 	limit    float64
 	ceiling  float64
 	inflight int
-	epoch    int           // bumped at each decrease
-	changed  chan struct{} // closed and replaced when a slot may have opened
+	epoch    int // bumped at each decrease
+	waiters  []chan int
 }
 
 func newAIMD(ceiling int) *aimd {
-	return &aimd{limit: float64(ceiling), ceiling: float64(ceiling), changed: make(chan struct{})}
+	return &aimd{limit: float64(ceiling), ceiling: float64(ceiling)}
 }
 
 // acquire waits for a slot; the ticket is the epoch the call started in.
 func (a *aimd) acquire(ctx context.Context) (int, error) {
-	for {
-		a.mu.Lock()
-		if a.inflight < int(a.limit) {
-			a.inflight++
-			e := a.epoch
-			a.mu.Unlock()
-			return e, nil
-		}
-		ch := a.changed
+	a.mu.Lock()
+	if a.inflight < int(a.limit) && len(a.waiters) == 0 {
+		a.inflight++
+		e := a.epoch
 		a.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
+		return e, nil
+	}
+	ch := make(chan int, 1)
+	a.waiters = append(a.waiters, ch)
+	a.mu.Unlock()
+	select {
+	case e := <-ch:
+		return e, nil
+	case <-ctx.Done():
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if i := slices.Index(a.waiters, ch); i >= 0 {
+			a.waiters = slices.Delete(a.waiters, i, i+1)
 			return 0, ctx.Err()
 		}
+		// Granted while giving up: hand the slot on.
+		<-ch
+		a.inflight--
+		a.grant()
+		return 0, ctx.Err()
 	}
 }
 
-func (a *aimd) wake() {
-	close(a.changed)
-	a.changed = make(chan struct{})
+// grant hands free slots to waiters, oldest first. Called with mu held.
+func (a *aimd) grant() {
+	for a.inflight < int(a.limit) && len(a.waiters) > 0 {
+		ch := a.waiters[0]
+		a.waiters = a.waiters[1:]
+		a.inflight++
+		ch <- a.epoch
+	}
 }
 
 // release frees the slot; a success raises the limit by 1/limit.
@@ -144,7 +178,7 @@ func (a *aimd) release(ticket int, ok bool) {
 	if ok {
 		a.limit = min(a.ceiling, a.limit+1/a.limit)
 	}
-	a.wake()
+	a.grant()
 	a.mu.Unlock()
 }
 
@@ -157,11 +191,11 @@ func (a *aimd) backOff(ticket int) {
 		a.limit = max(1, a.limit/2)
 		a.epoch++
 	}
-	a.wake()
+	a.grant()
 	a.mu.Unlock()
 }
 
-// Limit is the current concurrency limit (for progress lines and tests).
+// current is the limit now (for Stats and tests).
 func (a *aimd) current() float64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()

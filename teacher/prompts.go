@@ -39,6 +39,12 @@ func (p *Prompt) Hash() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// Request renders p for this teacher, in the structured-output mode its
+// Config names.
+func (t *Teacher) Request(p *Prompt, data any, params Params, sample int) (*Request, error) {
+	return p.Request(data, params, sample, t.cfg.Structured == StructuredSchema)
+}
+
 // Request renders the prompt over data into a request. structured selects
 // the JSON-schema form (Config.Structured == "schema") over tagged text.
 func (p *Prompt) Request(data any, params Params, sample int, structured bool) (*Request, error) {
@@ -66,15 +72,11 @@ func (p *Prompt) Request(data any, params Params, sample int, structured bool) (
 	return req, nil
 }
 
-func strList(desc string, minItems, maxItems int) map[string]any {
-	s := map[string]any{"type": "array", "items": map[string]any{"type": "string"}, "description": desc}
-	if minItems > 0 {
-		s["minItems"] = minItems
-	}
-	if maxItems > 0 {
-		s["maxItems"] = maxItems
-	}
-	return s
+// strList is an array of strings. Counts are said in the description, not
+// as minItems/maxItems, which not every strict-schema endpoint accepts; the
+// parsers enforce them (and re-ask).
+func strList(desc string) map[string]any {
+	return map[string]any{"type": "array", "items": map[string]any{"type": "string"}, "description": desc}
 }
 
 func object(props map[string]any, required ...string) map[string]any {
@@ -99,7 +101,7 @@ Question {{$i}}: {{$q}}
 List the distinct skills needed to solve questions like these. Each skill is a short lowercase
 phrase with words joined by underscores (for example "solving_linear_equations"). Give between
 5 and 30 skills, none a duplicate of another.`,
-		Schema: object(map[string]any{"skills": strList("skill names", 1, 30)}, "skills"),
+		Schema: object(map[string]any{"skills": strList("5 to 30 skill names")}, "skills"),
 		Tagged: "Put each skill in its own <skill>…</skill> tag and write nothing else.",
 	}
 
@@ -111,7 +113,7 @@ Question: {{.Question}}
 Choose the skills needed to solve this question, at most five, only from this list:
 {{range .Skills}}- {{.}}
 {{end}}`,
-		Schema: object(map[string]any{"skills": strList("skills from the list, most important first", 1, 5)}, "skills"),
+		Schema: object(map[string]any{"skills": strList("1 to 5 skills from the list, most important first")}, "skills"),
 		Tagged: "Put each chosen skill, spelt exactly as in the list, in its own <skill>…</skill> tag.",
 	}
 
@@ -132,7 +134,7 @@ list:
 		Schema: object(map[string]any{
 			"judge":          map[string]any{"type": "string", "enum": []string{"correct", "incorrect"}},
 			"reason":         map[string]any{"type": "string"},
-			"missing_skills": strList("two or three skills from the list", 2, 3),
+			"missing_skills": strList("two or three skills from the list"),
 		}, "judge", "reason", "missing_skills"),
 		Tagged: "Answer as <judge>correct or incorrect</judge> <reason>…</reason> and two or three " +
 			"<skill>…</skill> tags, each skill spelt exactly as in the list.",

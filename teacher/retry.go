@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -11,11 +12,14 @@ import (
 // exponential backoff and full jitter. Errors that cannot improve (400, 401,
 // 403, 404) return at once; 429s go up to the pacer.
 type retrier struct {
+	log       *slog.Logger
 	next      Model
 	attempts  int
 	base, max time.Duration
 	timeout   time.Duration
 	stats     *counters
+	// gate, when set, is passed before every retry (the pacer's RPM/TPM).
+	gate func(ctx context.Context, tokens int) error
 }
 
 func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
@@ -43,6 +47,7 @@ func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
 			return nil, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 		}
 		r.stats.retries.Add(1)
+		r.log.Debug("teacher: retrying", "prompt", req.Prompt, "sample", req.Sample, "attempt", attempt, "err", err)
 		d := backoff(r.base, r.max, attempt-1)
 		var ae *APIError
 		if errors.As(err, &ae) && ae.RetryAfter > d {
@@ -50,6 +55,11 @@ func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
 		}
 		if err := sleep(ctx, d); err != nil {
 			return nil, err
+		}
+		if r.gate != nil {
+			if err := r.gate(ctx, estimateInput(req)+req.Params.MaxTokens); err != nil {
+				return nil, err
+			}
 		}
 	}
 }

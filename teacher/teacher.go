@@ -19,10 +19,18 @@
 // once.
 //
 // Above the chain, Generate parses each reply (JSON schema or tagged text),
-// re-asks with the parse error when a reply does not parse, reports truncated
-// replies as ErrTruncated, and fans many calls out in input order (Map).
-// Batch sends a stage's calls through the provider's batch API instead and
-// fills the same cache.
+// re-asks with the parse error when a reply does not parse, and reports
+// truncated replies as ErrTruncated; Map and Each fan many calls out and
+// return them in input order. Batch sends a stage's calls through the
+// provider's batch API (Vertex batch prediction, OpenAI Batch API) and fills
+// the same cache; Run does Batch (when the spec turns it on) and then Map.
+//
+// A stage's use:
+//
+//	t, err := teacher.New(ctx, spec.Teacher, store, &teacher.Options{Logger: log})
+//	req, err := t.Request(teacher.Diagnose, data, teacher.Params{MaxTokens: 1024}, sample)
+//	results := teacher.Run(ctx, t, "diagnose", reqs, teacher.ParseDiagnosis(skills))
+//	fingerprint inputs: teacher.Diagnose.Hash(); manifest metrics: t.Stats()
 package teacher
 
 import (

@@ -25,9 +25,20 @@ type respMeta struct {
 	header http.Header
 }
 
+// withRespMeta returns ctx with a holder for the response metadata, reusing
+// one a caller up the chain (the pacer) put there.
 func withRespMeta(ctx context.Context) (context.Context, *respMeta) {
+	if m, ok := ctx.Value(respMetaKey{}).(*respMeta); ok {
+		return ctx, m
+	}
 	m := &respMeta{}
 	return context.WithValue(ctx, respMetaKey{}, m), m
+}
+
+func (m *respMeta) set(status int, h http.Header) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.status, m.header = status, h
 }
 
 func (m *respMeta) get() (int, http.Header) {
@@ -42,9 +53,7 @@ func (t metaTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
 	if resp != nil {
 		if m, ok := req.Context().Value(respMetaKey{}).(*respMeta); ok {
-			m.mu.Lock()
-			m.status, m.header = resp.StatusCode, resp.Header.Clone()
-			m.mu.Unlock()
+			m.set(resp.StatusCode, resp.Header.Clone())
 		}
 	}
 	return resp, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/statjob/statjob/teacher/teachertest"
 )
@@ -69,6 +70,17 @@ func TestProvidersFaults(t *testing.T) {
 				}
 				if st := tc.Stats(); st.RateLimited != 1 || srv.Calls() != 2 {
 					t.Fatalf("rate limited %d calls %d, want 1 and 2", st.RateLimited, srv.Calls())
+				}
+			})
+			t.Run("Retry-After reaches the pacer through the SDK", func(t *testing.T) {
+				srv, cfg := fake(t, p)
+				cfg.Retry.RateLimited = 0 // fail on the first 429, to look at it
+				tc := newTeacher(t, cfg, nil, nil)
+				srv.Fail(teachertest.Fault{Status: 429, RetryAfter: "7"})
+				_, err := tc.Call(ctx, userReq("x", 0))
+				var ae *APIError
+				if !errors.As(err, &ae) || ae.Status != 429 || ae.RetryAfter != 7*time.Second {
+					t.Fatalf("err %#v, want a 429 with RetryAfter 7s", err)
 				}
 			})
 			for _, status := range []int{400, 401, 403} {

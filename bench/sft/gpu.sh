@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # SFT optimizer steps on a GPU through GoMLX's XLA backend: a
-# Qwen2-0.5B-shaped random model (f32 weights and compute: train/model has no
-# bf16 compute yet), full fine-tuning and LoRA r16, tokens/s and MFU against
-# the given peak. The machine needs no Go toolchain: build the test binary
-# here and carry it.
+# Qwen2-0.5B-shaped random model (f32 master weights; matrix products in bf16
+# by default, PRECISION=f32 for all-f32 compute), full fine-tuning and LoRA
+# r16, tokens/s and MFU against the given peak. The machine needs no Go
+# toolchain: build the test binary here and carry it.
 #   build: go test -c -ldflags='-s -w' -o bench/sft/sft.test ./train/sft/
 #   run:   bench/sft/gpu.sh bench/sft/sft.test [PEAK_TFLOPS]   (default 989: H100 SXM dense bf16)
 #   env:   ROWS, LEN (micro-batch, default 8 × 512), STEPS (timed steps, default 5),
+#          PRECISION (sft.precision: bf16 (default) or f32),
 #          PJRT_PLUGIN (default: the first xla_cuda_plugin.so found)
 set -euo pipefail
 bin=$(realpath "$1")
@@ -24,4 +25,5 @@ echo "plugin: $plugin; XLA_FLAGS=${XLA_FLAGS:-}"
 cd "$(dirname "$0")/../../train/sft"
 GOMLX_BACKEND="xla:$plugin" STATJOB_BENCH_SFT_MODEL=qwen2-0.5b STATJOB_BENCH_SFT_ROWS="${ROWS:-8}" \
   STATJOB_BENCH_SFT_LEN="${LEN:-512}" STATJOB_BENCH_PEAK_TFLOPS="$peak" \
+  STATJOB_BENCH_SFT_PRECISION="${PRECISION:-bf16}" \
   "$bin" -test.run '^$' -test.bench 'SFTStep' -test.benchtime "${STEPS:-5}x" -test.timeout 30m

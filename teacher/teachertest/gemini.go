@@ -161,6 +161,9 @@ func (s *Server) getVertexBatch(w http.ResponseWriter, r *http.Request, id strin
 		writeJSON(w, 404, json.RawMessage(geminiErr(404, "no such job "+id)))
 		return
 	}
+	if s.OnPoll != nil {
+		s.OnPoll(b.id, b.polls)
+	}
 	if b.polls <= s.BatchPolls {
 		writeJSON(w, 200, vertexJob(b, "JOB_STATE_RUNNING"))
 		return

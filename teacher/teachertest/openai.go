@@ -129,6 +129,9 @@ func routeOpenAI(s *Server, w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, 404, json.RawMessage(openaiErr(404, "no such batch")))
 			return
 		}
+		if s.OnPoll != nil {
+			s.OnPoll(b.id, b.polls)
+		}
 		if b.polls <= s.BatchPolls {
 			writeJSON(w, 200, openaiBatch(b, "in_progress", nil))
 			return

@@ -72,6 +72,8 @@ type Server struct {
 	BatchPolls int
 	// BatchFail says which batch items fail (by custom_id / key).
 	BatchFail func(id string) bool
+	// OnPoll is called at each status check of a batch with the check's number.
+	OnPoll func(id string, n int)
 
 	faults              chan Fault
 	calls, inflight, hi atomic.Int64
@@ -112,6 +114,13 @@ func (s *Server) Calls() int { return int(s.calls.Load()) }
 
 // MaxInFlight is the most generation requests the server held at once.
 func (s *Server) MaxInFlight() int { return int(s.hi.Load()) }
+
+// Batches counts the batch jobs created.
+func (s *Server) Batches() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.batches)
+}
 
 // Seen returns the calls answered so far.
 func (s *Server) Seen() []Call {

@@ -28,6 +28,21 @@
 //		return y + LoRA(x) when module is a target // module: "q_proj", "down_proj", …
 //	})
 //
+// Mixed precision: model.UseComputeDType(ctx, g, dtypes.BFloat16) inside the
+// graph function (gen.ComputeDType for sampling) runs every matrix product —
+// the seven projections, lm_head, attention's q·kᵀ and p·v, and LoRA's
+// two products through ComputeDot — in bf16: operands are cast down, the
+// product is cast back to float32. The variables stay float32 masters
+// (gradients flow through the casts into float32, so the optimizer and its
+// moments are float32), and float32 stays everywhere else: embedding
+// lookup, the residual stream, RMSNorm statistics and scale, RoPE angles
+// and rotation, the attention mask and softmax, SwiGLU and the
+// log-sum-exp loss. The default (no call) is all float32, what the CPU
+// configuration ships. SimpleGo runs bf16 DotGeneral (accumulating in
+// float32) and its gradient, but converts float32 to bfloat16 by truncation
+// where XLA rounds to nearest, so bf16 on CPU is a slightly worse case of
+// the GPU's numbers (precision_test.go states the tolerances).
+//
 // Logits(backend, m, seqs) runs one Forward over ragged sequences (checks,
 // scoring); SGDStep is a plain full-weight SGD step (benchmarks, checks).
 //

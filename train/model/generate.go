@@ -73,6 +73,9 @@ type Generator struct {
 	// MaxBatch bounds the sequences decoded together (default 32); more
 	// requests are split into batches of similar prompt length.
 	MaxBatch int
+	// ComputeDType is the dtype of the matrix products (UseComputeDType);
+	// zero means float32. Set it before the first Generate.
+	ComputeDType dtypes.DType
 }
 
 // ErrEmptyPrompt: a request has no prompt tokens.
@@ -85,12 +88,14 @@ func NewGenerator(b backends.Backend, m *Model) (*Generator, error) {
 	var err error
 	gen.prefill, err = context.NewExec(b, m.Ctx, func(ctx *context.Context, in []*Node) []*Node {
 		tokens, lengths, cacheLen := in[0], in[1], in[2].Shape().Dimensions[0]
+		UseComputeDType(ctx, tokens.Graph(), gen.ComputeDType)
 		return prefillGraph(ctx, cfg, tokens, lengths, cacheLen)
 	})
 	if err != nil {
 		return nil, err
 	}
 	gen.decode, err = context.NewExec(b, m.Ctx, func(ctx *context.Context, in []*Node) []*Node {
+		UseComputeDType(ctx, in[0].Graph(), gen.ComputeDType)
 		return decodeGraph(ctx, cfg, in[0], in[1], in[2:])
 	})
 	if err != nil {

@@ -85,7 +85,7 @@ func LMHead(ctx *context.Context, cfg *Config, hidden *Node) *Node {
 	ctx = ctx.Checked(false)
 	if cfg.TieWordEmbeddings {
 		w := weight(ctx.In("model").In("embed_tokens"), hidden.Graph(), "weight", cfg.VocabSize, cfg.HiddenSize)
-		return DotGeneral(hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil)
+		return ComputeDot(ctx, hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil)
 	}
 	return Linear(ctx.In("lm_head"), hidden, cfg.VocabSize, false)
 }
@@ -100,7 +100,7 @@ func LMHead(ctx *context.Context, cfg *Config, hidden *Node) *Node {
 func Linear(ctx *context.Context, x *Node, out int, bias bool) *Node {
 	in := x.Shape().Dimensions[x.Rank()-1]
 	w := weight(ctx, x.Graph(), "weight", out, in)
-	y := DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil) // [..., out]
+	y := ComputeDot(ctx, x, []int{x.Rank() - 1}, nil, w, []int{1}, nil) // [..., out]
 	if bias {
 		y = Add(y, alongLastAxis(weight(ctx, x.Graph(), "bias", out), y.Rank()))
 	}
@@ -125,6 +125,44 @@ const adapterParam = "statjob_linear_adapter"
 // it never reaches a saved checkpoint and does not leak into other graphs.
 func UseAdapter(ctx *context.Context, g *Graph, adapter Adapter) {
 	ctx.SetGraphParam(g, adapterParam, adapter)
+}
+
+const computeDTypeParam = "statjob_compute_dtype"
+
+// UseComputeDType makes the matrix products of graph g built under ctx (the
+// projections, the lm_head, attention's q·kᵀ and p·v) run in dtype — e.g.
+// dtypes.BFloat16 for mixed precision — with operands cast to it and the
+// product cast back to float32. Everything else stays float32: the weights
+// themselves (master copies: gradients flow back through the casts to them,
+// so an optimizer updates float32), the residual stream, RMSNorm statistics,
+// RoPE angles and rotation, the attention mask and softmax, SwiGLU and the
+// loss. A graph parameter like UseAdapter: it never reaches a checkpoint.
+// dtypes.Float32 (the default) leaves the graph all float32.
+func UseComputeDType(ctx *context.Context, g *Graph, dtype dtypes.DType) {
+	ctx.SetGraphParam(g, computeDTypeParam, dtype)
+}
+
+// ComputeDType is the matrix-product dtype set for g by UseComputeDType
+// (float32 when none is set).
+func ComputeDType(ctx *context.Context, g *Graph) dtypes.DType {
+	if v, ok := ctx.GetGraphParam(g, computeDTypeParam); ok {
+		if dt, ok := v.(dtypes.DType); ok && dt != dtypes.InvalidDType {
+			return dt
+		}
+	}
+	return dtypes.Float32
+}
+
+// ComputeDot is DotGeneral in the graph's compute dtype: operands cast to it, the product
+// cast back to lhs's dtype (float32), so only the matrix product itself runs
+// in reduced precision.
+func ComputeDot(ctx *context.Context, lhs *Node, lhsContract, lhsBatch []int, rhs *Node, rhsContract, rhsBatch []int) *Node {
+	dt := ComputeDType(ctx, lhs.Graph())
+	if dt == lhs.DType() && dt == rhs.DType() {
+		return DotGeneral(lhs, lhsContract, lhsBatch, rhs, rhsContract, rhsBatch)
+	}
+	out := DotGeneral(ConvertDType(lhs, dt), lhsContract, lhsBatch, ConvertDType(rhs, dt), rhsContract, rhsBatch)
+	return ConvertDType(out, lhs.DType())
 }
 
 // weight reads (or, in an empty context, creates) the variable name.
@@ -205,13 +243,13 @@ func attention(ctx *context.Context, cfg *Config, h, cos, sin, mask *Node, kv fu
 	// Query head j uses key/value head j / G: group the queries as [B, K, G, T, E].
 	g := nh / nkv
 	qg := Reshape(q, b, nkv, g, t, e)
-	scores := DotGeneral(qg, []int{4}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, K, G, T, S]
+	scores := ComputeDot(ctx, qg, []int{4}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, K, G, T, S]
 	scores = MulScalar(scores, 1/math.Sqrt(float64(e)))
 	allowed := BroadcastToDims(Reshape(mask, b, 1, 1, t, s), b, nkv, g, t, s)
 	scores = Where(allowed, scores, BroadcastToDims(Scalar(h.Graph(), dtypes.Float32, -1e30), b, nkv, g, t, s))
 	probs := Softmax(scores, -1)
-	out := DotGeneral(probs, []int{4}, []int{0, 1}, v, []int{2}, []int{0, 1}) // [B, K, G, T, E]
-	out = Reshape(TransposeAllAxes(out, 0, 3, 1, 2, 4), b, t, nh*e)           // [B, T, H·E]
+	out := ComputeDot(ctx, probs, []int{4}, []int{0, 1}, v, []int{2}, []int{0, 1}) // [B, K, G, T, E]
+	out = Reshape(TransposeAllAxes(out, 0, 3, 1, 2, 4), b, t, nh*e)                // [B, T, H·E]
 	return Linear(ctx.In("o_proj"), out, cfg.HiddenSize, cfg.AttentionBias)
 }
 

@@ -29,7 +29,8 @@ const benchRows, benchLen = 4, 128
 // benchSetup reads the benchmark's environment: STATJOB_BENCH_SFT_MODEL
 // ("qwen2-0.5b" for the GPU shape; the CPU bench model otherwise),
 // STATJOB_BENCH_SFT_ROWS and _LEN (the micro-batch), and GOMLX_BACKEND
-// through train/backend.
+// through train/backend. STATJOB_BENCH_SFT_PRECISION ("f32", the default, or
+// "bf16") is read by benchPrecision.
 func benchSetup(b *testing.B) (cfgJSON string, rows, length int) {
 	cfgJSON, rows, length = benchConfig, benchRows, benchLen
 	if os.Getenv("STATJOB_BENCH_SFT_MODEL") == "qwen2-0.5b" {
@@ -45,6 +46,18 @@ func benchSetup(b *testing.B) (cfgJSON string, rows, length int) {
 		}
 	}
 	return cfgJSON, rows, length
+}
+
+// benchPrecision is STATJOB_BENCH_SFT_PRECISION (sft.precision; "f32" when unset).
+func benchPrecision(b *testing.B) string {
+	p := os.Getenv("STATJOB_BENCH_SFT_PRECISION")
+	if p == "" {
+		return PrecisionF32
+	}
+	if _, err := ComputeDType(p); err != nil {
+		b.Fatalf("STATJOB_BENCH_SFT_PRECISION: %v", err)
+	}
+	return p
 }
 
 // trainFLOPsPerToken is the usual 6·N (forward and backward through every
@@ -65,7 +78,8 @@ func trainFLOPsPerToken(c *model.Config, seq int) float64 {
 
 // BenchmarkSFTStep times optimizer steps (forward, backward, clipping,
 // AdamW) of full fine-tuning and of LoRA (r16, α32, all seven projections)
-// on one micro-batch of benchRows × benchLen tokens, and reports tokens/s,
+// on one micro-batch of benchRows × benchLen tokens in the precision of
+// STATJOB_BENCH_SFT_PRECISION, and reports tokens/s,
 // the process's peak resident memory and, with STATJOB_BENCH_PEAK_TFLOPS
 // set (the device's peak), the model FLOPs utilisation in percent. With
 // STATJOB_BENCH_CHECKPOINT set it writes the model there for
@@ -87,6 +101,7 @@ func BenchmarkSFTStep(b *testing.B) {
 			cfg := DefaultConfig()
 			cfg.MaxLen, cfg.MicroBatch, cfg.Accumulation = length, rows, 1
 			cfg.LoRA.Dropout = 0
+			cfg.Precision = benchPrecision(b)
 			if mode == "full" {
 				cfg.LoRA = LoRAConfig{}
 			}

@@ -13,6 +13,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/statjob/statjob/train/model"
 )
 
 // Adapter variable names, inside the projection's scope.
@@ -36,8 +38,9 @@ func NewAdapters(cfg Config) *Adapters { return &Adapters{cfg: cfg.LoRA, seed: c
 // Apply returns y + (α/r)·dropout(x)·Aᵀ·Bᵀ when module (e.g. "q_proj") is a
 // target, else y. y = x·Wᵀ (+ bias) is the base projection of x [..., in]
 // into [..., out]; ctx is scoped at the projection, where lora_A [r, in] and
-// lora_B [out, r] live, both float32 (master weights; cast to x's dtype for
-// compute). A starts as PEFT's kaiming-uniform, B as zeros, so the adapted
+// lora_B [out, r] live, both float32 master weights; the two products run in
+// the graph's compute dtype (model.ComputeDot), like the projection they
+// adapt. A starts as PEFT's kaiming-uniform, B as zeros, so the adapted
 // model starts equal to the base. Dropout applies only when training.
 func (a *Adapters) Apply(ctx *mlctx.Context, module string, x, y *Node) *Node {
 	if a == nil || !a.cfg.Enabled() || !slices.Contains(a.cfg.Targets, module) {
@@ -45,17 +48,14 @@ func (a *Adapters) Apply(ctx *mlctx.Context, module string, x, y *Node) *Node {
 	}
 	g := x.Graph()
 	A, B := a.vars(ctx, x.Shape().Dim(-1), y.Shape().Dim(-1), g)
-	if A.DType() != x.DType() {
-		A, B = ConvertDType(A, x.DType()), ConvertDType(B, x.DType())
-	}
 	h := x
 	if p := a.cfg.Dropout; p > 0 && ctx.IsTraining(g) {
 		keep := GreaterOrEqual(ctx.RandomUniform(g, x.Shape()), Scalar(g, x.DType(), p))
 		h = Where(keep, MulScalar(x, 1/(1-p)), ZerosLike(x))
 	}
 	lead := x.Rank() - 1
-	h = DotGeneral(h, []int{lead}, nil, A, []int{1}, nil) // [..., r]
-	h = DotGeneral(h, []int{lead}, nil, B, []int{1}, nil) // [..., out]
+	h = model.ComputeDot(ctx, h, []int{lead}, nil, A, []int{1}, nil) // [..., r]
+	h = model.ComputeDot(ctx, h, []int{lead}, nil, B, []int{1}, nil) // [..., out]
 	return Add(y, MulScalar(h, a.cfg.Scale()))
 }
 

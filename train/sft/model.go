@@ -2,9 +2,9 @@ package sft
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's graph DSL reads best unqualified.
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
@@ -12,23 +12,23 @@ import (
 	"github.com/statjob/statjob/train/model"
 )
 
-// ErrUnsupported marks a setting the model core cannot train yet.
-var ErrUnsupported = errors.New("not supported with this model")
-
 // ModelForward is the Forward of a train/model decoder (Llama, Qwen2):
 // summed gather-based cross-entropy over the weighted targets, attention
 // within each example of a row (model.ForwardSegments, so packed examples
 // never see each other), and LoRA adapters (with dropout) on
 // cfg.LoRA.Targets through the model's adapter hook when enabled (full
-// fine-tuning otherwise). bf16 compute is refused with ErrUnsupported: the
-// model core computes in f32 only.
+// fine-tuning otherwise). With cfg.Precision "bf16" the matrix products run
+// in bfloat16 (model.UseComputeDType) while the weights, adapters and
+// optimizer state stay float32 masters; see ComputeDType.
 func ModelForward(mcfg *model.Config, cfg Config) (Forward, error) {
-	if cfg.Precision != PrecisionF32 {
-		return nil, fmt.Errorf("sft.precision %q: %w: train/model computes in f32 only", cfg.Precision, ErrUnsupported)
+	dt, err := ComputeDType(cfg.Precision)
+	if err != nil {
+		return nil, err
 	}
 	model.RegisterDotGeneralGradient()
 	ad := NewAdapters(cfg)
 	return func(ctx *mlctx.Context, b BatchNodes) *Node {
+		model.UseComputeDType(ctx, b.Tokens.Graph(), dt)
 		if cfg.LoRA.Enabled() {
 			model.UseAdapter(ctx, b.Tokens.Graph(), ad.Apply)
 		}
@@ -36,6 +36,19 @@ func ModelForward(mcfg *model.Config, cfg Config) (Forward, error) {
 		n := ReduceAllSum(b.Weights)
 		return Mul(model.CrossEntropy(logits, b.Targets, b.Weights), Max(n, OnesLike(n)))
 	}, nil
+}
+
+// ComputeDType is the matrix-product dtype of a precision name: float32 for
+// "f32" (the default, and what the CPU backend is shipped with), bfloat16
+// for "bf16" (GPU). An unknown name is an error naming sft.precision.
+func ComputeDType(precision string) (dtypes.DType, error) {
+	switch precision {
+	case PrecisionF32, "":
+		return dtypes.Float32, nil
+	case PrecisionBF16:
+		return dtypes.BFloat16, nil
+	}
+	return dtypes.InvalidDType, fmt.Errorf("sft.precision: %q, want %q or %q", precision, PrecisionF32, PrecisionBF16)
 }
 
 // MergeLoRA folds trained adapters into m's weights in place:
