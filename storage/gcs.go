@@ -144,6 +144,11 @@ func (g *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts PutOpt
 	w.ContentType = opts.ContentType
 	var sha string
 	if hd.small {
+		// The writer buffers ChunkSize bytes for its retries: for a small
+		// object (a manifest, a cached teacher reply) a buffer just large
+		// enough keeps memory at the object's size instead of one full
+		// chunk per upload in flight. 0 would disable the retries.
+		w.ChunkSize = smallChunk(len(hd.buf), g.chunk)
 		sha = hd.sum()
 		w.Metadata = map[string]string{shaKey: sha}
 		w.CRC32C = crc32.Checksum(hd.buf, crc32.MakeTable(crc32.Castagnoli))
@@ -261,4 +266,11 @@ func (g *gcsStore) Copy(ctx context.Context, dst, src string) (Attrs, error) {
 		return Attrs{}, g.wrap("copy "+g.URI(src)+" to", dst, err)
 	}
 	return g.attrs(oa), nil
+}
+
+// smallChunk is the writer chunk size for an object of n bytes that fits in
+// one chunk: n rounded up to the service's 256 KiB granularity, at most chunk.
+func smallChunk(n, chunk int) int {
+	const unit = googleapi.MinUploadChunkSize
+	return min(chunk, max(unit, (n+unit)/unit*unit))
 }
