@@ -56,6 +56,15 @@
 //   - An integer followed by \frac of two integers is a mixed number:
 //     6\frac{3}{4} = 27/4 (the MATH convention), not 6·3/4. 2\frac{\pi}{3} is
 //     still a product.
+//   - A repeating decimal is the fraction it denotes: 0.\overline{3} and
+//     0.1\dot{6} equal 1/3 and 1/6 exactly; 0.333 and 0.3 do not.
+//   - A ratio (3:1, 3 \colon 1) is compared as written, up to spacing: 3:1
+//     is not 6:2 and not 3, since MATH asks for the ratio in lowest terms.
+//   - Words after a number inside one \text{} are dropped too:
+//     \text{5 apples} equals 5. "and" / "or" after a number or a closing
+//     bracket, outside \text, separate answers: "2 and 3" is "2, 3".
+//   - \langle 1, 2 \rangle is the tuple (1, 2); \begin{array}{cc}...
+//     in brackets is a matrix like pmatrix; "radians" is a unit word.
 //   - A subscripted base is dropped: 1200_7 equals 1200 (the question names
 //     the base).
 //   - Comma lists, \{...\}, unions and a ± are unordered multisets: every

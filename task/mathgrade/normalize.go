@@ -10,7 +10,9 @@ var (
 	reThousands   = regexp.MustCompile(`^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$`)
 	reDegrees     = regexp.MustCompile(`\^\s*\{?\s*\\circ\s*\}?|\\circ|°|\\degree|\^\s*\{\s*\\text\{\s*o\s*\}\s*\}`)
 	reSpaces      = regexp.MustCompile(`\s+`)
-	reTrailUnit   = regexp.MustCompile(`(?i)([\d}).\s])\s*(?:square|sq\.?|cubic)?\s*\b(?:units?|cm|mm|km|meters?|metres?|inch(?:es)?|feet|foot|ft|yards?|yd|miles?|mph|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|years?|degrees?|dollars?|cents?|percent|points?|people|students?|ways?|pounds?|lbs?|ounces?|oz|grams?|kg|liters?|litres?|ml|gallons?|cups?|sq)\.?(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*$`)
+	reTrailUnit   = regexp.MustCompile(`(?i)([\d}).\s])\s*(?:square|sq\.?|cubic)?\s*\b(?:units?|cm|mm|km|meters?|metres?|inch(?:es)?|feet|foot|ft|yards?|yd|miles?|mph|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|years?|degrees?|radians?|dollars?|cents?|percent|points?|people|students?|ways?|pounds?|lbs?|ounces?|oz|grams?|kg|liters?|litres?|ml|gallons?|cups?|sq)\.?(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*$`)
+	reAndOr       = regexp.MustCompile(`([\d})\]])\s+(?:and|or)\s+`)
+	reNumWords    = regexp.MustCompile(`^\s*(-?[\d.,]+)\s+[A-Za-z]+(?:\s+[A-Za-z]+)*\s*$`)
 	reLeadVarIn   = regexp.MustCompile(`^[a-zA-Z]\s*\\in\s*`)
 	reUnitPower   = regexp.MustCompile(`^\s*\^\s*\{?\s*[23]\s*\}?`)
 	reTextCommand = regexp.MustCompile(`\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|mathbf|mathit|operatorname\*?)\s*\{`)
@@ -38,10 +40,13 @@ func Normalize(s string) string {
 	}
 	s = strings.NewReplacer("−", "-", "–", "-", "∞", `\infty `, "π", `\pi `, "√", `\sqrt`, "×", `\times `, "·", `\cdot `,
 		"≠", `\ne `, `\mathbb{R}`, `(-\infty,\infty)`, `\mathbb R`, `(-\infty,\infty)`, `\leqslant`, `\le`, `\geqslant`, `\ge`, `\leq`, `\le`, `\geq`, `\ge`, `\neq`, `\ne`, `≤`, `\le`, `≥`, `\ge`,
-		`\lt`, `<`, `\gt`, `>`, `\%`, "", `%`, "", `\$`, "", `$`, "", `\emptyset`, `\{\}`, `\varnothing`, `\{\}`).Replace(s)
+		`\langle`, "(", `\rangle`, ")", `\colon`, ":", `\lt`, `<`, `\gt`, `>`, `\%`, "", `%`, "", `\$`, "", `$`, "", `\emptyset`, `\{\}`, `\varnothing`, `\{\}`).Replace(s)
 	s = reDegrees.ReplaceAllString(s, "")
 	s = unwrapText(s)
 	s = reSpaces.ReplaceAllString(strings.TrimSpace(s), " ")
+	if !strings.HasPrefix(s, `\text{`) { // "2 and 3", "x=2 or x=3" outside \text: two answers
+		s = reAndOr.ReplaceAllString(s, "$1, ")
+	}
 	s = strings.TrimRight(s, " .")
 	s = strings.TrimSuffix(s, `\`)
 	for i := 0; i < 3; i++ { // "864 square inches", "5 cm^2"
@@ -106,6 +111,8 @@ func unwrapText(s string) string {
 		switch {
 		case trimmed == "and" || trimmed == "or" || trimmed == ",":
 			repl = ","
+		case before == "" && reNumWords.MatchString(content): // \text{5 apples}
+			repl = reNumWords.FindStringSubmatch(content)[1]
 		case before != "" && isWords(trimmed) && !strings.HasSuffix(before, ",") && !strings.HasSuffix(before, "=") && !strings.HasSuffix(before, "(") &&
 			!strings.HasSuffix(before, "{") && !strings.HasSuffix(before, "_") && !strings.HasSuffix(before, "^"):
 			repl = " "

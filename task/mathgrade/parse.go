@@ -488,6 +488,11 @@ func (p *parser) number() (*Node, error) {
 	if s == "" {
 		return nil, p.errf("lone '.'")
 	}
+	if dot && (p.atCmd("overline") || p.atCmd("dot")) { // 0.1\overline{6}
+		if rep, ok := p.repetend(); ok {
+			return &Node{Kind: KNum, Num: repeating(s, rep)}, nil
+		}
+	}
 	// scientific notation: 3e5, 1.2E-3
 	if p.pos+1 < len(p.toks) && (p.at("e") || p.at("E")) {
 		j := p.pos + 1
@@ -531,6 +536,45 @@ func (p *parser) number() (*Node, error) {
 		p.pos = save
 	}
 	return n, nil
+}
+
+// repetend reads the repeating digits of a decimal, \overline{36} or
+// \dot{3} (or \overline3), and moves past them; ok is false, with the
+// position unchanged, when the argument is not digits only.
+func (p *parser) repetend() (string, bool) {
+	save := p.pos
+	p.pos++ // \overline or \dot
+	var d strings.Builder
+	braced := p.at("{")
+	if braced {
+		p.pos++
+	}
+	for p.pos < len(p.toks) && !p.peek().cmd && isDigit(p.peek().text[0]) && (braced || d.Len() == 0) {
+		d.WriteString(p.peek().text)
+		p.pos++
+	}
+	if d.Len() == 0 || braced && !p.at("}") {
+		p.pos = save
+		return "", false
+	}
+	if braced {
+		p.pos++
+	}
+	return d.String(), true
+}
+
+// repeating returns the value of the decimal s ("0.1" or "0", digits
+// before the repetend) followed by rep repeated forever:
+// s + rep / (10^len(fraction digits) * (10^len(rep) - 1)).
+func repeating(s, rep string) *big.Rat {
+	_, frac, _ := strings.Cut(s, ".")
+	r, _ := new(big.Rat).SetString(s)
+	num, _ := new(big.Int).SetString(rep, 10)
+	ten := big.NewInt(10)
+	den := new(big.Int).Exp(ten, big.NewInt(int64(len(rep))), nil)
+	den.Sub(den, big.NewInt(1))
+	den.Mul(den, new(big.Int).Exp(ten, big.NewInt(int64(len(frac))), nil))
+	return r.Add(r, new(big.Rat).SetFrac(num, den))
 }
 
 func isIntRatio(n *Node) bool {

@@ -53,6 +53,14 @@ func parseValue(s string, depth int) *value {
 		}
 		return v
 	}
+	// \left(\begin{array}{cc}...\end{array}\right): brackets around a matrix
+	if (s[0] == '(' || s[0] == '[') && closerOf(s, 0) == len(s)-1 {
+		if inner := strings.TrimSpace(s[1 : len(s)-1]); strings.HasPrefix(inner, `\begin{`) {
+			if m := parseMatrix(inner, depth); m != nil {
+				return m
+			}
+		}
+	}
 	if parts := splitTop(s, `\cup`); len(parts) > 1 {
 		return parseList(s, parts, vSet, depth)
 	}
@@ -122,6 +130,13 @@ func parseMatrix(s string, depth int) *value {
 		return nil
 	}
 	body := strings.TrimSpace(s[i+1 : len(s)-len(end)])
+	if env == "array" && strings.HasPrefix(body, "{") { // column spec {cc}
+		j := matchBrace(body, 0)
+		if j < 0 {
+			return nil
+		}
+		body = strings.TrimSpace(body[j+1:])
+	}
 	rows := splitTop(body, `\\`)
 	if len(rows) > 0 && strings.TrimSpace(rows[len(rows)-1]) == "" {
 		rows = rows[:len(rows)-1]
