@@ -243,6 +243,15 @@ func TestEqualPairs(t *testing.T) {
 	if len(pairs) < 150 {
 		t.Fatalf("only %d pairs", len(pairs))
 	}
+	checkPairs(t, pairs)
+}
+
+// checkPairs checks each pair's verdict in both orders.
+func checkPairs(t *testing.T, pairs []struct {
+	gold, resp string
+	want       bool
+}) {
+	t.Helper()
 	for _, p := range pairs {
 		v := Default().Equal(p.gold, p.resp)
 		if v.Equal != p.want {

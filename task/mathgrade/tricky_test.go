@@ -183,14 +183,4 @@ var trickyPairs = []struct {
 	{`3:1`, `6:2`, false},
 }
 
-func TestTrickyPairs(t *testing.T) {
-	for _, p := range trickyPairs {
-		v := Default().Equal(p.gold, p.resp)
-		if v.Equal != p.want {
-			t.Errorf("Equal(%q, %q) = %v (%s), want %v", p.gold, p.resp, v.Equal, v.How, p.want)
-		}
-		if w := Default().Equal(p.resp, p.gold); w.Equal != v.Equal {
-			t.Errorf("not symmetric: Equal(%q, %q) = %v but reversed %v", p.gold, p.resp, v.Equal, w.Equal)
-		}
-	}
-}
+func TestTrickyPairs(t *testing.T) { checkPairs(t, trickyPairs) }
