@@ -46,7 +46,13 @@
 //     is a label: "x = 5" equals "5", "y = 2x+3" equals "2x+3". Two
 //     equations are equal with sides swapped or scaled by a non-zero
 //     constant (x+y=2 and 2x+2y=4).
-//   - "x \approx 3.14" is read as "x = 3.14".
+//   - "x \approx 3.14" is read as "x = 3.14"; after anything but a lone
+//     variable, "\approx ..." is commentary on an exact answer and is
+//     dropped: "\frac{\sqrt3}{2} \approx 0.866" is \frac{\sqrt3}{2}.
+//   - A tuple of variables on the left of "=" is a label too:
+//     "(x,y) = (2,4)" equals (2,4).
+//   - Units split over several \mathrm{} are dropped with the operators
+//     between them: "1.5 \mathrm{~km} / \mathrm{s}" is 1.5.
 //   - Inequalities keep direction and strictness (x>3 is not x\ge 3); a
 //     chain in one variable equals the interval it describes (x>3 and
 //     (3,\infty); 2<x\le 5 and (2,5]).

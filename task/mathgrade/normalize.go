@@ -13,6 +13,7 @@ var (
 	reTrailUnit   = regexp.MustCompile(`(?i)([\d}).\s])\s*(?:square|sq\.?|cubic)?\s*\b(?:units?|cm|mm|km|meters?|metres?|inch(?:es)?|feet|foot|ft|yards?|yd|miles?|mph|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|years?|degrees?|radians?|dollars?|cents?|percent|points?|people|students?|ways?|pounds?|lbs?|ounces?|oz|grams?|kg|liters?|litres?|ml|gallons?|cups?|sq)\.?(?:\s*\^\s*\{?\s*[23]\s*\}?)?\s*$`)
 	reAndOr       = regexp.MustCompile(`([\d})\]])\s+(?:and|or)\s+`)
 	reNumWords    = regexp.MustCompile(`^\s*(-?[\d.,]+)\s+[A-Za-z]+(?:\s+[A-Za-z]+)*\s*$`)
+	reTrailOp     = regexp.MustCompile(`(?:\s*(?:/|\\cdot|\\times|\*))+\s*$`)
 	reLeadVarIn   = regexp.MustCompile(`^[a-zA-Z]\s*\\in\s*`)
 	reUnitPower   = regexp.MustCompile(`^\s*\^\s*\{?\s*[23]\s*\}?`)
 	reTextCommand = regexp.MustCompile(`\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|mathbf|mathit|operatorname\*?)\s*\{`)
@@ -117,11 +118,12 @@ func unwrapText(s string) string {
 			!strings.HasSuffix(before, "{") && !strings.HasSuffix(before, "_") && !strings.HasSuffix(before, "^"):
 			repl = " "
 		}
-		after := s[end+1:]
-		if repl == " " { // a unit's power: \mbox{ inches}^2
+		head, after := s[:loc[0]], s[end+1:]
+		if repl == " " { // a unit's power: \mbox{ inches}^2; the / in \mathrm{~km} / \mathrm{s}
 			after = reUnitPower.ReplaceAllString(after, "")
+			head = reTrailOp.ReplaceAllString(head, "")
 		}
-		s = s[:loc[0]] + repl + after
+		s = head + repl + after
 	}
 	return s
 }
@@ -138,7 +140,7 @@ func isWords(s string) bool {
 		switch {
 		case isLetter(c):
 			letters++
-		case c == ' ' || c == '^' || c == '/' || c == '.' || isDigit(c) || c == '{' || c == '}' || c == '-':
+		case c == ' ' || c == '^' || c == '/' || c == '.' || isDigit(c) || c == '{' || c == '}' || c == '-' || c == '(' || c == ')':
 		default:
 			return false
 		}

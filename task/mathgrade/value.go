@@ -32,6 +32,11 @@ type value struct {
 // by the option's text.
 var reChoice = regexp.MustCompile(`^(?:\(?([A-E])\)?$|\(([A-E])\)\s)`)
 
+var (
+	reLoneVar  = regexp.MustCompile(`^(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?$`)
+	reVarTuple = regexp.MustCompile(`^\((?:\s*[a-zA-Z](?:_\{?\w+\}?)?\s*,)+\s*[a-zA-Z](?:_\{?\w+\}?)?\s*\)$`)
+)
+
 // maxItems bounds the number of items in a list, tuple or matrix.
 const maxItems = 64
 
@@ -85,7 +90,18 @@ func parseValue(s string, depth int) *value {
 	if parts := splitTop(s, ","); len(parts) > 1 {
 		return parseList(s, parts, vSet, depth)
 	}
+	// "\frac{\sqrt3}{2} \approx 0.866": the exact value is the answer
+	if i := strings.LastIndex(s, `\approx`); i > 0 {
+		if head := strings.TrimSpace(s[:i]); !reLoneVar.MatchString(head) {
+			if _, ops := splitRel(head); len(ops) == 0 {
+				return parseValue(head, depth+1)
+			}
+		}
+	}
 	if parts, ops := splitRel(s); len(ops) > 0 {
+		if len(ops) == 1 && ops[0] == "=" && reVarTuple.MatchString(parts[0]) { // (x, y) = (2, 4)
+			return parseValue(parts[1], depth+1)
+		}
 		r := &value{kind: vRel, text: s, ops: ops}
 		for _, p := range parts {
 			e, err := ParseExpr(p)
