@@ -9,8 +9,8 @@
 //
 // Extract finds the answer: the last \boxed{...} (braces matched; also
 // \boxed 5 and \fbox{...}), else the text after the last "the answer is" /
-// "final answer is" / "answer:", else the last number; it reports the rule
-// that fired. Normalize rewrites LaTeX (\dfrac, \left/\right, spacing
+// "final answer is" / "answer:" (Markdown bold around it is ignored), else
+// the last number (1e-5 counts as one); it reports the rule that fired. Normalize rewrites LaTeX (\dfrac, \left/\right, spacing
 // commands, degrees, percent, dollars, \text units, thousands separators,
 // trailing periods). The normalised text is parsed into a value: a
 // multiple-choice letter, an expression tree (ParseExpr), an ordered tuple

@@ -21,8 +21,8 @@ const (
 const maxExtractInput = 1 << 20
 
 var (
-	reAnswerIs   = regexp.MustCompile(`(?i)(?:(?:final answer|the answer|answer)\s*(?:is|:)\s*(?:[:=]\s*)?|####\s*)`)
-	reLastNumber = regexp.MustCompile(`-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+`)
+	reAnswerIs   = regexp.MustCompile(`(?i)(?:(?:final answer|the answer|answer)\**\s*(?:is|:)\s*(?:[:=]\s*)?|####\s*)`)
+	reLastNumber = regexp.MustCompile(`-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?(?:/\d+)?|-?\.\d+`)
 )
 
 // Extract finds the final answer in a model's response and reports which
@@ -97,7 +97,7 @@ func indexAll(s, sub string) []int {
 // \(...\) span if it starts with one, else the text up to the end of the
 // sentence or line.
 func answerAfter(s string) string {
-	s = strings.TrimLeft(s, " \t")
+	s = strings.TrimLeft(s, " \t*") // Markdown bold: "**Final Answer:** 7", "is **7**"
 	for _, d := range [][2]string{{"$$", "$$"}, {"$", "$"}, {`\(`, `\)`}, {`\[`, `\]`}} {
 		if strings.HasPrefix(s, d[0]) {
 			if end := indexUnescaped(s[len(d[0]):], d[1]); end >= 0 {
@@ -117,7 +117,7 @@ func answerAfter(s string) string {
 	}
 	s = strings.TrimSpace(s)
 	s = strings.TrimSuffix(strings.TrimSuffix(s, "I hope it is correct"), ".")
-	return strings.TrimSpace(s)
+	return strings.TrimSpace(strings.TrimRight(s, "*"))
 }
 
 // Result is the grade of one response.
