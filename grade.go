@@ -34,7 +34,8 @@ reached.
 
 Input (--format tsv): gold<TAB>response per line. Output: 1 or 0 per line.
 
-A summary (count, accuracy, rules used) goes to standard error.`,
+Blank lines are skipped and get no verdict. A summary (count, accuracy,
+rules used) goes to standard error.`,
 		Example: `  statjob grade outputs.jsonl > verdicts.jsonl
   printf '1/2\tso the answer is $0.5$.\n' | statjob grade --format tsv`,
 		Args: cobra.MaximumNArgs(1),
