@@ -48,7 +48,8 @@
 //     constant (x+y=2 and 2x+2y=4).
 //   - "x \approx 3.14" is read as "x = 3.14"; after anything but a lone
 //     variable, "\approx ..." is commentary on an exact answer and is
-//     dropped: "\frac{\sqrt3}{2} \approx 0.866" is \frac{\sqrt3}{2}.
+//     dropped: "\frac{\sqrt3}{2} \approx 0.866" is \frac{\sqrt3}{2}, so it
+//     equals a rounded gold 0.866 only under a looser RelTol (1e-3).
 //   - A tuple of variables on the left of "=" is a label too:
 //     "(x,y) = (2,4)" equals (2,4).
 //   - Units split over several \mathrm{} are dropped with the operators

@@ -221,6 +221,15 @@ var trickyPairs = []struct {
 	{`5`, `5 \text{m}`, true},
 	{`\frac{1}{2}`, `\text{1/2}`, true},
 	{`-\frac{1}{2}`, `\text{-}\frac12`, true},
+	// the readings above must not accept wrong answers
+	{`2, 3`, `23`, false},
+	{`2`, `x=2 or x=3`, false},
+	{`(2,4)`, `(x,y) = (4,2)`, false},
+	{`0.\overline{9}`, `1`, true},
+	{`\frac{1}{3}`, `0.\overline{3}4`, false},
+	{`0.866`, `\frac{\sqrt{3}}{2} \approx 0.866`, false},
+	{`\frac{1}{2} \text{ and } \frac{1}{3}`, `\frac12`, false},
+	{`5`, `\text{5 apples and 2 pears}`, false},
 }
 
 func TestTrickyPairs(t *testing.T) { checkPairs(t, trickyPairs) }
