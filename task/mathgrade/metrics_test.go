@@ -97,6 +97,10 @@ func TestSummarizeAndBreakdown(t *testing.T) {
 	if byLevel["unknown"].Problems != 1 || byLevel["5"].AvgK != 0 {
 		t.Errorf("by level = %+v", byLevel)
 	}
+	bySubject, _ := Default().Breakdown(recs, 1, BySubject)
+	if bySubject["algebra"].Pass1 != 1 || bySubject["geometry"].Problems != 1 || bySubject[""].AvgK != 0.75 {
+		t.Errorf("by subject = %+v", bySubject)
+	}
 	byBench, _ := Default().Breakdown(recs, 1, ByBenchmark)
 	if byBench["gsm8k"].AvgK != 0.75 || byBench["math"].Problems != 2 {
 		t.Errorf("by benchmark = %+v", byBench)

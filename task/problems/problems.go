@@ -18,7 +18,8 @@
 // Splits are drawn by hashing (seed, ID), so they do not depend on file
 // order; by default the validation split of MATH test excludes MATH500.
 // Skill-map rows naming a skill outside the subject's catalogue list are
-// reported by AttachSkills and kept or dropped by Config.UnknownSkills.
+// reported by AttachSkills and kept or dropped by Config.UnknownSkills; a
+// row whose subject is not its problem's, or a repeated row, is an error.
 package problems
 
 import (

@@ -248,6 +248,16 @@ func TestAttachSkills(t *testing.T) {
 	if _, err := AttachSkills(nil, cat, bad, KeepUnknown); err == nil || !strings.Contains(err.Error(), "line 7") {
 		t.Errorf("unknown subject: %v", err)
 	}
+	skill := cat["geometry"][0]
+	dup := []SkillRow{{UniqueID: "x", Subject: "geometry", Skills: []string{skill}, Line: 3},
+		{UniqueID: "x", Subject: "geometry", Skills: []string{skill}, Line: 9}}
+	if _, err := AttachSkills(nil, cat, dup, KeepUnknown); err == nil || !strings.Contains(err.Error(), "line 9") || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("duplicate row: %v", err)
+	}
+	other := []Problem{{ID: "x", Subject: "algebra"}}
+	if _, err := AttachSkills(other, cat, dup[:1], KeepUnknown); err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "algebra") {
+		t.Errorf("subject mismatch: %v", err)
+	}
 }
 
 func TestSplit(t *testing.T) {

@@ -88,9 +88,10 @@ const (
 )
 
 // AttachSkills sets Skills on each problem with a row in the map (matched
-// by ID and subject) and reports every skill not in the subject's list;
-// policy says whether such skills are kept. Problems without a row keep
-// no skills. Results are in map order.
+// by ID) and reports every skill not in the subject's list; policy says
+// whether such skills are kept. Problems without a row keep no skills. A
+// row whose subject is not its problem's, or a second row for one ID, is
+// an error naming the map line. Results are in map order.
 func AttachSkills(ps []Problem, cat Catalogue, rows []SkillRow, policy SkillPolicy) ([]UnknownSkill, error) {
 	if policy != KeepUnknown && policy != DropUnknown {
 		return nil, fmt.Errorf("skill policy %q is not %q or %q", policy, KeepUnknown, DropUnknown)
@@ -102,6 +103,9 @@ func AttachSkills(ps []Problem, cat Catalogue, rows []SkillRow, policy SkillPoli
 		if _, ok := cat[r.Subject]; !ok {
 			return nil, fmt.Errorf("skill map line %d: subject %q is not in the catalogue", r.Line, r.Subject)
 		}
+		if prev, dup := byID[r.UniqueID]; dup {
+			return nil, fmt.Errorf("skill map line %d: %s already mapped on line %d", r.Line, r.UniqueID, prev.Line)
+		}
 		byID[r.UniqueID] = r
 		for _, s := range r.Skills {
 			if !cat.Has(r.Subject, s) {
@@ -111,8 +115,11 @@ func AttachSkills(ps []Problem, cat Catalogue, rows []SkillRow, policy SkillPoli
 	}
 	for i := range ps {
 		r, ok := byID[ps[i].ID]
-		if !ok || r.Subject != ps[i].Subject {
+		if !ok {
 			continue
+		}
+		if r.Subject != ps[i].Subject {
+			return nil, fmt.Errorf("skill map line %d: %s is in subject %q, not %q", r.Line, r.UniqueID, ps[i].Subject, r.Subject)
 		}
 		var skills []string
 		for _, s := range r.Skills {
