@@ -40,6 +40,25 @@ func TestProvidersWire(t *testing.T) {
 			if seen[0].Messages[1].Role != "assistant" {
 				t.Fatalf("assistant turn sent as %q", seen[0].Messages[1].Role)
 			}
+			// Each provider reaches its own endpoint with its own credentials:
+			// the key from the variable for the Gemini API and OpenAI, the
+			// Google token (never the key) on Vertex.
+			const key = "sk-test-SECRETKEY-0123456789"
+			h, path := seen[0].Header, seen[0].Path
+			var ok bool
+			switch p {
+			case ProviderOpenAI:
+				ok = path == "/v1/chat/completions" && h.Get("Authorization") == "Bearer "+key
+			case ProviderGemini:
+				ok = strings.HasSuffix(path, "/models/test-model:generateContent") && !strings.Contains(path, "/projects/") &&
+					h.Get("x-goog-api-key") == key
+			case ProviderVertex:
+				ok = strings.HasSuffix(path, "/projects/proj/locations/us-central1/publishers/google/models/test-model:generateContent") &&
+					h.Get("Authorization") == "Bearer test-token" && h.Get("x-goog-api-key") == ""
+			}
+			if !ok {
+				t.Fatalf("%s request to %s with headers %v", p, path, h)
+			}
 		})
 	}
 }

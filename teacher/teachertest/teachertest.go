@@ -29,6 +29,7 @@ type Call struct {
 	Seed      *int64
 	Schema    bool // a JSON schema was sent
 	Header    http.Header
+	Path      string // the request's URL path
 }
 
 // Msg is one turn of a Call.
@@ -175,7 +176,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c Call, errBody f
 		return Answer{}, false
 	default:
 	}
-	c.Header = r.Header.Clone()
+	c.Header, c.Path = r.Header.Clone(), r.URL.Path
 	a := s.Answer(c)
 	s.mu.Lock()
 	s.seen = append(s.seen, c)
