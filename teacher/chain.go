@@ -103,8 +103,14 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 func (t *Teacher) Config() Config { return t.cfg }
 
 // Call sends one request through the whole chain and returns the raw reply.
-// A truncated reply is returned with its Finish set to FinishLength.
+// A truncated reply is returned with its Finish set to FinishLength. Once
+// ctx is cancelled no call starts; a call already at the provider runs until
+// it is answered, its attempt times out or ctx's deadline passes, and its
+// reply is cached and returned.
 func (t *Teacher) Call(ctx context.Context, req *Request) (*Reply, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if req.Params.MaxTokens <= 0 {
 		return nil, fmt.Errorf("teacher: request %q sample %d: params.max_tokens must be positive (the budget reserves it)", req.Prompt, req.Sample)
 	}

@@ -138,16 +138,23 @@ func TestMalformedNotPaidTwice(t *testing.T) {
 	}
 }
 
+// budgetServer is a fake provider whose every reply costs 40 + 60 tokens,
+// reached with the given concurrency.
+func budgetServer(t *testing.T, provider string, conc int, latency time.Duration) (*teachertest.Server, Config) {
+	srv, cfg := fake(t, provider)
+	cfg.Limits.Concurrency = conc
+	srv.Latency = latency
+	srv.Answer = func(c teachertest.Call) teachertest.Answer {
+		return teachertest.Answer{Text: "ok", Input: 40, Output: 60}
+	}
+	return srv, cfg
+}
+
 // With 64 calls in flight the budget never overshoots: reservations hold
 // input + max_tokens until each call settles; the stop keeps what is done
 // and says what the rest would need.
 func TestBudgetStopWithCallsInFlight(t *testing.T) {
-	srv, cfg := fake(t, ProviderOpenAI)
-	cfg.Limits.Concurrency = 64
-	srv.Latency = 20 * time.Millisecond
-	srv.Answer = func(c teachertest.Call) teachertest.Answer {
-		return teachertest.Answer{Text: "ok", Input: 40, Output: 60}
-	}
+	srv, cfg := budgetServer(t, ProviderOpenAI, 64, 20*time.Millisecond)
 	cfg.Budget.Tokens = 2000
 	cfg.Prices = map[string]Price{"test-model": {InputPerM: 1, OutputPerM: 2}}
 	store := localStore(t)
@@ -296,12 +303,7 @@ func TestReaskCarriesParseError(t *testing.T) {
 // A money budget stops the stage like a token budget: calls in flight
 // reserve their worst-case price, and the stop says what the rest would cost.
 func TestBudgetUSD(t *testing.T) {
-	srv, cfg := fake(t, ProviderGemini)
-	cfg.Limits.Concurrency = 32
-	srv.Latency = 10 * time.Millisecond
-	srv.Answer = func(c teachertest.Call) teachertest.Answer {
-		return teachertest.Answer{Text: "ok", Input: 40, Output: 60}
-	}
+	_, cfg := budgetServer(t, ProviderGemini, 32, 10*time.Millisecond)
 	cfg.Prices = map[string]Price{"test-model": {InputPerM: 1000, OutputPerM: 2000}} // $0.16 a reply
 	cfg.Budget.USD = 2
 	tc := newTeacher(t, cfg, nil, nil)
@@ -314,5 +316,36 @@ func TestBudgetUSD(t *testing.T) {
 	if want := float64(len(res)-failed) * 0.16; st.Budget.SpentUSD < want*0.999 || st.Budget.SpentUSD > want*1.001 ||
 		st.Budget.NeedUSD <= 0 || !strings.Contains(res[len(res)-1].Err.Error(), "$") {
 		t.Fatalf("spent $%g for %d replies, need $%g, last error %v", st.Budget.SpentUSD, len(res)-failed, st.Budget.NeedUSD, res[len(res)-1].Err)
+	}
+}
+
+// A reply that arrives as the stage is cancelled is paid for: it is cached
+// all the same, and a new call after the cancel never starts.
+func TestReplyCachedAfterCancel(t *testing.T) {
+	store := localStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	provider := ModelFunc(func(context.Context, *Request) (*Reply, error) {
+		calls++
+		cancel() // e.g. the job is told to stop while the reply is on its way
+		return &Reply{Text: "paid", Finish: FinishStop, Usage: Usage{Input: 3, Output: 4}}, nil
+	})
+	cfg := testConfig(ProviderOpenAI, "http://127.0.0.1:1/v1")
+	tc, err := New(context.Background(), cfg, store, &Options{Provider: provider})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := userReq("q", 0)
+	if r, err := tc.Call(ctx, req); err != nil || r.Text != "paid" {
+		t.Fatalf("%v, %v", r, err)
+	}
+	if _, err := tc.Call(ctx, userReq("later", 0)); !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("call after cancel: %v, %d calls", err, calls)
+	}
+	if _, err := store.Stat(context.Background(), cacheObject(CacheKey(cfg.Provider, cfg.Model, req))); err != nil {
+		t.Fatalf("paid reply not cached: %v", err)
+	}
+	if st := tc.Stats(); st.CacheWriteErr != 0 || st.CacheMisses != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -22,9 +22,22 @@ type retrier struct {
 	gate func(ctx context.Context, tokens int) error
 }
 
+// attemptContext is the context of one attempt: it ends at the attempt's
+// timeout or ctx's deadline, but not when ctx is cancelled, so a call the
+// provider is already working on (and will bill) finishes and reaches the
+// cache; cancellation only stops retries and new calls.
+func (r *retrier) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+	if d, ok := ctx.Deadline(); ok {
+		dctx, dcancel := context.WithDeadline(actx, d)
+		return dctx, func() { dcancel(); cancel() }
+	}
+	return actx, cancel
+}
+
 func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, r.timeout)
+		actx, cancel := r.attemptContext(ctx)
 		reply, err := r.next.Call(actx, req)
 		cancel()
 		r.stats.attempts.Add(1)
