@@ -130,6 +130,17 @@ func TestProvidersFaults(t *testing.T) {
 					t.Fatalf("retries %d, want 1", tc.Stats().Retries)
 				}
 			})
+			t.Run("a reset after a 5xx is reported as a reset", func(t *testing.T) {
+				srv, cfg := fake(t, p)
+				cfg.Retry.Attempts = 2
+				tc := newTeacher(t, cfg, nil, nil)
+				srv.Fail(teachertest.Fault{Status: 502}, teachertest.Fault{Reset: true})
+				_, err := tc.Call(ctx, userReq("x", 0))
+				var ae *APIError
+				if err == nil || errors.As(err, &ae) || srv.Calls() != 2 {
+					t.Fatalf("err %v after %d calls; want the reset, not the earlier HTTP status", err, srv.Calls())
+				}
+			})
 			t.Run("retries give up after the attempts", func(t *testing.T) {
 				srv, cfg := fake(t, p)
 				cfg.Retry.Attempts = 3

@@ -57,6 +57,7 @@ type Fault struct {
 	RetryAfter string // Retry-After header value
 	Body       string // raw response body (malformed wire output when Status is 0)
 	Hang       bool   // never answer; wait for the client to give up
+	Reset      bool   // close the connection without a response
 	Header     map[string]string
 }
 
@@ -153,6 +154,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c Call, errBody f
 	case f := <-s.faults:
 		if f.Hang {
 			<-r.Context().Done()
+			return Answer{}, false
+		}
+		if f.Reset {
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
 			return Answer{}, false
 		}
 		for k, v := range f.Header {
