@@ -18,8 +18,14 @@ func TestProvidersWire(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			srv, cfg := fake(t, p)
 			srv.Answer = func(c teachertest.Call) teachertest.Answer {
-				return teachertest.Answer{Text: fmt.Sprintf("sys=%s|n=%d|max=%d|schema=%v|last=%s",
-					c.System, len(c.Messages), c.MaxTokens, c.Schema, c.Last()), Input: 11, Output: 7}
+				a := teachertest.Answer{Text: fmt.Sprintf("sys=%s|n=%d|max=%d|schema=%v|last=%s",
+					c.System, len(c.Messages), c.MaxTokens, c.Schema, c.Last()), Input: 11, Output: 5}
+				if p == ProviderOpenAI {
+					a.Output = 7
+				} else {
+					a.Thoughts = 2 // Gemini bills thinking as output
+				}
+				return a
 			}
 			tc := newTeacher(t, cfg, nil, nil)
 			seed := int64(40)

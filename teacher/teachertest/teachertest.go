@@ -49,6 +49,7 @@ type Answer struct {
 	Truncated bool // finish reason length / MAX_TOKENS
 	Input     int  // usage; 0: one token per 4 bytes of the request
 	Output    int  // usage; 0: one token per 4 bytes of Text
+	Thoughts  int  // Gemini thinking tokens (thoughtsTokenCount), billed as output
 }
 
 // Fault replaces the answer of one request.
