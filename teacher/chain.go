@@ -90,6 +90,7 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 	retry.gate = t.pacer.gate
 	var m Model
 	t.budget = &budget{next: t.pacer, cfg: &t.cfg, stats: t.stats}
+	retry.lost = t.budget.lostAttempt
 	m = t.budget
 	if cfg.Cache {
 		t.cache = &cache{next: m, store: store, provider: cfg.Provider, model: cfg.Model, stats: t.stats, log: t.log}

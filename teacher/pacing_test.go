@@ -365,3 +365,24 @@ func TestCancelLetsInFlightCallsFinish(t *testing.T) {
 		}
 	})
 }
+
+// An attempt that times out may have been billed: the budget charges its
+// worst case, and a retry happens only while the budget can still hold it.
+func TestBudgetChargesTimedOutAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig(ProviderOpenAI, "")
+		cfg.Timeout = 10 * time.Second
+		cfg.Retry.Attempts = 5
+		req := userReq("q", 0)
+		worst := int64(estimateInput(req) + req.Params.MaxTokens)
+		cfg.Budget.Tokens = 2*worst + worst/2 // room for two lost attempts, not three
+		p := &fakeProvider{latency: time.Hour}
+		tc := pacedTeacher(t, cfg, p)
+		_, err := tc.Call(context.Background(), req)
+		st := tc.Stats()
+		if !errors.Is(err, ErrBudget) || len(p.starts) != 2 || st.Budget.SpentTokens != 2*worst {
+			t.Fatalf("err %v after %d attempts, spent %d; want ErrBudget after 2 attempts charged %d each",
+				err, len(p.starts), st.Budget.SpentTokens, worst)
+		}
+	})
+}

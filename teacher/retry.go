@@ -20,6 +20,9 @@ type retrier struct {
 	stats     *counters
 	// gate, when set, is passed before every retry (the pacer's RPM/TPM).
 	gate func(ctx context.Context, tokens int) error
+	// lost, when set, books an attempt that timed out (the budget charges
+	// it); its error ends the call.
+	lost func(req *Request) error
 }
 
 // attemptContext is the context of one attempt: it ends at the attempt's
@@ -46,12 +49,19 @@ func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
 			r.stats.outputTokens.Add(int64(reply.Usage.Output))
 			return reply, nil
 		}
+		timedOut := errors.Is(err, context.DeadlineExceeded)
+		var lostErr error
+		if timedOut && r.lost != nil {
+			lostErr = r.lost(req)
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		timedOut := errors.Is(err, context.DeadlineExceeded)
 		if timedOut {
 			err = fmt.Errorf("attempt timed out after %v: %w", r.timeout, err)
+		}
+		if lostErr != nil {
+			return nil, lostErr
 		}
 		if !timedOut && !retryable(err) {
 			return nil, err
