@@ -2,6 +2,7 @@ package teacher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -115,7 +116,26 @@ func (t *Teacher) Call(ctx context.Context, req *Request) (*Reply, error) {
 	if req.Params.MaxTokens <= 0 {
 		return nil, fmt.Errorf("teacher: request %q sample %d: params.max_tokens must be positive (the budget reserves it)", req.Prompt, req.Sample)
 	}
-	return t.chain.Call(ctx, req)
+	r, err := t.chain.Call(ctx, req)
+	var ae *APIError
+	if errors.As(err, &ae) && (ae.Status == 401 || ae.Status == 403) {
+		return nil, fmt.Errorf("%w (credentials: %s)", err, t.credentials())
+	}
+	return r, err
+}
+
+// credentials says where the credentials came from, for a refusal's message
+// (never the key itself).
+func (t *Teacher) credentials() string {
+	switch env := t.cfg.KeyEnv(); {
+	case t.cfg.Provider == ProviderVertex && t.creds != nil:
+		return "the Google credentials given in Options, project " + t.cfg.Project
+	case t.cfg.Provider == ProviderVertex:
+		return "Application Default Credentials, project " + t.cfg.Project
+	case env != "":
+		return "the key in $" + env
+	}
+	return "no key (self-hosted base_url; set teacher.api_key_env if the server wants one)"
 }
 
 // counters are updated by the wrappers; Stats snapshots them.

@@ -121,6 +121,11 @@ func TestProvidersFaults(t *testing.T) {
 					if srv.Calls() != 1 {
 						t.Fatalf("%d calls, want 1 (no retry)", srv.Calls())
 					}
+					want := map[string]string{ProviderOpenAI: "$STATJOB_TEST_TEACHER_KEY", ProviderGemini: "$STATJOB_TEST_TEACHER_KEY",
+						ProviderVertex: "Google credentials given in Options, project proj"}[p]
+					if status != 400 && !strings.Contains(err.Error(), want) {
+						t.Fatalf("err %v does not say the credentials came from %s", err, want)
+					}
 				})
 			}
 			t.Run("a hung attempt times out and is retried", func(t *testing.T) {
