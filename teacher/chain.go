@@ -26,6 +26,10 @@ type Options struct {
 	// Provider replaces the SDK provider at the bottom of the chain (tests,
 	// or a model the package does not know).
 	Provider Model
+	// Spent is what earlier runs of the same work already spent (a resumed
+	// stage passes the Stats().Budget it recorded), so the budget holds
+	// across restarts, not per process.
+	Spent BudgetState
 }
 
 // Teacher is a configured teacher model: the wrapper chain over a provider,
@@ -90,7 +94,8 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 	t.pacer = newPacer(retry, &t.cfg, t.stats, t.log)
 	retry.gate = t.pacer.gate
 	var m Model
-	t.budget = &budget{next: t.pacer, cfg: &t.cfg, stats: t.stats}
+	t.budget = &budget{next: t.pacer, cfg: &t.cfg, stats: t.stats,
+		spentTok: opts.Spent.SpentTokens, spentUSD: opts.Spent.SpentUSD}
 	retry.lost = t.budget.lostAttempt
 	m = t.budget
 	if cfg.Cache {

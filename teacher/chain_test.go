@@ -349,3 +349,27 @@ func TestReplyCachedAfterCancel(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// A resumed stage hands the budget what earlier runs spent, so a restart
+// cannot spend the whole budget again.
+func TestBudgetAcrossRestarts(t *testing.T) {
+	srv, cfg := budgetServer(t, ProviderOpenAI, 4, 0)
+	cfg.Budget.Tokens = 1000
+	store := localStore(t)
+	reqs := requests(20, 100)
+	tc1 := newTeacher(t, cfg, store, nil)
+	Map(context.Background(), tc1, reqs[:5], Text)
+	spent := tc1.Stats().Budget
+	tc2, err := New(context.Background(), cfg, store, &Options{Spent: spent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Map(context.Background(), tc2, reqs, Text)
+	st := tc2.Stats()
+	if st.Budget.SpentTokens > cfg.Budget.Tokens || st.CacheHits != 5 || srv.Calls()*100 != int(st.Budget.SpentTokens) {
+		t.Fatalf("after the restart: spent %d of %d, %d hits, %d calls", st.Budget.SpentTokens, cfg.Budget.Tokens, st.CacheHits, srv.Calls())
+	}
+	if f, b := Failed(res); f == 0 || b != f {
+		t.Fatalf("%d failed (%d budget): the restart spent a fresh budget", f, b)
+	}
+}
