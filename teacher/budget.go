@@ -9,7 +9,8 @@ import (
 // budget refuses calls that could take spending past the limit. Each call in
 // flight holds a reservation of its estimated input plus max_tokens, so 64
 // calls in flight cannot overshoot; the reservation is settled with the
-// reply's real usage when the call returns.
+// reply's real usage when the call returns. An attempt that times out is
+// charged its worst case (lostAttempt), since the provider may bill it.
 type budget struct {
 	next  Model
 	cfg   *Config
@@ -84,4 +85,24 @@ func (b *budget) state() BudgetState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return BudgetState{b.spentTok, b.spentUSD, b.needTok, b.needUSD}
+}
+
+// lostAttempt books an attempt that timed out: the provider may have billed
+// it, and its usage is unknown, so it is charged its worst case (input +
+// max_tokens). The call keeps its reservation for the next attempt; when
+// spent + reserved no longer fits the limit, there is no next attempt.
+func (b *budget) lostAttempt(req *Request) error {
+	u := Usage{Input: estimateInput(req), Output: req.Params.MaxTokens}
+	tok, usd := int64(u.Input+u.Output), b.cfg.Cost(u)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.spentTok += tok
+	b.spentUSD += usd
+	lim := b.cfg.Budget
+	if (lim.Tokens > 0 && b.spentTok+b.reservedTok > lim.Tokens) || (lim.USD > 0 && b.spentUSD+b.reservedUSD > lim.USD) {
+		b.stats.budgetDenied.Add(1)
+		return fmt.Errorf("%w: a timed-out attempt was charged %d tokens ($%.4f); %d tokens ($%.4f) spent, no room to retry",
+			ErrBudget, tok, usd, b.spentTok, b.spentUSD)
+	}
+	return nil
 }

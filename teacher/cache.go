@@ -96,7 +96,11 @@ func (c *cache) Call(ctx context.Context, req *Request) (*Reply, error) {
 	if damaged {
 		put = c.replace
 	}
-	if err := put(ctx, key, req, r, "online"); err != nil {
+	// The reply is paid for: store it even when the stage is being
+	// cancelled (ctx's values stay, its cancellation does not).
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheWriteTimeout)
+	defer cancel()
+	if err := put(pctx, key, req, r, "online"); err != nil {
 		c.stats.cacheWriteErrors.Add(1)
 		c.log.Warn("teacher cache write failed", "key", key, "err", err)
 	}
@@ -104,6 +108,10 @@ func (c *cache) Call(ctx context.Context, req *Request) (*Reply, error) {
 }
 
 var errDamaged = errors.New("damaged cache entry")
+
+// cacheWriteTimeout bounds the write of a reply that arrived while (or just
+// before) the stage was cancelled.
+const cacheWriteTimeout = time.Minute
 
 func (c *cache) entry(req *Request, r *Reply, source string) ([]byte, error) {
 	return json.Marshal(cacheEntry{Provider: c.provider, Model: c.model, Prompt: req.Prompt,

@@ -2,6 +2,7 @@ package teacher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -25,6 +26,10 @@ type Options struct {
 	// Provider replaces the SDK provider at the bottom of the chain (tests,
 	// or a model the package does not know).
 	Provider Model
+	// Spent is what earlier runs of the same work already spent (a resumed
+	// stage passes the Stats().Budget it recorded), so the budget holds
+	// across restarts, not per process.
+	Spent BudgetState
 }
 
 // Teacher is a configured teacher model: the wrapper chain over a provider,
@@ -89,7 +94,9 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 	t.pacer = newPacer(retry, &t.cfg, t.stats, t.log)
 	retry.gate = t.pacer.gate
 	var m Model
-	t.budget = &budget{next: t.pacer, cfg: &t.cfg, stats: t.stats}
+	t.budget = &budget{next: t.pacer, cfg: &t.cfg, stats: t.stats,
+		spentTok: opts.Spent.SpentTokens, spentUSD: opts.Spent.SpentUSD}
+	retry.lost = t.budget.lostAttempt
 	m = t.budget
 	if cfg.Cache {
 		t.cache = &cache{next: m, store: store, provider: cfg.Provider, model: cfg.Model, stats: t.stats, log: t.log}
@@ -103,12 +110,37 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 func (t *Teacher) Config() Config { return t.cfg }
 
 // Call sends one request through the whole chain and returns the raw reply.
-// A truncated reply is returned with its Finish set to FinishLength.
+// A truncated reply is returned with its Finish set to FinishLength. Once
+// ctx is cancelled no call starts; a call already at the provider runs until
+// it is answered, its attempt times out or ctx's deadline passes, and its
+// reply is cached and returned.
 func (t *Teacher) Call(ctx context.Context, req *Request) (*Reply, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if req.Params.MaxTokens <= 0 {
 		return nil, fmt.Errorf("teacher: request %q sample %d: params.max_tokens must be positive (the budget reserves it)", req.Prompt, req.Sample)
 	}
-	return t.chain.Call(ctx, req)
+	r, err := t.chain.Call(ctx, req)
+	var ae *APIError
+	if errors.As(err, &ae) && (ae.Status == 401 || ae.Status == 403) {
+		return nil, fmt.Errorf("%w (credentials: %s)", err, t.credentials())
+	}
+	return r, err
+}
+
+// credentials says where the credentials came from, for a refusal's message
+// (never the key itself).
+func (t *Teacher) credentials() string {
+	switch env := t.cfg.KeyEnv(); {
+	case t.cfg.Provider == ProviderVertex && t.creds != nil:
+		return "the Google credentials given in Options, project " + t.cfg.Project
+	case t.cfg.Provider == ProviderVertex:
+		return "Application Default Credentials, project " + t.cfg.Project
+	case env != "":
+		return "the key in $" + env
+	}
+	return "no key (self-hosted base_url; set teacher.api_key_env if the server wants one)"
 }
 
 // counters are updated by the wrappers; Stats snapshots them.

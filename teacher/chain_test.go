@@ -138,16 +138,23 @@ func TestMalformedNotPaidTwice(t *testing.T) {
 	}
 }
 
+// budgetServer is a fake provider whose every reply costs 40 + 60 tokens,
+// reached with the given concurrency.
+func budgetServer(t *testing.T, provider string, conc int, latency time.Duration) (*teachertest.Server, Config) {
+	srv, cfg := fake(t, provider)
+	cfg.Limits.Concurrency = conc
+	srv.Latency = latency
+	srv.Answer = func(c teachertest.Call) teachertest.Answer {
+		return teachertest.Answer{Text: "ok", Input: 40, Output: 60}
+	}
+	return srv, cfg
+}
+
 // With 64 calls in flight the budget never overshoots: reservations hold
 // input + max_tokens until each call settles; the stop keeps what is done
 // and says what the rest would need.
 func TestBudgetStopWithCallsInFlight(t *testing.T) {
-	srv, cfg := fake(t, ProviderOpenAI)
-	cfg.Limits.Concurrency = 64
-	srv.Latency = 20 * time.Millisecond
-	srv.Answer = func(c teachertest.Call) teachertest.Answer {
-		return teachertest.Answer{Text: "ok", Input: 40, Output: 60}
-	}
+	srv, cfg := budgetServer(t, ProviderOpenAI, 64, 20*time.Millisecond)
 	cfg.Budget.Tokens = 2000
 	cfg.Prices = map[string]Price{"test-model": {InputPerM: 1, OutputPerM: 2}}
 	store := localStore(t)
@@ -226,5 +233,143 @@ func TestDamagedCacheEntryIsReplaced(t *testing.T) {
 	}
 	if srv.Calls() != 1 || !strings.Contains(logs.String(), "damaged cache entry") {
 		t.Fatalf("%d calls; logs:\n%s", srv.Calls(), logs.String())
+	}
+}
+
+// Every part of a request that shapes the reply enters the cache key, so no
+// reply is ever served for a call it did not answer.
+func TestCacheKeyCoversTheCall(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	seed := int64(7)
+	base := func() *Request {
+		return &Request{Messages: []Message{{System, "s"}, {User, "u"}}, Params: Params{MaxTokens: 10},
+			Schema: map[string]any{"type": "object"}, Prompt: "label@1"}
+	}
+	k0 := CacheKey("openai", "m", base())
+	if CacheKey("openai", "m", base()) != k0 {
+		t.Fatal("key not stable")
+	}
+	for name, edit := range map[string]func(r *Request) (string, string){
+		"provider":    func(r *Request) (string, string) { return "gemini", "m" },
+		"model":       func(r *Request) (string, string) { return "openai", "m2" },
+		"message":     func(r *Request) (string, string) { r.Messages[1].Content = "u2"; return "openai", "m" },
+		"role":        func(r *Request) (string, string) { r.Messages[0].Role = User; return "openai", "m" },
+		"max_tokens":  func(r *Request) (string, string) { r.Params.MaxTokens = 11; return "openai", "m" },
+		"temperature": func(r *Request) (string, string) { r.Params.Temperature = f(0.7); return "openai", "m" },
+		"top_p":       func(r *Request) (string, string) { r.Params.TopP = f(0.9); return "openai", "m" },
+		"seed":        func(r *Request) (string, string) { r.Params.Seed = &seed; return "openai", "m" },
+		"schema":      func(r *Request) (string, string) { r.Schema = nil; return "openai", "m" },
+		"prompt":      func(r *Request) (string, string) { r.Prompt = "label@2"; return "openai", "m" },
+		"sample":      func(r *Request) (string, string) { r.Sample = 1; return "openai", "m" },
+	} {
+		r := base()
+		prov, model := edit(r)
+		if CacheKey(prov, model, r) == k0 {
+			t.Errorf("changing the %s leaves the cache key unchanged", name)
+		}
+	}
+}
+
+// A re-ask shows the model its own reply and the parse error, and a call
+// that fails is counted as a cache failure, not as a reply.
+func TestReaskCarriesParseError(t *testing.T) {
+	srv, cfg := fake(t, ProviderOpenAI)
+	cfg.Retry.Reasks = 1
+	srv.Answer = func(c teachertest.Call) teachertest.Answer {
+		if len(c.Messages) == 1 {
+			return teachertest.Answer{Text: "I think it is algebra"}
+		}
+		return teachertest.Answer{Text: "<skill>algebra</skill>"}
+	}
+	tc := newTeacher(t, cfg, localStore(t), nil)
+	res := Generate(context.Background(), tc, userReq("label this", 0), ParseLabel([]string{"algebra"}))
+	if res.Err != nil || res.Reasks != 1 || len(res.Value) != 1 || res.Value[0] != "algebra" {
+		t.Fatalf("result %+v", res)
+	}
+	re := srv.Seen()[1].Messages
+	if len(re) != 3 || re[1].Role != "assistant" || re[1].Text != "I think it is algebra" ||
+		!strings.Contains(re[2].Text, "no <skill>…</skill> tags found") {
+		t.Fatalf("re-ask sent %+v; want the reply and the parse error", re)
+	}
+	srv.Fail(teachertest.Fault{Status: 400})
+	if _, err := tc.Call(context.Background(), userReq("refused", 0)); !errors.Is(err, ErrRejected) {
+		t.Fatalf("err %v", err)
+	}
+	if st := tc.Stats(); st.CacheMisses != 3 || st.CacheFailures != 1 || st.Reasks != 1 {
+		t.Fatalf("stats %+v; want 3 misses, 1 failure, 1 re-ask", st)
+	}
+}
+
+// A money budget stops the stage like a token budget: calls in flight
+// reserve their worst-case price, and the stop says what the rest would cost.
+func TestBudgetUSD(t *testing.T) {
+	_, cfg := budgetServer(t, ProviderGemini, 32, 10*time.Millisecond)
+	cfg.Prices = map[string]Price{"test-model": {InputPerM: 1000, OutputPerM: 2000}} // $0.16 a reply
+	cfg.Budget.USD = 2
+	tc := newTeacher(t, cfg, nil, nil)
+	res := Map(context.Background(), tc, requests(100, 100), Text)
+	failed, budget := Failed(res)
+	st := tc.Stats()
+	if st.Budget.SpentUSD > cfg.Budget.USD || failed == 0 || budget != failed || failed == len(res) {
+		t.Fatalf("spent $%g of $%g; %d failed, %d on budget", st.Budget.SpentUSD, cfg.Budget.USD, failed, budget)
+	}
+	if want := float64(len(res)-failed) * 0.16; st.Budget.SpentUSD < want*0.999 || st.Budget.SpentUSD > want*1.001 ||
+		st.Budget.NeedUSD <= 0 || !strings.Contains(res[len(res)-1].Err.Error(), "$") {
+		t.Fatalf("spent $%g for %d replies, need $%g, last error %v", st.Budget.SpentUSD, len(res)-failed, st.Budget.NeedUSD, res[len(res)-1].Err)
+	}
+}
+
+// A reply that arrives as the stage is cancelled is paid for: it is cached
+// all the same, and a new call after the cancel never starts.
+func TestReplyCachedAfterCancel(t *testing.T) {
+	store := localStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	provider := ModelFunc(func(context.Context, *Request) (*Reply, error) {
+		calls++
+		cancel() // e.g. the job is told to stop while the reply is on its way
+		return &Reply{Text: "paid", Finish: FinishStop, Usage: Usage{Input: 3, Output: 4}}, nil
+	})
+	cfg := testConfig(ProviderOpenAI, "http://127.0.0.1:1/v1")
+	tc, err := New(context.Background(), cfg, store, &Options{Provider: provider})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := userReq("q", 0)
+	if r, err := tc.Call(ctx, req); err != nil || r.Text != "paid" {
+		t.Fatalf("%v, %v", r, err)
+	}
+	if _, err := tc.Call(ctx, userReq("later", 0)); !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("call after cancel: %v, %d calls", err, calls)
+	}
+	if _, err := store.Stat(context.Background(), cacheObject(CacheKey(cfg.Provider, cfg.Model, req))); err != nil {
+		t.Fatalf("paid reply not cached: %v", err)
+	}
+	if st := tc.Stats(); st.CacheWriteErr != 0 || st.CacheMisses != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A resumed stage hands the budget what earlier runs spent, so a restart
+// cannot spend the whole budget again.
+func TestBudgetAcrossRestarts(t *testing.T) {
+	srv, cfg := budgetServer(t, ProviderOpenAI, 4, 0)
+	cfg.Budget.Tokens = 1000
+	store := localStore(t)
+	reqs := requests(20, 100)
+	tc1 := newTeacher(t, cfg, store, nil)
+	Map(context.Background(), tc1, reqs[:5], Text)
+	spent := tc1.Stats().Budget
+	tc2, err := New(context.Background(), cfg, store, &Options{Spent: spent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Map(context.Background(), tc2, reqs, Text)
+	st := tc2.Stats()
+	if st.Budget.SpentTokens > cfg.Budget.Tokens || st.CacheHits != 5 || srv.Calls()*100 != int(st.Budget.SpentTokens) {
+		t.Fatalf("after the restart: spent %d of %d, %d hits, %d calls", st.Budget.SpentTokens, cfg.Budget.Tokens, st.CacheHits, srv.Calls())
+	}
+	if f, b := Failed(res); f == 0 || b != f {
+		t.Fatalf("%d failed (%d budget): the restart spent a fresh budget", f, b)
 	}
 }

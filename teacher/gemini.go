@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"cloud.google.com/go/auth"
+	"cloud.google.com/go/auth/httptransport"
 	"google.golang.org/genai"
 
 	"github.com/statjob/statjob/storage"
@@ -31,7 +32,12 @@ func newGemini(ctx context.Context, cfg *Config, key string, hc *http.Client, cr
 		cc.Backend = genai.BackendVertexAI
 		cc.Project, cc.Location = cfg.Project, cfg.Location
 		if creds != nil {
+			// genai leaves a caller's HTTP client unauthenticated: the
+			// token goes on through the same middleware ADC uses.
 			cc.Credentials = creds
+			if err := httptransport.AddAuthorizationMiddleware(hc, creds); err != nil {
+				return nil, fmt.Errorf("vertex: credentials: %w", err)
+			}
 		} else if err := cc.UseDefaultCredentials(); err != nil {
 			return nil, fmt.Errorf("vertex: application default credentials: %w", err)
 		}

@@ -76,10 +76,12 @@ func Map[T any](ctx context.Context, t *Teacher, reqs []*Request, parse ParseFun
 // Each generates every request concurrently and hands each result to fn in
 // input order as soon as it and all before it are done (a stage can write
 // its JSONL as it goes). At most limits.concurrency calls are at the
-// provider at once (fewer while the adaptive limit is down). Once ctx is cancelled no new call
-// starts; calls in flight finish or end with ctx's error, and every item not
-// started reports ctx's error. A budget stop does not stop the fan-out:
-// cached items still come back, the others fail fast with ErrBudget.
+// provider at once (fewer while the adaptive limit is down). Once ctx is
+// cancelled no new call starts (no retry, no re-ask); calls in flight
+// finish, or are abandoned when their attempt times out or ctx's deadline
+// passes, and their replies are cached; every item not started reports
+// ctx's error. A budget stop does not stop the fan-out: cached items still
+// come back, the others fail fast with ErrBudget.
 //
 // The fan-out is twice as wide as limits.concurrency: the pacer holds the
 // provider to the limit, and the extra goroutines read and write the cache

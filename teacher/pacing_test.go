@@ -319,3 +319,70 @@ func TestRetryAfterHeaders(t *testing.T) {
 		}
 	}
 }
+
+// Cancelling stops new calls and retries, but a call at the provider runs
+// on until it is answered (its reply returned), its attempt times out, or
+// the context's own deadline passes.
+func TestCancelLetsInFlightCallsFinish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig(ProviderOpenAI, "")
+		cfg.Limits = Limits{Concurrency: 1}
+		cfg.Timeout = 10 * time.Second
+		cfg.Retry.Attempts = 3
+		p := &fakeProvider{latency: time.Second}
+		tc := pacedTeacher(t, cfg, p)
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(500*time.Millisecond, cancel)
+		start := time.Now()
+		errs := make([]error, 3)
+		var wg sync.WaitGroup
+		for i, r := range requests(3, 10) {
+			wg.Go(func() { _, errs[i] = tc.Call(ctx, r) })
+		}
+		wg.Wait()
+		if len(p.starts) != 1 || countErrs(errs) != 2 || time.Since(start) != time.Second {
+			t.Fatalf("%d calls, errors %v after %v; want the one in flight answered at 1s, two never started",
+				len(p.starts), errs, time.Since(start))
+		}
+
+		// A hung attempt is abandoned at its timeout, and not retried.
+		p2 := &fakeProvider{latency: time.Hour}
+		tc = pacedTeacher(t, cfg, p2)
+		ctx, cancel = context.WithCancel(context.Background())
+		time.AfterFunc(500*time.Millisecond, cancel)
+		start = time.Now()
+		if _, err := tc.Call(ctx, userReq("q", 0)); !errors.Is(err, context.Canceled) ||
+			time.Since(start) != 10*time.Second || len(p2.starts) != 1 {
+			t.Fatalf("err %v after %v and %d attempts; want canceled at the 10s attempt timeout, 1 attempt",
+				err, time.Since(start), len(p2.starts))
+		}
+		// The context's deadline ends it sooner.
+		ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		start = time.Now()
+		if _, err := tc.Call(ctx, userReq("q", 0)); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 2*time.Second {
+			t.Fatalf("err %v after %v; want the 2s deadline", err, time.Since(start))
+		}
+	})
+}
+
+// An attempt that times out may have been billed: the budget charges its
+// worst case, and a retry happens only while the budget can still hold it.
+func TestBudgetChargesTimedOutAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig(ProviderOpenAI, "")
+		cfg.Timeout = 10 * time.Second
+		cfg.Retry.Attempts = 5
+		req := userReq("q", 0)
+		worst := int64(estimateInput(req) + req.Params.MaxTokens)
+		cfg.Budget.Tokens = 2*worst + worst/2 // room for two lost attempts, not three
+		p := &fakeProvider{latency: time.Hour}
+		tc := pacedTeacher(t, cfg, p)
+		_, err := tc.Call(context.Background(), req)
+		st := tc.Stats()
+		if !errors.Is(err, ErrBudget) || len(p.starts) != 2 || st.Budget.SpentTokens != 2*worst {
+			t.Fatalf("err %v after %d attempts, spent %d; want ErrBudget after 2 attempts charged %d each",
+				err, len(p.starts), st.Budget.SpentTokens, worst)
+		}
+	})
+}

@@ -20,11 +20,27 @@ type retrier struct {
 	stats     *counters
 	// gate, when set, is passed before every retry (the pacer's RPM/TPM).
 	gate func(ctx context.Context, tokens int) error
+	// lost, when set, books an attempt that timed out (the budget charges
+	// it); its error ends the call.
+	lost func(req *Request) error
+}
+
+// attemptContext is the context of one attempt: it ends at the attempt's
+// timeout or ctx's deadline, but not when ctx is cancelled, so a call the
+// provider is already working on (and will bill) finishes and reaches the
+// cache; cancellation only stops retries and new calls.
+func (r *retrier) attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+	if d, ok := ctx.Deadline(); ok {
+		dctx, dcancel := context.WithDeadline(actx, d)
+		return dctx, func() { dcancel(); cancel() }
+	}
+	return actx, cancel
 }
 
 func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, r.timeout)
+		actx, cancel := r.attemptContext(ctx)
 		reply, err := r.next.Call(actx, req)
 		cancel()
 		r.stats.attempts.Add(1)
@@ -33,12 +49,19 @@ func (r *retrier) Call(ctx context.Context, req *Request) (*Reply, error) {
 			r.stats.outputTokens.Add(int64(reply.Usage.Output))
 			return reply, nil
 		}
+		timedOut := errors.Is(err, context.DeadlineExceeded)
+		var lostErr error
+		if timedOut && r.lost != nil {
+			lostErr = r.lost(req)
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		timedOut := errors.Is(err, context.DeadlineExceeded)
 		if timedOut {
 			err = fmt.Errorf("attempt timed out after %v: %w", r.timeout, err)
+		}
+		if lostErr != nil {
+			return nil, lostErr
 		}
 		if !timedOut && !retryable(err) {
 			return nil, err

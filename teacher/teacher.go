@@ -12,7 +12,8 @@
 // The cache stores the raw reply under cache/teacher/<ab>/<sha256>.json in the
 // job's Store as soon as it arrives, before anything parses it, so a reply is
 // never paid for twice. The budget reserves input + max_tokens for each call in
-// flight and settles with real usage. Pacing holds requests- and
+// flight and settles with real usage (an attempt that timed out, whose usage
+// is unknown, is charged its worst case). Pacing holds requests- and
 // tokens-per-minute limits and an adaptive (AIMD) concurrency limit that
 // halves on 429 and grows back as calls succeed. Retry re-sends on 5xx,
 // timeouts and resets with exponential backoff and jitter; 400/401/403 fail at

@@ -51,9 +51,11 @@ type metaTransport struct{ base http.RoundTripper }
 
 func (t metaTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
-	if resp != nil {
-		if m, ok := req.Context().Value(respMetaKey{}).(*respMeta); ok {
+	if m, ok := req.Context().Value(respMetaKey{}).(*respMeta); ok {
+		if resp != nil {
 			m.set(resp.StatusCode, resp.Header.Clone())
+		} else {
+			m.set(0, nil) // no response: not an earlier attempt's status
 		}
 	}
 	return resp, err

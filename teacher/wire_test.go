@@ -18,8 +18,14 @@ func TestProvidersWire(t *testing.T) {
 		t.Run(p, func(t *testing.T) {
 			srv, cfg := fake(t, p)
 			srv.Answer = func(c teachertest.Call) teachertest.Answer {
-				return teachertest.Answer{Text: fmt.Sprintf("sys=%s|n=%d|max=%d|schema=%v|last=%s",
-					c.System, len(c.Messages), c.MaxTokens, c.Schema, c.Last()), Input: 11, Output: 7}
+				a := teachertest.Answer{Text: fmt.Sprintf("sys=%s|n=%d|max=%d|schema=%v|last=%s",
+					c.System, len(c.Messages), c.MaxTokens, c.Schema, c.Last()), Input: 11, Output: 5}
+				if p == ProviderOpenAI {
+					a.Output = 7
+				} else {
+					a.Thoughts = 2 // Gemini bills thinking as output
+				}
+				return a
 			}
 			tc := newTeacher(t, cfg, nil, nil)
 			seed := int64(40)
@@ -39,6 +45,25 @@ func TestProvidersWire(t *testing.T) {
 			}
 			if seen[0].Messages[1].Role != "assistant" {
 				t.Fatalf("assistant turn sent as %q", seen[0].Messages[1].Role)
+			}
+			// Each provider reaches its own endpoint with its own credentials:
+			// the key from the variable for the Gemini API and OpenAI, the
+			// Google token (never the key) on Vertex.
+			const key = "sk-test-SECRETKEY-0123456789"
+			h, path := seen[0].Header, seen[0].Path
+			var ok bool
+			switch p {
+			case ProviderOpenAI:
+				ok = path == "/v1/chat/completions" && h.Get("Authorization") == "Bearer "+key
+			case ProviderGemini:
+				ok = strings.HasSuffix(path, "/models/test-model:generateContent") && !strings.Contains(path, "/projects/") &&
+					h.Get("x-goog-api-key") == key
+			case ProviderVertex:
+				ok = strings.HasSuffix(path, "/projects/proj/locations/us-central1/publishers/google/models/test-model:generateContent") &&
+					h.Get("Authorization") == "Bearer test-token" && h.Get("x-goog-api-key") == ""
+			}
+			if !ok {
+				t.Fatalf("%s request to %s with headers %v", p, path, h)
 			}
 		})
 	}
@@ -96,6 +121,11 @@ func TestProvidersFaults(t *testing.T) {
 					if srv.Calls() != 1 {
 						t.Fatalf("%d calls, want 1 (no retry)", srv.Calls())
 					}
+					want := map[string]string{ProviderOpenAI: "$STATJOB_TEST_TEACHER_KEY", ProviderGemini: "$STATJOB_TEST_TEACHER_KEY",
+						ProviderVertex: "Google credentials given in Options, project proj"}[p]
+					if status != 400 && !strings.Contains(err.Error(), want) {
+						t.Fatalf("err %v does not say the credentials came from %s", err, want)
+					}
 				})
 			}
 			t.Run("a hung attempt times out and is retried", func(t *testing.T) {
@@ -109,6 +139,17 @@ func TestProvidersFaults(t *testing.T) {
 				}
 				if tc.Stats().Retries != 1 {
 					t.Fatalf("retries %d, want 1", tc.Stats().Retries)
+				}
+			})
+			t.Run("a reset after a 5xx is reported as a reset", func(t *testing.T) {
+				srv, cfg := fake(t, p)
+				cfg.Retry.Attempts = 2
+				tc := newTeacher(t, cfg, nil, nil)
+				srv.Fail(teachertest.Fault{Status: 502}, teachertest.Fault{Reset: true})
+				_, err := tc.Call(ctx, userReq("x", 0))
+				var ae *APIError
+				if err == nil || errors.As(err, &ae) || srv.Calls() != 2 {
+					t.Fatalf("err %v after %d calls; want the reset, not the earlier HTTP status", err, srv.Calls())
 				}
 			})
 			t.Run("retries give up after the attempts", func(t *testing.T) {

@@ -75,7 +75,7 @@ func genResponse(model string, a Answer) map[string]any {
 		"candidates": []any{map[string]any{"index": 0, "finishReason": finish,
 			"content": map[string]any{"role": "model", "parts": []any{map[string]any{"text": a.Text}}}}},
 		"usageMetadata": map[string]any{"promptTokenCount": a.Input, "candidatesTokenCount": a.Output,
-			"totalTokenCount": a.Input + a.Output},
+			"thoughtsTokenCount": a.Thoughts, "totalTokenCount": a.Input + a.Output + a.Thoughts},
 		"modelVersion": model,
 	}
 }

@@ -29,6 +29,7 @@ type Call struct {
 	Seed      *int64
 	Schema    bool // a JSON schema was sent
 	Header    http.Header
+	Path      string // the request's URL path
 }
 
 // Msg is one turn of a Call.
@@ -48,6 +49,7 @@ type Answer struct {
 	Truncated bool // finish reason length / MAX_TOKENS
 	Input     int  // usage; 0: one token per 4 bytes of the request
 	Output    int  // usage; 0: one token per 4 bytes of Text
+	Thoughts  int  // Gemini thinking tokens (thoughtsTokenCount), billed as output
 }
 
 // Fault replaces the answer of one request.
@@ -56,6 +58,7 @@ type Fault struct {
 	RetryAfter string // Retry-After header value
 	Body       string // raw response body (malformed wire output when Status is 0)
 	Hang       bool   // never answer; wait for the client to give up
+	Reset      bool   // close the connection without a response
 	Header     map[string]string
 }
 
@@ -154,6 +157,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c Call, errBody f
 			<-r.Context().Done()
 			return Answer{}, false
 		}
+		if f.Reset {
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return Answer{}, false
+		}
 		for k, v := range f.Header {
 			w.Header().Set(k, v)
 		}
@@ -175,7 +184,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c Call, errBody f
 		return Answer{}, false
 	default:
 	}
-	c.Header = r.Header.Clone()
+	c.Header, c.Path = r.Header.Clone(), r.URL.Path
 	a := s.Answer(c)
 	s.mu.Lock()
 	s.seen = append(s.seen, c)
