@@ -2,8 +2,12 @@ package sft
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/statjob/statjob/storage/storagetest"
 )
@@ -64,5 +68,48 @@ func TestCheckpointsOnEveryStore(t *testing.T) {
 				t.Errorf("metrics file on %s: %d records (%v)", b.Store.URI(r.Prefix), len(ms), err)
 			}
 		})
+	}
+}
+
+// TestMetricsFile reads metrics.jsonl as a report would: one record per
+// optimizer step with the loss, the scheduled learning rate, the gradient
+// norm, tokens/s by the run's clock and the fractional epoch.
+func TestMetricsFile(t *testing.T) {
+	r := tinyRun(t, t.TempDir(), nil)
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r.Now = func() time.Time { clock = clock.Add(250 * time.Millisecond); return clock }
+	res, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := storagetest.ReadAll(t, r.Store, r.Prefix+metricsFile)
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if len(lines) != res.TotalSteps {
+		t.Fatalf("%d records for %d steps", len(lines), res.TotalSteps)
+	}
+	cfg := r.Trainer.cfg
+	warmup := WarmupSteps(cfg.WarmupRatio, res.TotalSteps)
+	prevEpoch := 0.0
+	for i, line := range lines {
+		var m Metric
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %d: %v", i+1, err)
+		}
+		if m.Step != i+1 || !(m.Loss > 0) || !(m.GradNorm > 0) || m.Tokens == 0 {
+			t.Errorf("line %d: %+v", i+1, m)
+		}
+		if want := LearningRate(cfg.LR, i, warmup, res.TotalSteps); m.LR != want {
+			t.Errorf("step %d: lr %g, schedule says %g", m.Step, m.LR, want)
+		}
+		if want := float64(m.Tokens) / 0.25; math.Abs(m.TokensPerSec-want) > 1e-9*want {
+			t.Errorf("step %d: %g tokens/s for %d tokens in 250ms", m.Step, m.TokensPerSec, m.Tokens)
+		}
+		if m.Epoch <= prevEpoch {
+			t.Errorf("step %d: epoch %g after %g", m.Step, m.Epoch, prevEpoch)
+		}
+		prevEpoch = m.Epoch
+	}
+	if prevEpoch != float64(cfg.Epochs) {
+		t.Errorf("last record at epoch %g, want %d", prevEpoch, cfg.Epochs)
 	}
 }
