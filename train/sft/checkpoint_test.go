@@ -75,12 +75,18 @@ func TestCheckpointsOnEveryStore(t *testing.T) {
 // optimizer step with the loss, the scheduled learning rate, the gradient
 // norm, tokens/s by the run's clock and the fractional epoch.
 func TestMetricsFile(t *testing.T) {
-	r := tinyRun(t, t.TempDir(), nil)
+	var log strings.Builder
+	r := tinyRun(t, t.TempDir(), &log)
+	r.Train.Stats = DataStats{Read: 45, Kept: 40, Truncated: 3, Dropped: 5}
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	r.Now = func() time.Time { clock = clock.Add(250 * time.Millisecond); return clock }
 	res, err := r.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	// What tokenization did to the data is in the log, over-long examples counted.
+	if first, _, _ := strings.Cut(log.String(), "\n"); first != "data: 45 examples read, 40 kept, 3 truncated, 5 dropped (max_len 16, overlong truncate)" {
+		t.Errorf("first log line %q", first)
 	}
 	raw := storagetest.ReadAll(t, r.Store, r.Prefix+metricsFile)
 	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
