@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/storage/storagetest"
 )
 
@@ -32,6 +33,12 @@ func TestCheckpointsOnEveryStore(t *testing.T) {
 			r.Store, r.StopAfter = b.Store, first
 			if res, err := r.Run(ctx); err != nil || res.Steps != first {
 				t.Fatalf("first part: %+v, %v", res, err)
+			}
+			// A checkpoint cut off before its manifest (the process died
+			// mid-write) is not resumed from, and is cleaned up later.
+			partial := fmt.Sprintf("%scheckpoints/step-%09d/%s", r.Prefix, first+2, stateFile)
+			if _, err := b.Store.Put(ctx, partial, strings.NewReader("half a state file"), storage.PutOptions{}); err != nil {
+				t.Fatal(err)
 			}
 			again := tinyRun(t, t.TempDir(), nil)
 			again.Store, again.StopAfter = b.Store, second
@@ -59,7 +66,8 @@ func TestCheckpointsOnEveryStore(t *testing.T) {
 			for _, c := range refs {
 				left = append(left, fmt.Sprintf("%d:%v", c.step, c.complete))
 			}
-			// Every 2 steps and at the stop, keep 2: 3 (resumed from), 6, 7.
+			// Every 2 steps and at the stop, keep 2: 3 (resumed from), 6, 7;
+			// the partial step 5 is gone.
 			if fmt.Sprint(left) != "[3:true 6:true 7:true]" {
 				t.Errorf("checkpoints left on %s: %v", b.Store.URI(r.Prefix), left)
 			}
