@@ -115,6 +115,7 @@ func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
 		want[h.Name] = h.Shape
 	}
 	m := &Model{Config: cfg, Ctx: mlctx.New()}
+	loaded := map[string]string{} // tensor → file it came from
 	for _, f := range files {
 		key := path.Join(prefix, f)
 		r, err := src.Get(ctx, key)
@@ -124,6 +125,8 @@ func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
 		err = ReadSafetensors(r, func(t Tensor) error {
 			shape, ok := want[t.Name]
 			switch {
+			case loaded[t.Name] != "":
+				return fmt.Errorf("%w: tensor %q is also in %s", ErrCheckpoint, t.Name, loaded[t.Name])
 			case !ok && (strings.HasSuffix(t.Name, "rotary_emb.inv_freq") || (t.Name == "lm_head.weight" && cfg.TieWordEmbeddings)):
 				return nil // recomputed / tied: not needed
 			case !ok:
@@ -132,6 +135,7 @@ func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
 				return fmt.Errorf("%w: tensor %q has shape %v, config says %v", ErrCheckpoint, t.Name, t.Shape, shape)
 			}
 			delete(want, t.Name)
+			loaded[t.Name] = f
 			m.set(t.Name, tensors.FromFlatDataAndDimensions(t.Data, t.Shape...))
 			return nil
 		})

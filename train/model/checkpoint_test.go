@@ -146,3 +146,37 @@ func (s trickleSource) Get(ctx context.Context, key string) (io.ReadCloser, erro
 		io.Closer
 	}{iotest.OneByteReader(r), r}, nil
 }
+
+// TestLoadDuplicateTensor: a tensor stored in two shards is an error naming
+// both, not a silent overwrite or an "unexpected tensor".
+func TestLoadDuplicateTensor(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if err := NewRandom(mustConfig(t, tinyQwen2), 1, 0.1).Save(ctx, openDir(t, dir), "", SaveOptions{ShardBytes: 20000}); err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := filepath.Glob(filepath.Join(dir, "model-00001-of-*.safetensors"))
+	if len(shards) != 1 {
+		t.Fatalf("first shard: %v", shards)
+	}
+	data, err := os.ReadFile(shards[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model-extra.safetensors"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	idxPath := filepath.Join(dir, WeightsIndex)
+	idx, err := os.ReadFile(idxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = []byte(strings.Replace(string(idx), `"weight_map": {`, `"weight_map": {"extra": "model-extra.safetensors",`, 1))
+	if err := os.WriteFile(idxPath, idx, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(ctx, openDir(t, dir), "")
+	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "is also in "+filepath.Base(shards[0])) {
+		t.Errorf("duplicate tensor: %v", err)
+	}
+}

@@ -179,3 +179,39 @@ func TestNucleus(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateCompilesFewShapes: prompts of any length up to the bucket, in
+// batches of similar size, reuse one compiled prefill graph and one decode
+// graph (an Exec limited to one graph fails on a second shape).
+func TestGenerateCompilesFewShapes(t *testing.T) {
+	m := NewRandom(mustConfig(t, tinyLlama), 3, 0.15)
+	gen, err := NewGenerator(testBackend(t), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen.prefill.SetMaxCache(1)
+	gen.decode.SetMaxCache(1)
+	s := Sampling{MaxNewTokens: 4}
+	for _, lens := range [][]int{{1, 2, 3}, {12, 5, 7, 9}, {4, 4, 11}, {8}} {
+		var reqs []Request
+		for i, n := range lens {
+			p := make([]int, n)
+			for j := range p {
+				p[j] = (i + j) % 50
+			}
+			reqs = append(reqs, Request{Prompt: p})
+		}
+		for len(reqs) < 3 { // batch sizes are bucketed to powers of two: 3 and 4 share one
+			reqs = append(reqs, Request{Prompt: []int{1}})
+		}
+		res, err := gen.Generate(reqs, s)
+		if err != nil {
+			t.Fatalf("prompt lengths %v: %v", lens, err)
+		}
+		for i, r := range res {
+			if len(r.Tokens) != s.MaxNewTokens {
+				t.Errorf("prompt lengths %v: request %d got %d tokens", lens, i, len(r.Tokens))
+			}
+		}
+	}
+}

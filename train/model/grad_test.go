@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -127,5 +128,45 @@ func TestCrossEntropy(t *testing.T) {
 	}
 	if d := maxAbsDiff(grad, wantGrad); d > 1e-6 {
 		t.Errorf("gradient differs from the direct one by %.2e", d)
+	}
+}
+
+// TestCrossEntropyBuildsNoOneHot: at Qwen's 151,936-token vocabulary, no
+// node of the loss that depends on the targets is vocabulary-sized: the
+// target logit is gathered, never picked by a [B, T, V] one-hot (which is
+// gigabytes at that size; BenchmarkCrossEntropyMemory measures the heap).
+func TestCrossEntropyBuildsNoOneHot(t *testing.T) {
+	const B, T, V = 2, 3, 151936
+	b := testBackend(t)
+	// vocabSized lists the nodes of loss's graph that depend on the targets
+	// and hold at least V values.
+	vocabSized := func(loss func(logits, targets, weights *Node) *Node) []string {
+		g := NewGraph(b, "loss")
+		logits := Parameter(g, "logits", shapes.Make(dtypes.Float32, B, T, V))
+		targets := Parameter(g, "targets", shapes.Make(dtypes.Int32, B, T))
+		weights := Parameter(g, "weights", shapes.Make(dtypes.Float32, B, T))
+		if out := loss(logits, targets, weights); !out.Shape().IsScalar() {
+			t.Fatalf("loss shape %s", out.Shape())
+		}
+		var found []string
+		fromTargets := map[NodeId]bool{targets.Id(): true}
+		for _, n := range g.Nodes() { // in creation order: inputs come first
+			for _, in := range n.Inputs() {
+				fromTargets[n.Id()] = fromTargets[n.Id()] || fromTargets[in.Id()]
+			}
+			if fromTargets[n.Id()] && n.Shape().Size() >= V {
+				found = append(found, n.Type().String()+" "+n.Shape().String())
+			}
+		}
+		return found
+	}
+	if got := vocabSized(CrossEntropy); len(got) > 0 {
+		t.Errorf("CrossEntropy builds vocabulary-sized nodes from the targets: %v", got)
+	}
+	oneHot := func(logits, targets, weights *Node) *Node {
+		return ReduceAllSum(Mul(OneHot(targets, V, dtypes.Float32), logits))
+	}
+	if got := vocabSized(oneHot); len(got) == 0 {
+		t.Error("the check does not see a one-hot formulation")
 	}
 }

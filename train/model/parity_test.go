@@ -6,15 +6,18 @@ import (
 	"testing"
 )
 
-// TestParity writes tiny random Llama, Qwen2 and Qwen3 checkpoints, loads them
+// TestParity writes tiny random Llama, Qwen2 (sharded) and Qwen3 checkpoints, loads them
 // back, and compares GoMLX's logits (one ragged, right-padded batch) and
 // KV-cached greedy continuations against the PyTorch reference.
 func TestParity(t *testing.T) {
-	for _, tc := range []struct{ name, config string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}, {"qwen3", tinyQwen3}} {
+	for _, tc := range []struct {
+		name, config string
+		shard        int64 // qwen2 is written in shards with an index, as large checkpoints are
+	}{{"llama", tinyLlama, 0}, {"qwen2", tinyQwen2, 20000}, {"qwen3", tinyQwen3, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustConfig(t, tc.config)
 			dir := t.TempDir()
-			if err := NewRandom(cfg, 7, 0.15).Save(context.Background(), openDir(t, dir), "", SaveOptions{}); err != nil {
+			if err := NewRandom(cfg, 7, 0.15).Save(context.Background(), openDir(t, dir), "", SaveOptions{ShardBytes: tc.shard}); err != nil {
 				t.Fatal(err)
 			}
 			m, err := Load(context.Background(), openDir(t, dir), "")

@@ -52,8 +52,10 @@ func ComputeDType(precision string) (dtypes.DType, error) {
 }
 
 // MergeLoRA folds trained adapters into m's weights in place:
-// W ← W + (α/r)·B·A for every target projection (sums in float64). Without
-// adapters it does nothing.
+// W ← W + (α/r)·B·A for every target projection (sums in float64), then
+// zeroes B, so that the model computes the same with or without its
+// adapters and a second merge (an export retried after a storage error)
+// changes nothing. Without adapters it does nothing.
 func MergeLoRA(m *model.Model, cfg Config) error {
 	ad := NewAdapters(cfg)
 	for _, v := range ad.targets(m.Ctx) {
@@ -85,6 +87,9 @@ func MergeLoRA(m *model.Model, cfg Config) error {
 			}
 		}
 		if err := v.SetValue(tensors.FromFlatDataAndDimensions(w, out, in)); err != nil {
+			return fmt.Errorf("merge LoRA into %s: %w", v.ScopeAndName(), err)
+		}
+		if err := bv.SetValue(tensors.FromShape(bv.Shape())); err != nil {
 			return fmt.Errorf("merge LoRA into %s: %w", v.ScopeAndName(), err)
 		}
 	}

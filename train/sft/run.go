@@ -103,6 +103,9 @@ func (r *Run) Run(ctx context.Context) (*Result, error) {
 	warmup := WarmupSteps(cfg.WarmupRatio, total)
 	dataHash, recipe := hashData(r.Train), recipeHash(cfg)
 	res := &Result{TotalSteps: total, Data: r.Train.Stats}
+	st := r.Train.Stats
+	r.logf("data: %d examples read, %d kept, %d truncated, %d dropped (max_len %d, overlong %s)",
+		st.Read, st.Kept, st.Truncated, st.Dropped, cfg.MaxLen, cfg.Overlong)
 
 	var plan []batchPlan
 	planEpoch := -1

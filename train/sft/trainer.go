@@ -2,6 +2,7 @@ package sft
 
 import (
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/gomlx/gomlx/backends"
@@ -126,6 +127,20 @@ func (t *Trainer) prepare(b *Batch) error {
 	}
 	if err := t.eval.PreCompile(batchArgs(b)...); err != nil {
 		return fmt.Errorf("sft: build graph: %w", err)
+	}
+	if t.loraOnly { // a misspelt target would silently train fewer projections
+		adapted := map[string]bool{}
+		for _, v := range t.params {
+			adapted[path.Base(v.Scope())] = true
+		}
+		for i, name := range t.cfg.LoRA.Targets {
+			if !adapted[name] {
+				return fmt.Errorf("%w: sft.lora.targets[%d]: %q is no projection of the model", ErrConfig, i, name)
+			}
+		}
+	}
+	if len(t.params) == 0 {
+		return fmt.Errorf("sft: the model has no trainable variable")
 	}
 	return nil
 }

@@ -3,7 +3,8 @@
 A faithful transcription of transformers' modeling_llama.py / modeling_qwen2.py /
 modeling_qwen3.py
 (eager attention, float32) that reads a checkpoint directory written in HF
-layout (config.json + model.safetensors) without the transformers or
+layout (config.json + model.safetensors, or shards with
+model.safetensors.index.json) without the transformers or
 safetensors packages, which Debian does not ship.
 
 usage: reference.py CHECKPOINT_DIR REQUEST.json OUTPUT.json
@@ -15,6 +16,7 @@ sequence at every step (no cache), as the slow reference path would.
 """
 import json
 import math
+import os
 import struct
 import sys
 
@@ -41,6 +43,25 @@ def read_safetensors(path):
         else:
             raise ValueError(f"{path}: tensor {name}: dtype {info['dtype']}")
         out[name] = t.reshape(info["shape"]).clone()
+    return out
+
+
+def read_weights(directory):
+    """model.safetensors, or every shard model.safetensors.index.json lists."""
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if not os.path.exists(index):
+        return read_safetensors(os.path.join(directory, "model.safetensors"))
+    with open(index) as f:
+        weight_map = json.load(f)["weight_map"]
+    out = {}
+    for shard in sorted(set(weight_map.values())):
+        tensors = read_safetensors(os.path.join(directory, shard))
+        for name, t in tensors.items():
+            if weight_map.get(name) != shard:
+                raise ValueError(f"{shard}: tensor {name} is not listed for it in {index}")
+        out.update(tensors)
+    if set(out) != set(weight_map):
+        raise ValueError(f"{index}: lists {sorted(set(weight_map) - set(out))}, not in any shard")
     return out
 
 
@@ -72,7 +93,7 @@ class Model:
     def __init__(self, directory):
         with open(f"{directory}/config.json") as f:
             self.cfg = json.load(f)
-        self.w = read_safetensors(f"{directory}/model.safetensors")
+        self.w = read_weights(directory)
         c = self.cfg
         self.heads = c["num_attention_heads"]
         self.kv_heads = c.get("num_key_value_heads") or self.heads
