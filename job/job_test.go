@@ -268,6 +268,40 @@ func TestShardsAndMerge(t *testing.T) {
 	})
 }
 
+// TestReleasedShardIsTakenOver: a task whose shard failed (or was stopped
+// by a signal) releases its lease without a manifest; another task of the
+// run takes that shard over rather than waiting for it forever.
+func TestReleasedShardIsTakenOver(t *testing.T) {
+	st := storagetest.Local(t)
+	dir := t.TempDir()
+	failing := &hooks{dir: dir, holder: "w1", fail: "gen"}
+	if _, err := start(t, st, failing, Options{RunID: "arr", Shard: 1, Shards: 2}); err == nil || !strings.Contains(err.Error(), "gen 1/2") {
+		t.Fatalf("worker 1: %v, want its shard's failure", err)
+	}
+	if ls, err := ReadLeases(context.Background(), st, "arr"); err != nil || !ls["gen.1-of-2"].Released {
+		t.Fatalf("shard 1's lease after the failure: %+v, %v", ls["gen.1-of-2"], err)
+	}
+	spec, g, err := testSpec(&hooks{dir: dir, holder: "w0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range fastJob {
+		if err := spec.Set(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sum, err := Run(ctx, st, spec, g, Options{RunID: "arr", Shard: 0, Shards: 2, Holder: "w0", Reporter: NewReporter(io.Discard, false)})
+	if err != nil {
+		t.Fatalf("worker 0 (waiting for a released shard?): %v", err)
+	}
+	checkList(t, "worker 0 shards", sum.Shards, "gen 0/2", "gen 1/2")
+	if got := readSum(t, st, "arr"); got != "12450" {
+		t.Errorf("sum = %s, want 12450", got)
+	}
+}
+
 func TestNoConditionalStore(t *testing.T) {
 	_, err := start(t, noCAS{storagetest.Local(t)}, nil, Options{})
 	if !errors.Is(err, ErrNoCAS) {
