@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -217,12 +218,22 @@ func newResumeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "resume RUN",
 		Short: "Continue a run with its frozen spec, skipping every finished stage",
+		Long: `Continue a run with the spec frozen in its run.json, skipping every stage
+whose MANIFEST.json exists. Only the storage section comes from --config,
+--set and --root (where the run lives and how to reach it); every other
+setting is the run's own. To change one, start a new run: statjob run
+--set ... takes every unchanged stage from the stage cache.`,
 		Example: `  statjob resume 20260102-150405-a1b2
   statjob resume nightly-42 --root gs://my-bucket/statjob`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			for _, set := range f.sets {
+				if !strings.HasPrefix(set, "storage.") {
+					return fmt.Errorf("--set %s: resume continues the run's frozen spec; only storage.* can be set (start a new run with statjob run --set to change the rest)", set)
+				}
+			}
 			here, st, err := f.open(ctx)
 			if err != nil {
 				return err
@@ -483,6 +494,14 @@ notices at its next heartbeat and abandons that work.`,
 				return err
 			}
 			defer st.Close()
+			// A mistyped run id must not read as "nothing to unlock".
+			rec, err := job.ReadRun(ctx, st, args[0])
+			if err != nil {
+				return err
+			}
+			if len(args) == 2 && !slices.Contains(rec.Stages, args[1]) {
+				return fmt.Errorf("run %s has no stage %q (stages: %s)", rec.ID, args[1], strings.Join(rec.Stages, ", "))
+			}
 			leases, err := job.ReadLeases(ctx, st, args[0])
 			if err != nil {
 				return err

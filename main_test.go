@@ -218,6 +218,24 @@ func TestStatusRunsUnlock(t *testing.T) {
 	if !ls["b"].Released {
 		t.Errorf("lease after unlock: %+v", ls["b"])
 	}
+	// resume keeps the frozen spec: a --set it would ignore is refused.
+	if _, err := statjob(t, "resume", "r2", "--root", dir, "--set", "job.poll=1s"); err == nil || !strings.Contains(err.Error(), "only storage.* can be set") {
+		t.Errorf("resume --set job.poll: %v", err)
+	}
+	if _, err := statjob(t, "resume", "r9", "--root", dir); err == nil || !strings.Contains(err.Error(), `no run "r9"`) {
+		t.Errorf("resume of a run that does not exist: %v", err)
+	}
+	// A mistyped run or stage is an error naming it, not "no lease is held".
+	if _, err := statjob(t, "unlock", "r3", "--root", dir); err == nil || !strings.Contains(err.Error(), `no run "r3"`) {
+		t.Errorf("unlock of a run that does not exist: %v", err)
+	}
+	if _, err := statjob(t, "unlock", "r2", "c", "--root", dir); err == nil || !strings.Contains(err.Error(), `run r2 has no stage "c" (stages: a, b)`) {
+		t.Errorf("unlock of a stage that does not exist: %v", err)
+	}
+	out, err = statjob(t, "unlock", "r2", "a", "--root", dir)
+	if err != nil || !strings.Contains(out, "no lease is held") {
+		t.Errorf("unlock of a stage nobody holds:\n%s%v", out, err)
+	}
 }
 
 func regexpMatch(s, re string) bool { return regexp.MustCompile(re).MatchString(s) }
