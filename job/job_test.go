@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -299,6 +300,29 @@ func TestReleasedShardIsTakenOver(t *testing.T) {
 	checkList(t, "worker 0 shards", sum.Shards, "gen 0/2", "gen 1/2")
 	if got := readSum(t, st, "arr"); got != "12450" {
 		t.Errorf("sum = %s, want 12450", got)
+	}
+}
+
+// TestSummary: a terminal gets a line per stage and a closing summary with
+// what ran, what was reused, the wall time and where the outputs are.
+func TestSummary(t *testing.T) {
+	st := storagetest.Local(t)
+	for _, c := range []struct{ run, want string }{
+		{"one", "4 ran, 0 reused from cache, 0 already done; outputs in " + st.URI("runs/one/")},
+		{"two", "0 ran, 4 reused from cache, 0 already done; outputs in " + st.URI("runs/two/")},
+	} {
+		var buf bytes.Buffer
+		mustStart(t, st, nil, Options{RunID: c.run, Reporter: NewReporter(&buf, true)})
+		out := buf.String()
+		if !regexp.MustCompile(`run ` + c.run + ` done in [0-9.]+m?s: ` + regexp.QuoteMeta(c.want)).MatchString(out) {
+			t.Errorf("run %s: no summary line %q:\n%s", c.run, c.want, out)
+		}
+		state := map[string]string{"one": "ran", "two": "reused"}[c.run]
+		for _, stage := range []string{"gen", "scale/a", "scale/b", "sum"} {
+			if !regexp.MustCompile(`(?m)(^|\033\[K)` + state + ` +` + regexp.QuoteMeta(stage) + ` `).MatchString(out) {
+				t.Errorf("run %s: no %q line for %s:\n%s", c.run, state, stage, out)
+			}
+		}
 	}
 }
 
