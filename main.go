@@ -485,8 +485,9 @@ func newUnlockCmd() *cobra.Command {
 		Long: `Break leases whose holder is gone, so that the next runner takes the work
 at once rather than after the lease expires. A holder that is still alive
 notices at its next heartbeat and abandons that work.`,
-		Example: `  statjob unlock nightly-42 probe --root gs://my-bucket/statjob`,
-		Args:    cobra.RangeArgs(1, 2),
+		Example: `  statjob unlock nightly-42 probe --root gs://my-bucket/statjob
+  statjob unlock nightly-42 probe.3-of-8 --root gs://my-bucket/statjob   # one shard`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			_, st, err := f.open(ctx)
@@ -499,12 +500,12 @@ notices at its next heartbeat and abandons that work.`,
 			if err != nil {
 				return err
 			}
-			if len(args) == 2 && !slices.Contains(rec.Stages, args[1]) {
-				return fmt.Errorf("run %s has no stage %q (stages: %s)", rec.ID, args[1], strings.Join(rec.Stages, ", "))
-			}
 			leases, err := job.ReadLeases(ctx, st, args[0])
 			if err != nil {
 				return err
+			}
+			if _, piece := leases[args[len(args)-1]]; len(args) == 2 && !piece && !slices.Contains(rec.Stages, args[1]) {
+				return fmt.Errorf("run %s has no stage %q (stages: %s)", rec.ID, args[1], strings.Join(rec.Stages, ", "))
 			}
 			out := cmd.OutOrStdout()
 			broke := 0

@@ -30,6 +30,12 @@ func statjob(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+func TestVersion(t *testing.T) {
+	if out, err := statjob(t, "version"); err != nil || out != "statjob "+version+"\n" {
+		t.Errorf("statjob version = %q, %v", out, err)
+	}
+}
+
 func TestEveryCommandHasAnExample(t *testing.T) {
 	var check func(c *cobra.Command)
 	check = func(c *cobra.Command) {
@@ -231,6 +237,14 @@ func TestStatusRunsUnlock(t *testing.T) {
 	}
 	if _, err := statjob(t, "unlock", "r2", "c", "--root", dir); err == nil || !strings.Contains(err.Error(), `run r2 has no stage "c" (stages: a, b)`) {
 		t.Errorf("unlock of a stage that does not exist: %v", err)
+	}
+	// One shard's lease is named by its piece.
+	if _, err := st.Put(ctx, "runs/r2/leases/b.1-of-2", strings.NewReader(lease), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = statjob(t, "unlock", "r2", "b.1-of-2", "--root", dir)
+	if err != nil || !strings.Contains(out, "b.1-of-2: unlocked") {
+		t.Errorf("unlock of one shard:\n%s%v", out, err)
 	}
 	out, err = statjob(t, "unlock", "r2", "a", "--root", dir)
 	if err != nil || !strings.Contains(out, "no lease is held") {
