@@ -187,7 +187,9 @@ func TestStatusRunsUnlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := statjob(t, "status", "--root", dir)
-	if err != nil || !strings.Contains(out, "run r1") || !regexpMatch(out, `\na\s+done\s`) {
+	fp, _ := oneStage{name: "a"}.Fingerprint(nil, nil)
+	// The stage's state, start time, duration, fingerprint and who ran it.
+	if err != nil || !strings.Contains(out, "run r1") || !regexpMatch(out, `\na\s+done\s+\d\d-\d\d \d\d:\d\d:\d\d\s+[0-9.]+[mµn]?s\s+`+fp[:12]+`\s+me\n`) {
 		t.Errorf("status:\n%s%v", out, err)
 	}
 	// A second run whose stage b failed, and whose lease a runner that
