@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,35 @@ func TestFaults(t *testing.T) {
 			})
 			t.Logf("through the proxy: %+v", total)
 			if total.Unavailable == 0 || total.Stalled == 0 {
+				t.Errorf("no faults injected: %+v", total)
+			}
+		})
+	}
+}
+
+// TestThrottlingAndResets: 429 answers and connections reset before an
+// answer are transient too; every operation still succeeds by retrying.
+func TestThrottlingAndResets(t *testing.T) {
+	backends := map[string]func(*testing.T) storage.Config{
+		"gcs-fake":    func(t *testing.T) storage.Config { return storagetest.FakeGCS(t) },
+		"s3-gofakes3": func(t *testing.T) storage.Config { return storagetest.GoFakeS3(t) },
+	}
+	for name, start := range backends {
+		t.Run(name, func(t *testing.T) {
+			var total storagetest.FaultCounts
+			o := storagetest.Options{LargeSize: 20 << 20, ListKeys: 100, Racers: 4,
+				Tests: []string{"RoundTrip", "Range", "CreateIfAbsent", "CompareAndSwap", "List", "Copy", "Large"}}
+			storagetest.RunWith(t, o, func(t *testing.T) storage.Store {
+				c, counts := faulty(t, start(t), storagetest.Faults{UnavailableEvery: 5, UnavailableStatus: http.StatusTooManyRequests, ResetEvery: 7})
+				t.Cleanup(func() {
+					n := counts()
+					total.Unavailable += n.Unavailable
+					total.Reset += n.Reset
+				})
+				return storagetest.Open(t, c)
+			})
+			t.Logf("through the proxy: %+v", total)
+			if total.Unavailable == 0 || total.Reset == 0 {
 				t.Errorf("no faults injected: %+v", total)
 			}
 		})
