@@ -33,6 +33,20 @@ func faulty(t *testing.T, c storage.Config, f storagetest.Faults) (storage.Confi
 	return c, counts
 }
 
+// faultyStore opens a store through faulty's proxy and adds the proxy's
+// counts to total when t ends.
+func faultyStore(t *testing.T, c storage.Config, f storagetest.Faults, total *storagetest.FaultCounts) storage.Store {
+	c, counts := faulty(t, c, f)
+	t.Cleanup(func() {
+		n := counts()
+		total.Requests += n.Requests
+		total.Unavailable += n.Unavailable
+		total.Stalled += n.Stalled
+		total.Reset += n.Reset
+	})
+	return storagetest.Open(t, c)
+}
+
 // TestFaults runs the core of the suite through a proxy that answers 503 to
 // one request in seven and stalls one in forty: every operation must still
 // succeed, by retrying.
@@ -58,14 +72,7 @@ func TestFaults(t *testing.T) {
 				if !ok {
 					t.Skip("versitygw not installed")
 				}
-				c, counts := faulty(t, c, storagetest.Faults{UnavailableEvery: 7, StallEvery: 40})
-				t.Cleanup(func() {
-					n := counts()
-					total.Requests += n.Requests
-					total.Unavailable += n.Unavailable
-					total.Stalled += n.Stalled
-				})
-				return storagetest.Open(t, c)
+				return faultyStore(t, c, storagetest.Faults{UnavailableEvery: 7, StallEvery: 40}, &total)
 			})
 			t.Logf("through the proxy: %+v", total)
 			if total.Unavailable == 0 || total.Stalled == 0 {
@@ -88,13 +95,8 @@ func TestThrottlingAndResets(t *testing.T) {
 			o := storagetest.Options{LargeSize: 20 << 20, ListKeys: 100, Racers: 4,
 				Tests: []string{"RoundTrip", "Range", "CreateIfAbsent", "CompareAndSwap", "List", "Copy", "Large"}}
 			storagetest.RunWith(t, o, func(t *testing.T) storage.Store {
-				c, counts := faulty(t, start(t), storagetest.Faults{UnavailableEvery: 5, UnavailableStatus: http.StatusTooManyRequests, ResetEvery: 7})
-				t.Cleanup(func() {
-					n := counts()
-					total.Unavailable += n.Unavailable
-					total.Reset += n.Reset
-				})
-				return storagetest.Open(t, c)
+				f := storagetest.Faults{UnavailableEvery: 5, UnavailableStatus: http.StatusTooManyRequests, ResetEvery: 7}
+				return faultyStore(t, start(t), f, &total)
 			})
 			t.Logf("through the proxy: %+v", total)
 			if total.Unavailable == 0 || total.Reset == 0 {
