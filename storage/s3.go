@@ -124,13 +124,13 @@ func (s *s3Store) probe(ctx context.Context) error {
 		_, err := s.client.PutObject(ctx, in)
 		return err
 	}
-	defer s.client.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: bucket, Key: full})
 	if err := putIf("*", ""); err != nil {
 		if isCode(err, "NotImplemented") {
 			return nil // conditional PUT refused outright: unsupported
 		}
 		return s.wrap("open", "", err)
 	}
+	defer s.client.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: bucket, Key: full})
 	if err := putIf("*", ""); !isPrecondition(err) {
 		return nil
 	}
