@@ -276,11 +276,6 @@ func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options
 		printPlan(cmd.OutOrStdout(), g)
 		return fmt.Errorf("nothing was run: the plan needs stages this build does not have yet: %s", strings.Join(missing, ", "))
 	}
-	st, err := spec.Storage().Open(ctx)
-	if err != nil {
-		return fmt.Errorf("open storage: %w", err)
-	}
-	defer st.Close()
 	tty := isatty.IsTerminal(os.Stderr.Fd())
 	switch logFormat {
 	case "text":
@@ -291,6 +286,11 @@ func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options
 	default:
 		return fmt.Errorf("--log %q: want text, json or auto", logFormat)
 	}
+	st, err := spec.Storage().Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open storage: %w", err)
+	}
+	defer st.Close()
 	o.Reporter = job.NewReporter(cmd.ErrOrStderr(), tty)
 	o.Version = version
 	o.Task = job.BatchTask()
