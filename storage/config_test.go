@@ -160,3 +160,18 @@ func TestS3BadCredentials(t *testing.T) {
 		t.Errorf("error %q: want the URI named and no secret", err)
 	}
 }
+
+// With no endpoint in the config, a gs:// root goes to STORAGE_EMULATOR_HOST
+// (host:port, as gcloud's emulators print it) when it is set.
+func TestGCSEmulatorHostEnv(t *testing.T) {
+	c := storagetest.FakeGCS(t)
+	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(c.GCS.Endpoint, "http://"))
+	c.GCS.Endpoint = ""
+	s := storagetest.Open(t, c)
+	if _, err := s.Put(context.Background(), "k", strings.NewReader("via env"), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(storagetest.ReadAll(t, s, "k")); got != "via env" {
+		t.Errorf("read back %q", got)
+	}
+}
