@@ -226,6 +226,15 @@ func TestStatusRunsUnlock(t *testing.T) {
 	if !ls["b"].Released {
 		t.Errorf("lease after unlock: %+v", ls["b"])
 	}
+	// A lease whose holder stopped heartbeating shows as stale.
+	expired := strings.Replace(lease, "2099-01-01", "2001-01-01", 1)
+	if _, err := st.Put(ctx, "runs/r2/leases/b", strings.NewReader(expired), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = statjob(t, "status", "r2", "--root", dir)
+	if err != nil || !regexpMatch(out, `\nb\s+stale\s.*ghost \(lease until`) {
+		t.Errorf("status with an expired lease:\n%s%v", out, err)
+	}
 	// resume keeps the frozen spec: a --set it would ignore is refused.
 	if _, err := statjob(t, "resume", "r2", "--root", dir, "--set", "job.poll=1s"); err == nil || !strings.Contains(err.Error(), "only storage.* can be set") {
 		t.Errorf("resume --set job.poll: %v", err)
