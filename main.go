@@ -504,8 +504,10 @@ notices at its next heartbeat and abandons that work.`,
 			if err != nil {
 				return err
 			}
-			if _, piece := leases[args[len(args)-1]]; len(args) == 2 && !piece && !slices.Contains(rec.Stages, args[1]) {
-				return fmt.Errorf("run %s has no stage %q (stages: %s)", rec.ID, args[1], strings.Join(rec.Stages, ", "))
+			if len(args) == 2 {
+				if _, piece := leases[args[1]]; !piece && !slices.Contains(rec.Stages, args[1]) {
+					return fmt.Errorf("run %s has no stage %q (stages: %s)", rec.ID, args[1], strings.Join(rec.Stages, ", "))
+				}
 			}
 			out := cmd.OutOrStdout()
 			broke := 0
