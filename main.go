@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -217,12 +218,22 @@ func newResumeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "resume RUN",
 		Short: "Continue a run with its frozen spec, skipping every finished stage",
+		Long: `Continue a run with the spec frozen in its run.json, skipping every stage
+whose MANIFEST.json exists. Only the storage section comes from --config,
+--set and --root (where the run lives and how to reach it); every other
+setting is the run's own. To change one, start a new run: statjob run
+--set ... takes every unchanged stage from the stage cache.`,
 		Example: `  statjob resume 20260102-150405-a1b2
   statjob resume nightly-42 --root gs://my-bucket/statjob`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			for _, set := range f.sets {
+				if !strings.HasPrefix(set, "storage.") {
+					return fmt.Errorf("--set %s: resume continues the run's frozen spec; only storage.* can be set (start a new run with statjob run --set to change the rest)", set)
+				}
+			}
 			here, st, err := f.open(ctx)
 			if err != nil {
 				return err
@@ -265,11 +276,6 @@ func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options
 		printPlan(cmd.OutOrStdout(), g)
 		return fmt.Errorf("nothing was run: the plan needs stages this build does not have yet: %s", strings.Join(missing, ", "))
 	}
-	st, err := spec.Storage().Open(ctx)
-	if err != nil {
-		return fmt.Errorf("open storage: %w", err)
-	}
-	defer st.Close()
 	tty := isatty.IsTerminal(os.Stderr.Fd())
 	switch logFormat {
 	case "text":
@@ -280,6 +286,11 @@ func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options
 	default:
 		return fmt.Errorf("--log %q: want text, json or auto", logFormat)
 	}
+	st, err := spec.Storage().Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open storage: %w", err)
+	}
+	defer st.Close()
 	o.Reporter = job.NewReporter(cmd.ErrOrStderr(), tty)
 	o.Version = version
 	o.Task = job.BatchTask()
@@ -474,8 +485,9 @@ func newUnlockCmd() *cobra.Command {
 		Long: `Break leases whose holder is gone, so that the next runner takes the work
 at once rather than after the lease expires. A holder that is still alive
 notices at its next heartbeat and abandons that work.`,
-		Example: `  statjob unlock nightly-42 probe --root gs://my-bucket/statjob`,
-		Args:    cobra.RangeArgs(1, 2),
+		Example: `  statjob unlock nightly-42 probe --root gs://my-bucket/statjob
+  statjob unlock nightly-42 probe.3-of-8 --root gs://my-bucket/statjob   # one shard`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			_, st, err := f.open(ctx)
@@ -483,9 +495,19 @@ notices at its next heartbeat and abandons that work.`,
 				return err
 			}
 			defer st.Close()
+			// A mistyped run id must not read as "nothing to unlock".
+			rec, err := job.ReadRun(ctx, st, args[0])
+			if err != nil {
+				return err
+			}
 			leases, err := job.ReadLeases(ctx, st, args[0])
 			if err != nil {
 				return err
+			}
+			if len(args) == 2 {
+				if _, piece := leases[args[1]]; !piece && !slices.Contains(rec.Stages, args[1]) {
+					return fmt.Errorf("run %s has no stage %q (stages: %s)", rec.ID, args[1], strings.Join(rec.Stages, ", "))
+				}
 			}
 			out := cmd.OutOrStdout()
 			broke := 0

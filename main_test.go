@@ -30,6 +30,12 @@ func statjob(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+func TestVersion(t *testing.T) {
+	if out, err := statjob(t, "version"); err != nil || out != "statjob "+version+"\n" {
+		t.Errorf("statjob version = %q, %v", out, err)
+	}
+}
+
 func TestEveryCommandHasAnExample(t *testing.T) {
 	var check func(c *cobra.Command)
 	check = func(c *cobra.Command) {
@@ -181,7 +187,9 @@ func TestStatusRunsUnlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := statjob(t, "status", "--root", dir)
-	if err != nil || !strings.Contains(out, "run r1") || !regexpMatch(out, `\na\s+done\s`) {
+	fp, _ := oneStage{name: "a"}.Fingerprint(nil, nil)
+	// The stage's state, start time, duration, fingerprint and who ran it.
+	if err != nil || !strings.Contains(out, "run r1") || !regexpMatch(out, `\na\s+done\s+\d\d-\d\d \d\d:\d\d:\d\d\s+[0-9.]+[mµn]?s\s+`+fp[:12]+`\s+me\n`) {
 		t.Errorf("status:\n%s%v", out, err)
 	}
 	// A second run whose stage b failed, and whose lease a runner that
@@ -217,6 +225,41 @@ func TestStatusRunsUnlock(t *testing.T) {
 	ls, _ := job.ReadLeases(ctx, st, "r2")
 	if !ls["b"].Released {
 		t.Errorf("lease after unlock: %+v", ls["b"])
+	}
+	// A lease whose holder stopped heartbeating shows as stale.
+	expired := strings.Replace(lease, "2099-01-01", "2001-01-01", 1)
+	if _, err := st.Put(ctx, "runs/r2/leases/b", strings.NewReader(expired), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = statjob(t, "status", "r2", "--root", dir)
+	if err != nil || !regexpMatch(out, `\nb\s+stale\s.*ghost \(lease until`) {
+		t.Errorf("status with an expired lease:\n%s%v", out, err)
+	}
+	// resume keeps the frozen spec: a --set it would ignore is refused.
+	if _, err := statjob(t, "resume", "r2", "--root", dir, "--set", "job.poll=1s"); err == nil || !strings.Contains(err.Error(), "only storage.* can be set") {
+		t.Errorf("resume --set job.poll: %v", err)
+	}
+	if _, err := statjob(t, "resume", "r9", "--root", dir); err == nil || !strings.Contains(err.Error(), `no run "r9"`) {
+		t.Errorf("resume of a run that does not exist: %v", err)
+	}
+	// A mistyped run or stage is an error naming it, not "no lease is held".
+	if _, err := statjob(t, "unlock", "r3", "--root", dir); err == nil || !strings.Contains(err.Error(), `no run "r3"`) {
+		t.Errorf("unlock of a run that does not exist: %v", err)
+	}
+	if _, err := statjob(t, "unlock", "r2", "c", "--root", dir); err == nil || !strings.Contains(err.Error(), `run r2 has no stage "c" (stages: a, b)`) {
+		t.Errorf("unlock of a stage that does not exist: %v", err)
+	}
+	// One shard's lease is named by its piece.
+	if _, err := st.Put(ctx, "runs/r2/leases/b.1-of-2", strings.NewReader(lease), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = statjob(t, "unlock", "r2", "b.1-of-2", "--root", dir)
+	if err != nil || !strings.Contains(out, "b.1-of-2: unlocked") {
+		t.Errorf("unlock of one shard:\n%s%v", out, err)
+	}
+	out, err = statjob(t, "unlock", "r2", "a", "--root", dir)
+	if err != nil || !strings.Contains(out, "no lease is held") {
+		t.Errorf("unlock of a stage nobody holds:\n%s%v", out, err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -266,6 +267,63 @@ func TestShardsAndMerge(t *testing.T) {
 			t.Errorf("sharded outputs differ from unsharded:\n got %v\nwant %v", got, want)
 		}
 	})
+}
+
+// TestReleasedShardIsTakenOver: a task whose shard failed (or was stopped
+// by a signal) releases its lease without a manifest; another task of the
+// run takes that shard over rather than waiting for it forever.
+func TestReleasedShardIsTakenOver(t *testing.T) {
+	st := storagetest.Local(t)
+	dir := t.TempDir()
+	failing := &hooks{dir: dir, holder: "w1", fail: "gen"}
+	if _, err := start(t, st, failing, Options{RunID: "arr", Shard: 1, Shards: 2}); err == nil || !strings.Contains(err.Error(), "gen 1/2") {
+		t.Fatalf("worker 1: %v, want its shard's failure", err)
+	}
+	if ls, err := ReadLeases(context.Background(), st, "arr"); err != nil || !ls["gen.1-of-2"].Released {
+		t.Fatalf("shard 1's lease after the failure: %+v, %v", ls["gen.1-of-2"], err)
+	}
+	spec, g, err := testSpec(&hooks{dir: dir, holder: "w0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range fastJob {
+		if err := spec.Set(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sum, err := Run(ctx, st, spec, g, Options{RunID: "arr", Shard: 0, Shards: 2, Holder: "w0", Reporter: NewReporter(io.Discard, false)})
+	if err != nil {
+		t.Fatalf("worker 0 (waiting for a released shard?): %v", err)
+	}
+	checkList(t, "worker 0 shards", sum.Shards, "gen 0/2", "gen 1/2")
+	if got := readSum(t, st, "arr"); got != "12450" {
+		t.Errorf("sum = %s, want 12450", got)
+	}
+}
+
+// TestSummary: a terminal gets a line per stage and a closing summary with
+// what ran, what was reused, the wall time and where the outputs are.
+func TestSummary(t *testing.T) {
+	st := storagetest.Local(t)
+	for _, c := range []struct{ run, want string }{
+		{"one", "4 ran, 0 reused from cache, 0 already done; outputs in " + st.URI("runs/one/")},
+		{"two", "0 ran, 4 reused from cache, 0 already done; outputs in " + st.URI("runs/two/")},
+	} {
+		var buf bytes.Buffer
+		mustStart(t, st, nil, Options{RunID: c.run, Reporter: NewReporter(&buf, true)})
+		out := buf.String()
+		if !regexp.MustCompile(`run ` + c.run + ` done in [0-9.]+m?s: ` + regexp.QuoteMeta(c.want)).MatchString(out) {
+			t.Errorf("run %s: no summary line %q:\n%s", c.run, c.want, out)
+		}
+		state := map[string]string{"one": "ran", "two": "reused"}[c.run]
+		for _, stage := range []string{"gen", "scale/a", "scale/b", "sum"} {
+			if !regexp.MustCompile(`(?m)(^|\033\[K)` + state + ` +` + regexp.QuoteMeta(stage) + ` `).MatchString(out) {
+				t.Errorf("run %s: no %q line for %s:\n%s", c.run, state, stage, out)
+			}
+		}
+	}
 }
 
 func TestNoConditionalStore(t *testing.T) {

@@ -308,20 +308,21 @@ func testKillThenResume(t *testing.T, cfg storage.Config, st storage.Store, want
 	}
 }
 
-// TestSignals: SIGTERM stops new work, lets the stage in flight finish
-// within the grace period (or abandons it when the grace is 0), releases
-// the lease and exits 75; the next start resumes.
+// TestSignals: SIGTERM (or SIGINT) stops new work, lets the stage in flight
+// finish within the grace period (or abandons it when the grace is 0),
+// releases the lease and exits 75; the next start resumes.
 func TestSignals(t *testing.T) {
 	for _, tc := range []struct {
 		grace    string
+		sig      syscall.Signal
 		finished bool // scale/a finishes within the grace
-	}{{"job.grace=0s", false}, {"job.grace=5m", true}} {
+	}{{"job.grace=0s", syscall.SIGINT, false}, {"job.grace=5m", syscall.SIGTERM, true}} {
 		t.Run(tc.grace, func(t *testing.T) {
 			cfg := storage.Config{Root: t.TempDir()}
 			dir := t.TempDir()
 			p := spawn(t, cfg, dir, "p", "JOBTEST_RUN=s", "JOBTEST_BLOCK=scale/a", "JOBTEST_SETS="+tc.grace)
 			eventually(t, "the runner to be inside scale/a", func() bool { return exists(startedFile(dir, "scale/a")) }, p)
-			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			if err := p.cmd.Process.Signal(tc.sig); err != nil {
 				t.Fatal(err)
 			}
 			if tc.finished {
@@ -336,10 +337,10 @@ func TestSignals(t *testing.T) {
 			st := storagetest.Open(t, cfg)
 			_, err := ReadManifest(context.Background(), st, "s", "scale/a")
 			if tc.finished != (err == nil) {
-				t.Fatalf("scale/a manifest after SIGTERM: %v (want finished=%v)", err, tc.finished)
+				t.Fatalf("scale/a manifest after %v: %v (want finished=%v)", tc.sig, err, tc.finished)
 			}
 			if _, err := ReadManifest(context.Background(), st, "s", "scale/b"); err == nil {
-				t.Fatal("a stage started after SIGTERM")
+				t.Fatalf("a stage started after %v", tc.sig)
 			}
 			leases, err := ReadLeases(context.Background(), st, "s")
 			if err != nil || !leases["scale/a"].Released {

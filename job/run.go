@@ -345,9 +345,10 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 		})
 	}
 	n := r.opts.Shards
-	// This task's own shard first; then any shard whose holder stopped
-	// heartbeating (its lease expired) — never one nobody has started, which
-	// belongs to a task that may still be starting up.
+	// This task's own shard first; then any shard whose holder stopped:
+	// its lease expired (no heartbeat) or was released without a manifest
+	// (the holder failed or was stopped by a signal). Never one nobody has
+	// started, which belongs to a task that may still be starting up.
 	var missing, waits []string
 	for k := 0; k < n; k++ {
 		i := (r.opts.Shard + k) % n
@@ -361,7 +362,7 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 		missing = append(missing, strconv.Itoa(i))
 		if k > 0 {
 			ls, _, err := r.leases.read(ctx, leaseKey(r.runID, name, i, n))
-			if err != nil || ls.Released || r.now().Before(ls.Expires) {
+			if err != nil || (!ls.Released && r.now().Before(ls.Expires)) {
 				continue
 			}
 		}

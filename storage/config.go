@@ -59,8 +59,9 @@ type S3Config struct {
 	PathStyle bool `yaml:"path_style"`
 	// ChecksumsWhenRequired sends and validates the SDK's flexible
 	// checksums only where an operation requires them; several
-	// S3-compatible stores reject the default CRC32 trailers. Content-MD5
-	// and the store's own checks stay on.
+	// S3-compatible stores reject the default CRC32 trailers. Objects up to
+	// one part then go up with Content-MD5, which every S3 store checks;
+	// multipart parts carry no checksum header of their own.
 	ChecksumsWhenRequired bool `yaml:"checksums_when_required"`
 	// PartSize of multipart uploads; 0 means 16 MiB, at least 5 MiB.
 	// Objects up to one part go up in a single PUT.

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -99,17 +98,40 @@ func TestOpenLocalForms(t *testing.T) {
 	}
 }
 
-// A missing bucket fails at open, naming the URI.
+// A missing bucket fails at open, at once (one request: 404 is not
+// retried), naming the URI; so does a missing object.
 func TestOpenMissingBucket(t *testing.T) {
-	c := storagetest.FakeGCS(t)
-	c.Root = "gs://no-such-bucket/x"
-	if _, err := c.Open(context.Background()); err == nil || !strings.Contains(err.Error(), "gs://no-such-bucket/x") {
-		t.Errorf("open of a missing bucket: %v, want an error naming gs://no-such-bucket/x", err)
-	}
-	c = storagetest.GoFakeS3(t)
-	c.Root = "s3://no-such-bucket/x"
-	if _, err := c.Open(context.Background()); err == nil || !strings.Contains(err.Error(), "s3://no-such-bucket/x") {
-		t.Errorf("open of a missing bucket: %v, want an error naming s3://no-such-bucket/x", err)
+	for _, c := range []struct {
+		start func(testing.TB) storage.Config
+		root  string
+	}{
+		{storagetest.FakeGCS, "gs://no-such-bucket/x"},
+		{storagetest.GoFakeS3, "s3://no-such-bucket/x"},
+	} {
+		cfg := c.start(t)
+		good := cfg.Root
+		ep := &cfg.S3.Endpoint
+		if strings.HasPrefix(c.root, "gs://") {
+			ep = &cfg.GCS.Endpoint
+		}
+		proxy, counts := storagetest.FaultProxy(t, *ep, storagetest.Faults{})
+		*ep = proxy
+		cfg.Root = c.root
+		if _, err := cfg.Open(context.Background()); err == nil || !strings.Contains(err.Error(), c.root) {
+			t.Errorf("open of a missing bucket: %v, want an error naming %s", err, c.root)
+		}
+		if n := counts().Requests; n != 1 {
+			t.Errorf("open of %s: %d requests, want 1 (no retries)", c.root, n)
+		}
+		cfg.Root = good
+		s := storagetest.Open(t, cfg)
+		before := counts().Requests
+		if _, err := s.Stat(context.Background(), "missing"); !errors.Is(err, storage.ErrNotExist) {
+			t.Errorf("Stat of a missing object: %v", err)
+		}
+		if n := counts().Requests - before; n != 1 {
+			t.Errorf("Stat of a missing object on %s: %d requests, want 1 (no retries)", good, n)
+		}
 	}
 }
 
@@ -124,13 +146,32 @@ func TestS3BadCredentials(t *testing.T) {
 	good := os.Getenv("AWS_SECRET_ACCESS_KEY")
 	os.Setenv("AWS_SECRET_ACCESS_KEY", secret)
 	defer os.Setenv("AWS_SECRET_ACCESS_KEY", good)
-	c.MaxBackoff = time.Hour // a retry would show as a hung test
+	proxy, counts := storagetest.FaultProxy(t, c.S3.Endpoint, storagetest.Faults{})
+	c.S3.Endpoint = proxy
 	_, err := c.Open(context.Background())
 	if err == nil {
 		t.Fatal("open with a wrong secret key succeeded")
 	}
+	if n := counts().Requests; n != 1 {
+		t.Errorf("open with a wrong secret key: %d requests, want 1 (403 is not retried)", n)
+	}
 	t.Log(err)
 	if !strings.Contains(err.Error(), "s3://"+storagetest.Bucket+"/root") || strings.Contains(err.Error(), secret) {
 		t.Errorf("error %q: want the URI named and no secret", err)
+	}
+}
+
+// With no endpoint in the config, a gs:// root goes to STORAGE_EMULATOR_HOST
+// (host:port, as gcloud's emulators print it) when it is set.
+func TestGCSEmulatorHostEnv(t *testing.T) {
+	c := storagetest.FakeGCS(t)
+	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(c.GCS.Endpoint, "http://"))
+	c.GCS.Endpoint = ""
+	s := storagetest.Open(t, c)
+	if _, err := s.Put(context.Background(), "k", strings.NewReader("via env"), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(storagetest.ReadAll(t, s, "k")); got != "via env" {
+		t.Errorf("read back %q", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,20 @@ func faulty(t *testing.T, c storage.Config, f storagetest.Faults) (storage.Confi
 	c.MaxBackoff = 50 * time.Millisecond
 	c.MaxAttempts = 10
 	return c, counts
+}
+
+// faultyStore opens a store through faulty's proxy and adds the proxy's
+// counts to total when t ends.
+func faultyStore(t *testing.T, c storage.Config, f storagetest.Faults, total *storagetest.FaultCounts) storage.Store {
+	c, counts := faulty(t, c, f)
+	t.Cleanup(func() {
+		n := counts()
+		total.Requests += n.Requests
+		total.Unavailable += n.Unavailable
+		total.Stalled += n.Stalled
+		total.Reset += n.Reset
+	})
+	return storagetest.Open(t, c)
 }
 
 // TestFaults runs the core of the suite through a proxy that answers 503 to
@@ -57,17 +72,34 @@ func TestFaults(t *testing.T) {
 				if !ok {
 					t.Skip("versitygw not installed")
 				}
-				c, counts := faulty(t, c, storagetest.Faults{UnavailableEvery: 7, StallEvery: 40})
-				t.Cleanup(func() {
-					n := counts()
-					total.Requests += n.Requests
-					total.Unavailable += n.Unavailable
-					total.Stalled += n.Stalled
-				})
-				return storagetest.Open(t, c)
+				return faultyStore(t, c, storagetest.Faults{UnavailableEvery: 7, StallEvery: 40}, &total)
 			})
 			t.Logf("through the proxy: %+v", total)
 			if total.Unavailable == 0 || total.Stalled == 0 {
+				t.Errorf("no faults injected: %+v", total)
+			}
+		})
+	}
+}
+
+// TestThrottlingAndResets: 429 answers and connections reset before an
+// answer are transient too; every operation still succeeds by retrying.
+func TestThrottlingAndResets(t *testing.T) {
+	backends := map[string]func(*testing.T) storage.Config{
+		"gcs-fake":    func(t *testing.T) storage.Config { return storagetest.FakeGCS(t) },
+		"s3-gofakes3": func(t *testing.T) storage.Config { return storagetest.GoFakeS3(t) },
+	}
+	for name, start := range backends {
+		t.Run(name, func(t *testing.T) {
+			var total storagetest.FaultCounts
+			o := storagetest.Options{LargeSize: 20 << 20, ListKeys: 100, Racers: 4,
+				Tests: []string{"RoundTrip", "Range", "CreateIfAbsent", "CompareAndSwap", "List", "Copy", "Large"}}
+			storagetest.RunWith(t, o, func(t *testing.T) storage.Store {
+				f := storagetest.Faults{UnavailableEvery: 5, UnavailableStatus: http.StatusTooManyRequests, ResetEvery: 7}
+				return faultyStore(t, start(t), f, &total)
+			})
+			t.Logf("through the proxy: %+v", total)
+			if total.Unavailable == 0 || total.Reset == 0 {
 				t.Errorf("no faults injected: %+v", total)
 			}
 		})

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -123,13 +124,13 @@ func (s *s3Store) probe(ctx context.Context) error {
 		_, err := s.client.PutObject(ctx, in)
 		return err
 	}
-	defer s.client.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: bucket, Key: full})
 	if err := putIf("*", ""); err != nil {
 		if isCode(err, "NotImplemented") {
 			return nil // conditional PUT refused outright: unsupported
 		}
 		return s.wrap("open", "", err)
 	}
+	defer s.client.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: bucket, Key: full})
 	if err := putIf("*", ""); !isPrecondition(err) {
 		return nil
 	}
@@ -236,6 +237,11 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts PutOpti
 		if s.checksum {
 			sum := sha256.Sum256(hd.buf)
 			in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+		} else {
+			// Stores that reject the flexible checksums still check
+			// Content-MD5, S3's oldest integrity header.
+			sum := md5.Sum(hd.buf)
+			in.ContentMD5 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
 		}
 		out, err := s.client.PutObject(ctx, in)
 		if err != nil {

@@ -64,8 +64,8 @@
 //
 // Put computes the sha256 while streaming and returns it. Objects up to one
 // chunk/part are sent in one request with the sha256 as metadata (and on S3
-// as x-amz-checksum-sha256, checked by the service, unless
-// ChecksumsWhenRequired); larger ones record it after the upload on GCS
+// as x-amz-checksum-sha256, checked by the service; with
+// ChecksumsWhenRequired, Content-MD5 instead); larger ones record it after the upload on GCS
 // (a metadata update of that generation), while on S3 only Put's return has
 // it (metadata cannot change after CreateMultipartUpload). List on S3 carries
 // no metadata: Attrs.SHA256 is empty there, Stat has it.

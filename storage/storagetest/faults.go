@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -18,6 +19,12 @@ import (
 // effect. Zero disables a kind of fault.
 type Faults struct {
 	UnavailableEvery, StallEvery int
+	// UnavailableStatus is the status of the UnavailableEvery answers; 0
+	// means 503. 429 (too many requests) is the other one clouds send.
+	UnavailableStatus int
+	// ResetEvery: request i with i%ResetEvery == ResetEvery-1 has its
+	// connection reset (TCP RST) instead of an answer.
+	ResetEvery int
 	// BodyStallEvery: of the GET responses, numbered from 0, those where
 	// n%BodyStallEvery == 0 send their headers and first 64 KiB, then
 	// nothing, until the client gives up.
@@ -29,7 +36,7 @@ type Faults struct {
 
 // FaultCounts is what a FaultProxy did so far.
 type FaultCounts struct {
-	Requests, Unavailable, Stalled int64
+	Requests, Unavailable, Stalled, Reset int64
 }
 
 // FaultProxy starts a reverse proxy on loopback in front of target (an
@@ -42,7 +49,11 @@ func FaultProxy(t testing.TB, target string, f Faults) (string, func() FaultCoun
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n, gets, unavailable, stalled atomic.Int64
+	var n, gets, unavailable, stalled, reset atomic.Int64
+	status := f.UnavailableStatus
+	if status == 0 {
+		status = http.StatusServiceUnavailable
+	}
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(u)
 		r.Out.Host = r.In.Host
@@ -66,7 +77,18 @@ func FaultProxy(t testing.TB, target string, f Faults) (string, func() FaultCoun
 		case f.UnavailableEvery > 0 && i%int64(f.UnavailableEvery) == 0:
 			unavailable.Add(1)
 			io.Copy(io.Discard, r.Body)
-			http.Error(w, "injected: service unavailable", http.StatusServiceUnavailable)
+			http.Error(w, "injected: "+http.StatusText(status), status)
+		case f.ResetEvery > 0 && i%int64(f.ResetEvery) == int64(f.ResetEvery-1):
+			reset.Add(1)
+			io.Copy(io.Discard, r.Body)
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				panic(err)
+			}
+			if tc, ok := conn.(*net.TCPConn); ok {
+				tc.SetLinger(0) // close with RST: "connection reset by peer"
+			}
+			conn.Close()
 		case f.StallEvery > 0 && i%int64(f.StallEvery) == int64(f.StallEvery/2):
 			stalled.Add(1)
 			io.Copy(io.Discard, r.Body)
@@ -77,7 +99,7 @@ func FaultProxy(t testing.TB, target string, f Faults) (string, func() FaultCoun
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL, func() FaultCounts {
-		return FaultCounts{n.Load(), unavailable.Load(), stalled.Load()}
+		return FaultCounts{n.Load(), unavailable.Load(), stalled.Load(), reset.Load()}
 	}
 }
 
