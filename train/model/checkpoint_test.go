@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -127,8 +128,22 @@ func TestLoadErrors(t *testing.T) {
 	if err := os.WriteFile(w, data[:len(data)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(ctx, openDir(t, dir), ""); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) {
-		t.Errorf("truncated file: %v", err)
+	// From a file (size known) and from a stream: both name the file and a tensor.
+	tensorName := regexp.MustCompile(`"model\.[a-z0-9_.]+weight"`)
+	for _, src := range []Source{openDir(t, dir), trickleSource{openDir(t, dir)}} {
+		_, err := Load(ctx, src, "")
+		if !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) || !tensorName.MatchString(err.Error()) {
+			t.Errorf("truncated file (%T): %v", src, err)
+		}
+	}
+	// An invalid config: the error names the file once, and the field.
+	bad := strings.Replace(tinyQwen2, `"vocab_size": 80`, `"vocab_size": 0`, 1)
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(ctx, openDir(t, dir), "")
+	if !errors.Is(err, ErrConfig) || strings.Count(err.Error(), ConfigFile) != 1 || !strings.Contains(err.Error(), "vocab_size") {
+		t.Errorf("invalid config: %v", err)
 	}
 }
 

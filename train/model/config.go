@@ -49,13 +49,14 @@ type RopeScaling struct {
 var ErrConfig = errors.New("invalid model config")
 
 // ParseConfig reads a config.json, fills Hugging Face's defaults and validates it.
+// Its errors name the field, not the file: the caller knows the file.
 func ParseConfig(data []byte) (*Config, error) {
 	c := &Config{}
 	if err := json.Unmarshal(data, c); err != nil {
-		return nil, fmt.Errorf("config.json: %w: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	if err := json.Unmarshal(data, &c.Raw); err != nil {
-		return nil, fmt.Errorf("config.json: %w: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
 	if c.NumKeyValueHeads == 0 {
 		c.NumKeyValueHeads = c.NumAttentionHeads
@@ -73,7 +74,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		c.HiddenAct = "silu"
 	}
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config.json: %w", err)
+		return nil, err
 	}
 	return c, nil
 }

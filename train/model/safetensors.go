@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"slices"
 	"sort"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
@@ -42,19 +44,26 @@ const maxHeader = 100 << 20
 
 // ReadSafetensors streams the tensors of one safetensors file in file order,
 // converting BF16/F16/F32 to float32, and calls fn for each. The Tensor
-// passed to fn is not retained.
+// passed to fn is not retained. The header is checked in full before any
+// tensor is read: the data offsets must tile the data section from 0 without
+// gaps or overlaps, each tensor's byte length must match its shape and dtype,
+// and, where r can tell its size (a file, a bytes.Reader), the data section
+// must end where the last tensor does. Tensors are read in bounded chunks,
+// so a truncated file fails with an error, whatever sizes its header claims.
+// Errors name the tensor; callers add the file.
 func ReadSafetensors(r io.Reader, fn func(Tensor) error) error {
+	total, sized := remaining(r)
 	br := bufio.NewReaderSize(r, 1<<20)
 	var n uint64
 	if err := binary.Read(br, binary.LittleEndian, &n); err != nil {
 		return fmt.Errorf("%w: header length: %v", ErrSafetensors, err)
 	}
-	if n > maxHeader {
+	if n > maxHeader || (sized && n > uint64(total-8)) {
 		return fmt.Errorf("%w: header of %d bytes", ErrSafetensors, n)
 	}
-	header := make([]byte, n)
-	if _, err := io.ReadFull(br, header); err != nil {
-		return fmt.Errorf("%w: header: %v", ErrSafetensors, err)
+	header, err := io.ReadAll(io.LimitReader(br, int64(n)))
+	if err != nil || uint64(len(header)) != n {
+		return fmt.Errorf("%w: header: %d of %d bytes read: %v", ErrSafetensors, len(header), n, err)
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(header, &raw); err != nil {
@@ -73,45 +82,100 @@ func ReadSafetensors(r io.Reader, fn func(Tensor) error) error {
 		if err := json.Unmarshal(msg, &info); err != nil {
 			return fmt.Errorf("%w: tensor %q: %v", ErrSafetensors, name, err)
 		}
-		if len(info.Offsets) != 2 || info.Offsets[1] < info.Offsets[0] {
+		if len(info.Offsets) != 2 || info.Offsets[0] < 0 || info.Offsets[1] < info.Offsets[0] {
 			return fmt.Errorf("%w: tensor %q: data_offsets %v", ErrSafetensors, name, info.Offsets)
+		}
+		size, err := elemSize(info.DType)
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", name, err)
+		}
+		want, ok := byteLen(info.Shape, size)
+		if !ok || info.Offsets[1]-info.Offsets[0] != want {
+			return fmt.Errorf("%w: tensor %q: %d bytes for shape %v %s", ErrSafetensors, name, info.Offsets[1]-info.Offsets[0], info.Shape, info.DType)
 		}
 		entries = append(entries, entry{name, info})
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Offsets[0] < entries[j].Offsets[0] })
-	var pos int64
-	var buf []byte
+	var end int64
 	for _, e := range entries {
-		size, err := elemSize(e.DType)
-		if err != nil {
-			return fmt.Errorf("tensor %q: %w", e.name, err)
+		if e.Offsets[0] < end {
+			return fmt.Errorf("%w: tensor %q overlaps the previous one (data_offsets %v)", ErrSafetensors, e.name, e.Offsets)
 		}
-		count := numElements(e.Shape)
-		if want := int64(count) * int64(size); e.Offsets[1]-e.Offsets[0] != want {
-			return fmt.Errorf("%w: tensor %q: %d bytes for shape %v %s", ErrSafetensors, e.name, e.Offsets[1]-e.Offsets[0], e.Shape, e.DType)
+		if e.Offsets[0] > end {
+			return fmt.Errorf("%w: tensor %q starts at %d, after a gap from %d", ErrSafetensors, e.name, e.Offsets[0], end)
 		}
-		if e.Offsets[0] < pos {
-			return fmt.Errorf("%w: tensor %q overlaps the previous one", ErrSafetensors, e.name)
+		end = e.Offsets[1]
+	}
+	if data := total - 8 - int64(n); sized && end != data {
+		last := "(none)"
+		if len(entries) > 0 {
+			last = entries[len(entries)-1].name
 		}
-		if _, err := io.CopyN(io.Discard, br, e.Offsets[0]-pos); err != nil {
-			return fmt.Errorf("%w: tensor %q: %v", ErrSafetensors, e.name, err)
+		return fmt.Errorf("%w: the tensors end at byte %d (last %q), the data section has %d", ErrSafetensors, end, last, data)
+	}
+
+	buf := make([]byte, readChunk)
+	for _, e := range entries {
+		size, _ := elemSize(e.DType)
+		count := int((e.Offsets[1] - e.Offsets[0]) / int64(size))
+		capHint := count // validated against the file's size
+		if !sized {
+			capHint = min(count, readChunk/size) // grows only as the bytes arrive
 		}
-		nb := int(e.Offsets[1] - e.Offsets[0])
-		if cap(buf) < nb {
-			buf = make([]byte, nb)
+		t := Tensor{Name: e.name, Shape: e.Shape, Data: make([]float32, 0, capHint)}
+		for left := e.Offsets[1] - e.Offsets[0]; left > 0; {
+			b := buf[:min(left, readChunk)]
+			if got, err := io.ReadFull(br, b); err != nil {
+				nb := e.Offsets[1] - e.Offsets[0]
+				return fmt.Errorf("%w: tensor %q: %d of %d bytes read: %v", ErrSafetensors, e.name, nb-left+int64(got), nb, err)
+			}
+			k, m := len(t.Data), len(b)/size
+			t.Data = slices.Grow(t.Data, m)[:k+m]
+			decode(e.DType, b, t.Data[k:])
+			left -= int64(len(b))
 		}
-		buf = buf[:nb]
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return fmt.Errorf("%w: tensor %q: %v", ErrSafetensors, e.name, err)
-		}
-		pos = e.Offsets[1]
-		t := Tensor{Name: e.name, Shape: e.Shape, Data: make([]float32, count)}
-		decode(e.DType, buf, t.Data)
 		if err := fn(t); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// readChunk is how many bytes of a tensor ReadSafetensors reads at a time (a
+// multiple of every dtype's size).
+const readChunk = 1 << 20
+
+// byteLen is the size in bytes of a tensor of the given shape and element
+// size; ok is false for a negative dimension or a size past math.MaxInt.
+func byteLen(shape []int, size int) (n int64, ok bool) {
+	n = int64(size)
+	for _, d := range shape {
+		if d < 0 || (d > 0 && n > math.MaxInt/int64(d)) {
+			return 0, false
+		}
+		n *= int64(d)
+	}
+	return n, true
+}
+
+// remaining reports how many bytes r has left, where it can tell: a regular
+// file, or a reader with Len (bytes.Reader, bytes.Buffer, strings.Reader).
+func remaining(r io.Reader) (int64, bool) {
+	switch r := r.(type) {
+	case interface{ Len() int }:
+		return int64(r.Len()), true
+	case *os.File:
+		fi, err := r.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return 0, false
+		}
+		pos, err := r.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return 0, false
+		}
+		return fi.Size() - pos, true
+	}
+	return 0, false
 }
 
 func elemSize(dtype string) (int, error) {
