@@ -35,9 +35,13 @@ type batchResult struct {
 
 // batcher is what a provider implements for batch mode.
 type batcher interface {
-	// submit creates the batch job and returns its id. dir is a folder in the
-	// store the provider may use for input and output files.
-	submit(ctx context.Context, store storage.Store, dir, name string, items []batchItem) (string, error)
+	// submit creates the batch job, marked with tag, and returns its id. dir
+	// is a folder in the store the provider may use for input and output
+	// files.
+	submit(ctx context.Context, store storage.Store, dir, tag, name string, items []batchItem) (string, error)
+	// find returns the id of a job submit created with tag, or "" when there
+	// is none.
+	find(ctx context.Context, tag, name string) (string, error)
 	// poll reports whether the job has finished (successfully or not).
 	poll(ctx context.Context, id string) (done bool, state string, err error)
 	// results calls fn for every item the finished job holds.
@@ -71,7 +75,9 @@ type BatchReport struct {
 // work (stage and shard); the job is recorded under
 // cache/teacher/batches/<hash>.json, so calling Batch again with the same
 // requests — after a crash, or from another task — polls the recorded job
-// instead of creating a new one. Items the job failed stay uncached: run Map
+// instead of creating a new one; the job also carries that hash as a tag, so
+// a restart after a crash between creating the job and recording it adopts
+// the job too. Items the job failed stay uncached: run Map
 // afterwards and they are retried online. Fewer than batch.min_items
 // uncached requests create no job.
 func (t *Teacher) Batch(ctx context.Context, name string, reqs []*Request) (BatchReport, error) {
@@ -121,13 +127,25 @@ func (t *Teacher) Batch(ctx context.Context, name string, reqs []*Request) (Batc
 		rep.Resumed = true
 		t.log.Info("teacher batch: polling the recorded job", "name", name, "job", rec.ID)
 	case errors.Is(err, storage.ErrNotExist):
-		if err := t.budget.reserveBatch(items); err != nil {
-			return rep, err
-		}
-		jobID, err := b.submit(ctx, t.store, dir, name, items)
+		// A crash after the provider created the job and before the record
+		// was stored leaves a job tagged with id and no record: adopt it
+		// instead of paying for a second one.
+		jobID, err := b.find(ctx, id, name)
 		if err != nil {
-			t.budget.settleBatch(items, Usage{})
-			return rep, fmt.Errorf("teacher: submit batch %s: %w", name, err)
+			return rep, fmt.Errorf("teacher: look for batch %s: %w", name, err)
+		}
+		if jobID != "" {
+			rep.Resumed = true
+			t.log.Info("teacher batch: adopting the unrecorded job", "name", name, "job", jobID)
+		} else {
+			if err := t.budget.reserveBatch(items); err != nil {
+				return rep, err
+			}
+			if jobID, err = b.submit(ctx, t.store, dir, id, name, items); err != nil {
+				t.budget.settleBatch(items, Usage{})
+				return rep, fmt.Errorf("teacher: submit batch %s: %w", name, err)
+			}
+			t.log.Info("teacher batch: submitted", "name", name, "job", jobID, "items", len(items))
 		}
 		rec = batchRecord{Provider: t.cfg.Provider, Model: t.cfg.Model, Name: name, ID: jobID,
 			Items: len(items), Created: time.Now().UTC()}
@@ -135,7 +153,6 @@ func (t *Teacher) Batch(ctx context.Context, name string, reqs []*Request) (Batc
 		if err := putIfAbsent(ctx, t.store, recKey, rb); err != nil {
 			return rep, fmt.Errorf("teacher: record batch %s (job %s): %w", name, jobID, err)
 		}
-		t.log.Info("teacher batch: submitted", "name", name, "job", jobID, "items", len(items))
 	default:
 		return rep, fmt.Errorf("teacher: read batch record %s: %w", t.store.URI(recKey), err)
 	}

@@ -7,8 +7,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/teacher/teachertest"
 )
+
+// batchFake starts provider p's fake with batch mode on and a store for the
+// jobs' files.
+func batchFake(t *testing.T, p string) (*teachertest.Server, Config, storage.Store) {
+	srv, cfg := fake(t, p)
+	srv.Store = localStore(t)
+	cfg.Batch.Enabled = true
+	return srv, cfg, srv.Store
+}
 
 // A batch job is created once: a restart polls the recorded job, the
 // replies land in the cache, and the items the batch failed are retried
@@ -16,10 +26,7 @@ import (
 func TestBatchResumeAndOnlineRetry(t *testing.T) {
 	for _, p := range []string{ProviderOpenAI, ProviderVertex} {
 		t.Run(p, func(t *testing.T) {
-			srv, cfg := fake(t, p)
-			store := localStore(t)
-			srv.Store = store
-			cfg.Batch.Enabled = true
+			srv, cfg, store := batchFake(t, p)
 			srv.BatchPolls = 2
 			srv.Answer = func(c teachertest.Call) teachertest.Answer {
 				return teachertest.Answer{Text: "<question>" + c.Last() + "</question>", Input: 5, Output: 3}
@@ -109,5 +116,66 @@ func TestBatchUnsupported(t *testing.T) {
 	_, err := tc.Batch(context.Background(), "x", requests(3, 10))
 	if err == nil || !strings.Contains(err.Error(), "vertex") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// A crash after the provider created the job and before its record was
+// stored: the restart finds the job by its tag (paging through OpenAI's
+// list; Vertex filters by display name) and adopts it instead of paying for a second one.
+func TestBatchAdoptsUnrecordedJob(t *testing.T) {
+	for _, p := range []string{ProviderOpenAI, ProviderVertex} {
+		t.Run(p, func(t *testing.T) {
+			srv, cfg, store := batchFake(t, p)
+			srv.ListPage = 1 // one job a page: finding the OpenAI job takes paging
+			var reqs, others []*Request
+			for i := range 30 {
+				reqs = append(reqs, userReq("q"+strconv.Itoa(i), 0))
+				others = append(others, userReq("other"+strconv.Itoa(i), 0))
+			}
+			ctx := context.Background()
+			// runUntilPoll creates a job and dies at its first status check.
+			runUntilPoll := func(name string, reqs []*Request) BatchReport {
+				t.Helper()
+				cctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				srv.OnPoll = func(string, int) { cancel() }
+				defer func() { srv.OnPoll = nil }()
+				rep, err := newTeacher(t, cfg, store, nil).Batch(cctx, name, reqs)
+				if !errors.Is(err, context.Canceled) || rep.ID == "" {
+					t.Fatalf("%s: %+v, %v", name, rep, err)
+				}
+				return rep
+			}
+			rep1 := runUntilPoll("diagnose/shard-0", reqs)
+			// The crash: the job exists, its record does not.
+			var records []string
+			store.List(ctx, CachePrefix+"/batches/", func(a storage.Attrs) error {
+				if strings.HasSuffix(a.Key, ".json") {
+					records = append(records, a.Key)
+				}
+				return nil
+			})
+			if len(records) != 1 {
+				t.Fatalf("batch records %v, want 1", records)
+			}
+			if err := store.Delete(ctx, records[0]); err != nil {
+				t.Fatal(err)
+			}
+			// A later, unrelated job lists ahead of it.
+			if other := runUntilPoll("diagnose/shard-1", others); other.ID == rep1.ID {
+				t.Fatalf("other work got job %s", other.ID)
+			}
+
+			rep2, err := newTeacher(t, cfg, store, nil).Batch(ctx, "diagnose/shard-0", reqs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep2.Resumed || rep2.ID != rep1.ID || rep2.Answered != 30 || srv.Batches() != 2 {
+				t.Fatalf("restart: %+v, %d jobs; want job %s adopted and no new one", rep2, srv.Batches(), rep1.ID)
+			}
+			if _, err := store.Stat(ctx, records[0]); err != nil {
+				t.Fatalf("adopted job not recorded: %v", err)
+			}
+		})
 	}
 }

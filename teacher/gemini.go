@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -158,7 +159,34 @@ func vertexRequest(req *Request) map[string]any {
 	return r
 }
 
-func (m *geminiModel) submit(ctx context.Context, store storage.Store, dir, name string, items []batchItem) (string, error) {
+// vertexDisplayName names a batch prediction job by its tag (genai sets no
+// labels on batch jobs); Vertex caps display names at 128 characters.
+func vertexDisplayName(tag, name string) string {
+	return fmt.Sprintf("statjob %.80s %s", name, tag)
+}
+
+func (m *geminiModel) find(ctx context.Context, tag, name string) (string, error) {
+	if m.name != ProviderVertex {
+		return "", nil
+	}
+	want := vertexDisplayName(tag, name)
+	filter, _ := json.Marshal(want)
+	ctx, meta := withRespMeta(ctx)
+	page, err := m.client.Batches.List(ctx, &genai.ListBatchJobsConfig{PageSize: 100, Filter: "display_name=" + string(filter)})
+	for ; err == nil; page, err = page.Next(ctx) {
+		for _, job := range page.Items {
+			if job.DisplayName == want {
+				return job.Name, nil
+			}
+		}
+	}
+	if errors.Is(err, genai.ErrPageDone) {
+		return "", nil
+	}
+	return "", fmt.Errorf("list batch jobs: %w", apiError(m.name, m.key, meta, err))
+}
+
+func (m *geminiModel) submit(ctx context.Context, store storage.Store, dir, tag, name string, items []batchItem) (string, error) {
 	if m.name != ProviderVertex {
 		return "", fmt.Errorf("batch mode on the Gemini API is not supported: use provider vertex")
 	}
@@ -184,7 +212,7 @@ func (m *geminiModel) submit(ctx context.Context, store storage.Store, dir, name
 	ctx, meta := withRespMeta(ctx)
 	job, err := m.client.Batches.Create(ctx, m.model,
 		&genai.BatchJobSource{Format: "jsonl", GCSURI: []string{store.URI(in)}},
-		&genai.CreateBatchJobConfig{DisplayName: "statjob " + name,
+		&genai.CreateBatchJobConfig{DisplayName: vertexDisplayName(tag, name),
 			Dest: &genai.BatchJobDestination{Format: "jsonl", GCSURI: store.URI(dir + "/output")}})
 	if err != nil {
 		return "", apiError(m.name, m.key, meta, err)

@@ -105,7 +105,24 @@ func openaiReply(resp *openai.ChatCompletion) (*Reply, error) {
 // OpenAI Batch API: a JSONL file of chat-completion requests uploaded
 // through the Files API, a batch over it, and an output file read back.
 
-func (m *openaiModel) submit(ctx context.Context, _ storage.Store, _, name string, items []batchItem) (string, error) {
+// openaiBatchTag is the metadata key that marks a batch with its tag.
+const openaiBatchTag = "statjob_batch"
+
+func (m *openaiModel) find(ctx context.Context, tag, _ string) (string, error) {
+	ctx, meta := withRespMeta(ctx)
+	it := m.client.Batches.ListAutoPaging(ctx, openai.BatchListParams{Limit: openai.Int(100)})
+	for it.Next() {
+		if b := it.Current(); b.Metadata[openaiBatchTag] == tag {
+			return b.ID, nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return "", fmt.Errorf("list batches: %w", apiError("openai", m.key, meta, err))
+	}
+	return "", nil
+}
+
+func (m *openaiModel) submit(ctx context.Context, _ storage.Store, _, tag, name string, items []batchItem) (string, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	for _, it := range items {
@@ -123,7 +140,7 @@ func (m *openaiModel) submit(ctx context.Context, _ storage.Store, _, name strin
 	b, err := m.client.Batches.New(ctx, openai.BatchNewParams{InputFileID: f.ID,
 		Endpoint:         openai.BatchNewParamsEndpointV1ChatCompletions,
 		CompletionWindow: openai.BatchNewParamsCompletionWindow24h,
-		Metadata:         shared.Metadata{"name": name}})
+		Metadata:         shared.Metadata{"name": name, openaiBatchTag: tag}})
 	if err != nil {
 		return "", fmt.Errorf("create batch: %w", apiError("openai", m.key, meta, err))
 	}

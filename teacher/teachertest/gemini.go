@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +108,10 @@ func routeGemini(s *Server, w http.ResponseWriter, r *http.Request) {
 			s.getVertexBatch(w, r, m[1]+"/batchPredictionJobs/"+m[2])
 			return
 		}
+		if r.Method == "GET" {
+			s.listVertexBatches(w, r, m[1])
+			return
+		}
 	}
 	writeJSON(w, 404, json.RawMessage(geminiErr(404, "no route "+r.Method+" "+r.URL.Path)))
 }
@@ -130,10 +135,43 @@ func (s *Server) createVertexBatch(w http.ResponseWriter, r *http.Request, paren
 	model, _ := q["model"].(string)
 	b := &batch{id: parent + "/batchPredictionJobs/" + strings.TrimPrefix(s.newID("job"), "job-"),
 		input: uris[0].(string), prefix: prefix, model: model, created: q}
-	s.mu.Lock()
-	s.batches[b.id] = b
-	s.mu.Unlock()
+	s.addBatch(b)
 	writeJSON(w, 200, vertexJob(b, "JOB_STATE_PENDING"))
+}
+
+// displayNameFilter is the one list filter the fake understands:
+// display_name="X" (the value a JSON string).
+var displayNameFilter = regexp.MustCompile(`^display_name\s*=\s*(".*")$`)
+
+// listVertexBatches serves batchPredictionJobs.list; its page token is the
+// name of the last job of the page before.
+func (s *Server) listVertexBatches(w http.ResponseWriter, r *http.Request, parent string) {
+	q := r.URL.Query()
+	keep := func(b *batch) bool { return strings.HasPrefix(b.id, parent+"/") }
+	if f := q.Get("filter"); f != "" {
+		m := displayNameFilter.FindStringSubmatch(f)
+		var want string
+		if m == nil || json.Unmarshal([]byte(m[1]), &want) != nil {
+			writeJSON(w, 400, json.RawMessage(geminiErr(400, "unsupported filter "+f)))
+			return
+		}
+		keep = func(b *batch) bool { return strings.HasPrefix(b.id, parent+"/") && b.created["displayName"] == want }
+	}
+	size, _ := strconv.Atoi(q.Get("pageSize"))
+	page, more := s.listBatches(q.Get("pageToken"), size, keep)
+	jobs := []any{}
+	for _, b := range page {
+		state := "JOB_STATE_RUNNING"
+		if b.output != "" {
+			state = "JOB_STATE_SUCCEEDED"
+		}
+		jobs = append(jobs, vertexJob(b, state))
+	}
+	resp := map[string]any{"batchPredictionJobs": jobs}
+	if more {
+		resp["nextPageToken"] = page[len(page)-1].id
+	}
+	writeJSON(w, 200, resp)
 }
 
 func vertexJob(b *batch, state string) map[string]any {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,15 +107,33 @@ func routeOpenAI(s *Server, w http.ResponseWriter, r *http.Request) {
 		w.Write(b)
 	case r.Method == "POST" && p == "/batches":
 		var q struct {
-			InputFileID string `json:"input_file_id"`
-			Endpoint    string `json:"endpoint"`
+			InputFileID string            `json:"input_file_id"`
+			Endpoint    string            `json:"endpoint"`
+			Metadata    map[string]string `json:"metadata"`
 		}
 		json.NewDecoder(r.Body).Decode(&q)
-		b := &batch{id: s.newID("batch"), input: q.InputFileID}
-		s.mu.Lock()
-		s.batches[b.id] = b
-		s.mu.Unlock()
+		b := &batch{id: s.newID("batch"), input: q.InputFileID, metadata: q.Metadata}
+		s.addBatch(b)
 		writeJSON(w, 200, openaiBatch(b, "validating", nil))
+	case r.Method == "GET" && p == "/batches":
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		if limit == 0 {
+			limit = 20
+		}
+		page, more := s.listBatches(r.URL.Query().Get("after"), limit, func(*batch) bool { return true })
+		data := []any{}
+		for _, b := range page {
+			status := "in_progress"
+			if b.output != "" {
+				status = "completed"
+			}
+			data = append(data, openaiBatch(b, status, nil))
+		}
+		list := map[string]any{"object": "list", "data": data, "has_more": more}
+		if len(page) > 0 {
+			list["first_id"], list["last_id"] = page[0].id, page[len(page)-1].id
+		}
+		writeJSON(w, 200, list)
 	case r.Method == "GET" && strings.HasPrefix(p, "/batches/"):
 		id := strings.TrimPrefix(p, "/batches/")
 		s.bmu.Lock()
@@ -150,6 +169,9 @@ func openaiBatch(b *batch, status string, _ any) map[string]any {
 		"completion_window": "24h", "status": status, "created_at": time.Now().Unix()}
 	if b.output != "" {
 		m["output_file_id"] = b.output
+	}
+	if b.metadata != nil {
+		m["metadata"] = b.metadata
 	}
 	return m
 }

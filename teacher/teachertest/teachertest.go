@@ -77,6 +77,9 @@ type Server struct {
 	BatchFail func(id string) bool
 	// OnPoll is called at each status check of a batch with the check's number.
 	OnPoll func(id string, n int)
+	// ListPage caps the batch jobs in one page of a list (0: as the client
+	// asks, up to 100).
+	ListPage int
 
 	faults              chan Fault
 	calls, inflight, hi atomic.Int64
@@ -85,6 +88,7 @@ type Server struct {
 	seen                []Call
 	files               map[string][]byte
 	batches             map[string]*batch
+	order               []*batch // batch jobs, oldest first
 	nextID              int
 }
 
@@ -92,6 +96,45 @@ type batch struct {
 	id, input, output, prefix, model string
 	polls                            int
 	created                          map[string]any
+	metadata                         map[string]string
+}
+
+// addBatch registers a new batch job.
+func (s *Server) addBatch(b *batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches[b.id] = b
+	s.order = append(s.order, b)
+}
+
+// listBatches returns one page of the batch jobs that keep passes, newest
+// first as both providers list them, starting after the job named after;
+// more says whether jobs follow the page.
+func (s *Server) listBatches(after string, limit int, keep func(*batch) bool) (page []*batch, more bool) {
+	if limit <= 0 || limit > 100 {
+		limit = 100
+	}
+	if s.ListPage > 0 {
+		limit = min(limit, s.ListPage)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	started := after == ""
+	for i := len(s.order) - 1; i >= 0; i-- {
+		b := s.order[i]
+		if !started {
+			started = b.id == after
+			continue
+		}
+		if !keep(b) {
+			continue
+		}
+		if len(page) == limit {
+			return page, true
+		}
+		page = append(page, b)
+	}
+	return page, false
 }
 
 func newServer(t testing.TB, route func(s *Server, w http.ResponseWriter, r *http.Request)) *Server {
