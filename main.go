@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/stages"
 	"github.com/statjob/statjob/storage"
 )
 
@@ -264,7 +265,7 @@ setting is the run's own. To change one, start a new run: statjob run
 // work builds the graph and runs it. A plan with stages this build does not
 // have is printed and refused before storage is touched.
 func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options, logFormat string) error {
-	g, err := buildGraph(spec)
+	g, err := stages.Graph(spec)
 	if err != nil {
 		return err
 	}
@@ -549,7 +550,7 @@ func newStagesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			g, err := buildGraph(spec)
+			g, err := stages.Graph(spec)
 			if err != nil {
 				return err
 			}

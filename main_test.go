@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/stages"
 	"github.com/statjob/statjob/storage"
 )
 
@@ -52,7 +53,7 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 // TestRunRefusesStagesNotInstalled: while the default plan has stages this
 // build lacks, run shows the plan, names them, and touches no storage.
 func TestRunRefusesStagesNotInstalled(t *testing.T) {
-	g, err := buildGraph(newSpec())
+	g, err := stages.Graph(newSpec())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -310,13 +310,13 @@ func TestSplit(t *testing.T) {
 	if reflect.DeepEqual(idSet(val), idSet(val3)) {
 		t.Error("seed does not change the split")
 	}
-	if _, _, err := Split(test[:10], Config{Validation: 11, UnknownSkills: KeepUnknown}, nil); err == nil {
+	if _, _, err := Split(test[:10], Config{Dir: dataDir, Validation: 11, UnknownSkills: KeepUnknown}, nil); err == nil {
 		t.Error("oversized validation accepted")
 	}
-	if _, _, err := Split(append(test[:1:1], test[0]), Config{Validation: 1, UnknownSkills: KeepUnknown}, nil); err == nil {
+	if _, _, err := Split(append(test[:1:1], test[0]), Config{Dir: dataDir, Validation: 1, UnknownSkills: KeepUnknown}, nil); err == nil {
 		t.Error("duplicate ids accepted")
 	}
-	if _, _, err := SplitMATH(dataDir, Config{Validation: 10, Exclude: []string{"math501"}, UnknownSkills: KeepUnknown}); err == nil || !strings.Contains(err.Error(), "exclude[0]") {
+	if _, _, err := SplitMATH(dataDir, Config{Dir: dataDir, Validation: 10, Exclude: []string{"math501"}, UnknownSkills: KeepUnknown}); err == nil || !strings.Contains(err.Error(), "exclude[0]") {
 		t.Errorf("unknown exclude: %v", err)
 	}
 	// without decontamination some MATH500 problems land in validation
@@ -330,10 +330,10 @@ func TestSplit(t *testing.T) {
 	if leaked == 0 {
 		t.Error("the exclusion test cannot fail: no MATH500 problem drawn without it")
 	}
-	if err := (Config{Validation: 1, UnknownSkills: "ignore"}).Validate(); err == nil || !strings.HasPrefix(err.Error(), "unknown_skills") {
+	if err := (Config{Dir: dataDir, Validation: 1, UnknownSkills: "ignore"}).Validate(); err == nil || !strings.HasPrefix(err.Error(), "unknown_skills") {
 		t.Errorf("bad policy: %v", err)
 	}
-	if _, _, err := Split(test, Config{Validation: -1, UnknownSkills: KeepUnknown}, nil); err == nil || !strings.Contains(err.Error(), "validation") {
+	if _, _, err := Split(test, Config{Dir: dataDir, Validation: -1, UnknownSkills: KeepUnknown}, nil); err == nil || !strings.Contains(err.Error(), "validation") {
 		t.Errorf("negative size: %v", err)
 	}
 }

@@ -3,12 +3,16 @@ package problems
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 )
 
 // Config sets how problems are split and how skills are joined.
 type Config struct {
+	// Dir is the data directory: one folder per benchmark, laid out as
+	// Benchmarks says (the repository's data/).
+	Dir string `yaml:"dir"`
 	// Seed orders the problems; the same seed and set give the same split.
 	Seed uint64 `yaml:"seed"`
 	// Validation is the size of the validation split (paper: 1000 of MATH test).
@@ -26,11 +30,14 @@ type Config struct {
 // DefaultConfig is the paper's 1,000 validation problems, seed 0, with
 // MATH500 kept out of validation, and unknown skills kept.
 func DefaultConfig() Config {
-	return Config{Seed: 0, Validation: 1000, Exclude: []string{MATH500}, UnknownSkills: KeepUnknown}
+	return Config{Dir: "data", Seed: 0, Validation: 1000, Exclude: []string{MATH500}, UnknownSkills: KeepUnknown}
 }
 
 // Validate names the first bad field.
 func (c Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("dir: empty; name the data directory")
+	}
 	if c.Validation < 0 {
 		return fmt.Errorf("validation: %d is negative", c.Validation)
 	}
