@@ -25,4 +25,3 @@ func newSpec() *job.Spec {
 	spec.Register("sft", &tr)
 	return spec
 }
-
