@@ -1,10 +1,146 @@
 package stages
 
-// StudentConfig is the student section.
-type StudentConfig struct{}
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"time"
 
-// DefaultStudentConfig returns the student section's defaults.
-func DefaultStudentConfig() StudentConfig { return StudentConfig{} }
+	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/train/model"
+	"github.com/statjob/statjob/train/tokenizer"
+)
+
+// StudentConfig is the student section: the base model every arm starts
+// from, and how it computes.
+type StudentConfig struct {
+	// Model is the base student, a Hugging Face directory (config.json,
+	// model.safetensors or its shards, tokenizer.json,
+	// tokenizer_config.json): a local path, gs://bucket/dir or s3://bucket/dir.
+	Model string `yaml:"model"`
+	// Backend is the GoMLX backend: "" for $GOMLX_BACKEND or SimpleGo on
+	// the CPU, "xla:cuda" on GPUs (see train/backend).
+	Backend string `yaml:"backend"`
+	// Date is "today" (YYYY-MM-DD) for chat templates that print the date:
+	// pinned in the spec so prompts do not change from night to night.
+	Date string `yaml:"date"`
+	// System is a system message put before every question ("" for none).
+	System string `yaml:"system,omitempty"`
+}
+
+// DefaultStudentConfig has no model: a spec must name one.
+func DefaultStudentConfig() StudentConfig { return StudentConfig{Date: "2026-01-01"} }
 
 // Validate names the first bad field.
-func (c *StudentConfig) Validate() error { return nil }
+func (c *StudentConfig) Validate() error {
+	if c.Model == "" {
+		return errors.New("model: empty; name the base student's Hugging Face directory (path, gs:// or s3://)")
+	}
+	if _, err := time.Parse(time.DateOnly, c.Date); err != nil {
+		return fmt.Errorf("date: %q is not YYYY-MM-DD", c.Date)
+	}
+	return nil
+}
+
+// ChatOptions are the chat template inputs for a generation prompt.
+func (c *StudentConfig) ChatOptions() tokenizer.ChatOptions {
+	d, _ := time.Parse(time.DateOnly, c.Date) // checked by Validate
+	return tokenizer.ChatOptions{AddGenerationPrompt: true, Date: d}
+}
+
+// tokenizerFiles travel with the weights: read beside them, exported beside
+// a fine-tuned student.
+var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json"}
+
+// Student is a loaded student model.
+type Student struct {
+	Model *model.Model
+	Tok   *tokenizer.Tokenizer
+	// Files are the tokenizer files read beside the weights, by name.
+	Files map[string][]byte
+	// Where is the student's location, for logs and results.
+	Where string
+}
+
+// openStudent loads the student that stage from produced (its StudentDir
+// output), or the base student of cfg when from is "".
+func openStudent(ctx context.Context, env *job.Env, cfg *StudentConfig, from string) (*Student, error) {
+	var (
+		src    model.Source
+		prefix string
+		where  string
+	)
+	if from == "" {
+		st, err := storage.Open(ctx, cfg.Model)
+		if err != nil {
+			return nil, fmt.Errorf("student.model: %w", err)
+		}
+		defer st.Close()
+		src, where = st, st.URI("")
+	} else {
+		if _, err := env.Upstream(from); err != nil {
+			return nil, err
+		}
+		src, prefix = env.Store(), job.OutputKey(env.RunID(), from, StudentDir)
+		where = env.Store().URI(prefix)
+	}
+	files := map[string][]byte{}
+	for _, f := range tokenizerFiles {
+		rc, err := src.Get(ctx, path.Join(prefix, f))
+		if err != nil {
+			return nil, fmt.Errorf("student %s: %s: %w", where, f, err)
+		}
+		files[f], err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("student %s: read %s: %w", where, f, err)
+		}
+	}
+	tok, err := tokenizer.Load(bytes.NewReader(files["tokenizer.json"]), bytes.NewReader(files["tokenizer_config.json"]))
+	if err != nil {
+		return nil, fmt.Errorf("student %s: %w", where, err)
+	}
+	m, err := model.Load(ctx, src, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("student %s: %w", where, err)
+	}
+	return &Student{Model: m, Tok: tok, Files: files, Where: where}, nil
+}
+
+// studentHash identifies the base student for fingerprints without reading
+// its weights: the hash of config.json, the tokenizer files, and each weight
+// file's size and checksum (or generation) as the store reports them.
+func studentHash(ctx context.Context, cfg *StudentConfig) (string, error) {
+	st, err := storage.Open(ctx, cfg.Model)
+	if err != nil {
+		return "", fmt.Errorf("student.model: %w", err)
+	}
+	defer st.Close()
+	var parts []any
+	for _, f := range append([]string{model.ConfigFile}, tokenizerFiles...) {
+		rc, err := st.Get(ctx, f)
+		if err != nil {
+			return "", fmt.Errorf("student %s: %s: %w", st.URI(""), f, err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return "", fmt.Errorf("student %s: read %s: %w", st.URI(""), f, err)
+		}
+		parts = append(parts, f, b)
+	}
+	err = st.List(ctx, "", func(a storage.Attrs) error {
+		if path.Ext(a.Key) == ".safetensors" {
+			parts = append(parts, a.Key, a.Size, a.SHA256, a.Generation)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("student %s: list: %w", st.URI(""), err)
+	}
+	return job.Hash(parts...)
+}
