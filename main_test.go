@@ -184,7 +184,11 @@ func TestStatusRunsUnlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := job.NewReporter(io.Discard, false)
-	if _, err := job.Run(ctx, st, newSpec(), g, job.Options{RunID: "r1", Reporter: rep, Holder: "me"}); err != nil {
+	spec := newSpec()
+	if err := spec.Set("student.model=models/student"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := job.Run(ctx, st, spec, g, job.Options{RunID: "r1", Reporter: rep, Holder: "me"}); err != nil {
 		t.Fatal(err)
 	}
 	out, err := statjob(t, "status", "--root", dir)
@@ -196,7 +200,7 @@ func TestStatusRunsUnlock(t *testing.T) {
 	// A second run whose stage b failed, and whose lease a runner that
 	// is gone holds.
 	g2, _ := job.NewGraph(oneStage{name: "a"}, oneStage{name: "b", fail: true})
-	if _, err := job.Run(ctx, st, newSpec(), g2, job.Options{RunID: "r2", Reporter: rep}); err == nil {
+	if _, err := job.Run(ctx, st, spec, g2, job.Options{RunID: "r2", Reporter: rep}); err == nil {
 		t.Fatal("a failing run reported success")
 	}
 	lease := `{"holder":"ghost","acquired":"2026-01-01T00:00:00Z","heartbeat":"2026-01-01T00:00:00Z","expires":"2099-01-01T00:00:00Z"}`

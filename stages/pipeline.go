@@ -5,6 +5,10 @@ import (
 	"slices"
 
 	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/task/mathgrade"
+	"github.com/statjob/statjob/task/problems"
+	"github.com/statjob/statjob/teacher"
+	"github.com/statjob/statjob/train/sft"
 )
 
 // Strategies are the training sets a pipeline can build, each its own arm
@@ -42,10 +46,18 @@ func (c *PipelineConfig) Validate() error {
 	return nil
 }
 
-// Register adds the sections the stages read to spec, over their defaults.
-// The data, grade, teacher and sft sections belong to their packages and
-// are registered by the caller.
+// Register adds every section the stages read to spec, over their
+// defaults: the stages' own and those of the packages they use (data,
+// grade, teacher, sft).
 func Register(spec *job.Spec) {
+	data := problems.DefaultConfig()
+	spec.Register("data", &data)
+	grade := mathgrade.DefaultConfig()
+	spec.Register("grade", &grade)
+	tc := teacher.DefaultConfig()
+	spec.Register("teacher", &tc)
+	tr := sft.DefaultConfig()
+	spec.Register("sft", &tr)
 	p := DefaultPipelineConfig()
 	spec.Register("pipeline", &p)
 	st := DefaultStudentConfig()

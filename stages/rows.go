@@ -1,0 +1,73 @@
+package stages
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/statjob/statjob/job"
+)
+
+// readRows reads upstream stage's JSONL output name into rows of T. A line
+// that does not decode is an error naming the stage, file and line.
+func readRows[T any](ctx context.Context, env *job.Env, stage, name string) ([]T, error) {
+	rc, err := env.Open(ctx, stage, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var rows []T
+	sc := bufio.NewScanner(rc)
+	sc.Buffer(make([]byte, 1<<20), 1<<30)
+	for line := 1; sc.Scan(); line++ {
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var r T
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("%s/%s:%d: %w", stage, name, line, err)
+		}
+		rows = append(rows, r)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", stage, name, err)
+	}
+	return rows, nil
+}
+
+// writeRows writes rows as this stage's JSONL output name.
+func writeRows[T any](ctx context.Context, env *job.Env, name string, rows []T) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for _, r := range rows {
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("encode %s: %w", name, err)
+		}
+	}
+	return env.WriteFile(ctx, name, buf.Bytes())
+}
+
+// readJSON decodes upstream stage's JSON output name into v.
+func readJSON(ctx context.Context, env *job.Env, stage, name string, v any) error {
+	b, err := env.ReadFile(ctx, stage, name)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s/%s: %w", stage, name, err)
+	}
+	return nil
+}
+
+// writeJSON writes v, indented, as this stage's output name.
+func writeJSON(ctx context.Context, env *job.Env, name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	return env.WriteFile(ctx, name, append(b, '\n'))
+}
