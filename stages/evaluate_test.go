@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/storage/storagetest"
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/task/problems"
@@ -115,7 +116,7 @@ func TestEvaluateBaseAndArm(t *testing.T) {
 		files[StudentDir+"/"+e.Name()] = b
 	}
 	st := storagetest.Local(t)
-	sets := append(append([]string{}, genSets...), "evaluate.benchmarks=[math,gsm8k]", "evaluate.limit=2",
+	sets := append(append([]string{}, genSets...), "evaluate.benchmarks=[math,gsm8k]", "evaluate.limit=3",
 		"evaluate.samples=2", "evaluate.sampling.max_new_tokens=8")
 	_, err = runStages(t, st, testSpec(t, dir, sets...), NewEvaluate("base", ""),
 		fixed{name: "sft/x", files: files}, NewEvaluate("x", "sft/x"))
@@ -135,14 +136,14 @@ func TestEvaluateBaseAndArm(t *testing.T) {
 		}
 		for _, b := range []string{"math", "gsm8k"} {
 			rs := decodeResponses(t, readOutput(t, st, "evaluate/"+arm, b+".jsonl"))
-			if len(rs) != 2 || rs[0].Benchmark != b || len(rs[0].Samples) != 2 {
+			if len(rs) != 3 || rs[0].Benchmark != b || len(rs[0].Samples) != 2 {
 				t.Fatalf("%s %s: %d responses: %+v", arm, b, len(rs), rs)
 			}
 			want, err := score(mathgrade.Default(), rs, 2, mathgrade.DefaultBootstrapConfig())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := ev.Benchmarks[b]; got.Problems != 2 || got.Samples != 4 || got.Pass1 != want.Pass1 || got.AvgK != want.AvgK {
+			if got := ev.Benchmarks[b]; got.Problems != 3 || got.Samples != 6 || got.Pass1 != want.Pass1 || got.AvgK != want.AvgK {
 				t.Errorf("%s %s: scores %+v, responses give %+v", arm, b, got.Summary, want.Summary)
 			}
 		}
@@ -150,6 +151,15 @@ func TestEvaluateBaseAndArm(t *testing.T) {
 	for _, b := range []string{"math.jsonl", "gsm8k.jsonl"} {
 		if base, x := readOutput(t, st, "evaluate/base", b), readOutput(t, st, "evaluate/x", b); !bytes.Equal(base, x) {
 			t.Errorf("%s: the same weights answered differently as base and as sft/x's export", b)
+		}
+	}
+	// Two tasks, one shard each, give the same files.
+	two := storagetest.Local(t)
+	runSharded(t, two, 2, func() *job.Spec { return testSpec(t, dir, sets...) },
+		func() []job.Stage { return []job.Stage{NewEvaluate("base", "")} })
+	for _, name := range []string{"math.jsonl", "gsm8k.jsonl", EvaluationFile} {
+		if one, got := readOutput(t, st, "evaluate/base", name), readOutput(t, two, "evaluate/base", name); !bytes.Equal(one, got) {
+			t.Errorf("%s: 2 shards merged differ from 1 task:\n%s\nvs\n%s", name, got, one)
 		}
 	}
 }

@@ -79,6 +79,9 @@ func (s *probeStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error)
 
 // Merge writes the shards' responses in question order.
 func (s *probeStage) Merge(ctx context.Context, env *job.Env) (job.Metrics, error) {
+	if err := s.ready(s.Name()); err != nil {
+		return nil, err
+	}
 	rs, err := mergeShards[Response](ctx, env, ResponsesFile)
 	if err != nil {
 		return nil, err
