@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/statjob/statjob/storage/storagetest"
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/task/problems"
+	"github.com/statjob/statjob/train/tokenizer"
 )
 
 // genSets are the settings of the generating tests: the repository's data,
@@ -195,7 +197,7 @@ func TestGenerationConfigValidate(t *testing.T) {
 			}
 			continue
 		}
-		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(tc.want)) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one naming %q", tc.set, err, tc.want)
 		}
 	}
@@ -220,5 +222,30 @@ func TestGenerationFingerprint(t *testing.T) {
 		if fp(s) == base {
 			t.Errorf("%s left the fingerprint unchanged", s)
 		}
+	}
+}
+
+// TestGeneratePrompt: the student reads the question in the 0-shot prompt
+// through its chat template, after the configured system message.
+func TestGeneratePrompt(t *testing.T) {
+	tok, err := tokenizer.LoadDir(tinyTokDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := DefaultStudentConfig()
+	r := &responder{student: &Student{Tok: tok}, chat: sc.ChatOptions(), system: "Be brief."}
+	ids, err := r.prompt("What is 2+2?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?\n\n" +
+		"Please reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n"
+	if got := tok.Decode(ids); got != want {
+		t.Errorf("prompt:\n%q\nwant\n%q", got, want)
+	}
+	r.system = ""
+	ids, _ = r.prompt("What is 2+2?")
+	if got := tok.Decode(ids); !strings.HasPrefix(got, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is 2+2?") {
+		t.Errorf("without a system message: %q", got)
 	}
 }
