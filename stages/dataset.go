@@ -59,7 +59,9 @@ type DatasetSelConfig struct {
 	// Answers the teacher writes for each drawn question (sample 0..n-1).
 	Answers int `yaml:"answers"`
 	// FilterCorrect keeps only answers whose \boxed{} final answer the
-	// grader finds equal to the question's gold answer.
+	// grader finds equal to the question's gold answer. An answer without
+	// a \boxed{} final answer is dropped either way (after the teacher's
+	// re-asks, teacher.retry.reasks).
 	FilterCorrect bool `yaml:"filter_correct"`
 }
 
@@ -84,7 +86,9 @@ type DatasetSynConfig struct {
 // DatasetAugmentConfig is the augment baseline: teacher answers to every
 // training question.
 type DatasetAugmentConfig struct {
-	Answers       int  `yaml:"answers"`
+	// Answers the teacher writes for each training question.
+	Answers int `yaml:"answers"`
+	// FilterCorrect: as in DatasetSelConfig.
 	FilterCorrect bool `yaml:"filter_correct"`
 }
 
@@ -326,9 +330,9 @@ func datasetDraw(seed uint64, pool []datasetItem, n int, repeat bool) []Example 
 	return out
 }
 
-// datasetExample is a training example: the question in the student's
-// prompt, and a solution.
-func datasetExample(question, solution string) []tokenizer.Message {
+// datasetMessages are a training example's turns: the question in the
+// student's prompt, and a solution.
+func datasetMessages(question, solution string) []tokenizer.Message {
 	return []tokenizer.Message{
 		{Role: "user", Content: fmt.Sprintf(QuestionPrompt, question)},
 		{Role: "assistant", Content: solution},

@@ -68,7 +68,7 @@ func (b *datasetBuild) reference(train []problems.Problem, minLevel int) []datas
 			continue
 		}
 		pool = append(pool, datasetItem{key: p.ID, ex: Example{
-			Messages: datasetExample(p.Question, p.Solution), Source: p.ID, Subject: p.Subject}})
+			Messages: datasetMessages(p.Question, p.Solution), Source: p.ID, Subject: p.Subject}})
 	}
 	b.add("questions", len(pool))
 	return pool
@@ -91,7 +91,7 @@ func (b *datasetBuild) augment(ctx context.Context, train []problems.Problem) ([
 		for k, s := range b.correct(sols[i], p.Answer, b.cfg.Augment.FilterCorrect) {
 			if s != "" {
 				pool = append(pool, datasetItem{key: datasetKey(p.ID, k), ex: Example{
-					Messages: datasetExample(p.Question, s), Source: p.ID, Subject: p.Subject}})
+					Messages: datasetMessages(p.Question, s), Source: p.ID, Subject: p.Subject}})
 			}
 		}
 	}
@@ -184,7 +184,7 @@ func (b *datasetBuild) sel(ctx context.Context, pairs []datasetPair, train []pro
 		for k, s := range kept[slot[pk.q]] {
 			if s != "" {
 				pool = append(pool, datasetItem{key: datasetKey(p.q, p.skill, pk.j, k), ex: Example{
-					Messages: datasetExample(q.Question, s), Source: q.ID, Subject: p.subject,
+					Messages: datasetMessages(q.Question, s), Source: q.ID, Subject: p.subject,
 					Skill: p.skill, For: p.q}})
 			}
 		}
@@ -208,7 +208,7 @@ func (b *datasetBuild) syn(ctx context.Context, pairs []datasetPair, train []pro
 		for _, q := range order {
 			r[q] = datasetRand(b.cfg.Seed, "syn", p.q, p.subject, p.skill, train[q].ID)
 		}
-		sort.Slice(order, func(i, j int) bool { return r[order[i]] < r[order[j]] })
+		sort.SliceStable(order, func(i, j int) bool { return r[order[i]] < r[order[j]] })
 		var examples []string
 		for _, q := range order[:min(c.Examples, len(order))] {
 			examples = append(examples, train[q].Question)
@@ -267,7 +267,7 @@ func (b *datasetBuild) syn(ctx context.Context, pairs []datasetPair, train []pro
 		for _, m := range members {
 			k := idx[m]
 			pool = append(pool, datasetItem{key: datasetKey(p.q, p.skill, w.i, k), ex: Example{
-				Messages: datasetExample(q, sols[n][k]), Source: "synthetic", Subject: p.subject,
+				Messages: datasetMessages(q, sols[n][k]), Source: "synthetic", Subject: p.subject,
 				Skill: p.skill, For: p.q}})
 		}
 	}

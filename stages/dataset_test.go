@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/statjob/statjob/job"
@@ -438,14 +439,14 @@ func TestDatasetSynAgreement(t *testing.T) {
 
 func TestDatasetSynResumeReusesTeacherCache(t *testing.T) {
 	srv := synTeacher(t, nil)
-	writes := 0
+	var writes atomic.Int64
 	answer := srv.Answer
 	// The first attempt: every solve call is refused (the stage fails);
 	// the questions were written and cached.
 	srv.Answer = func(c teachertest.Call) teachertest.Answer {
 		a := answer(c)
 		if strings.Contains(c.System, "new, self-contained") {
-			if writes++; writes == 6 {
+			if writes.Add(1) == 6 {
 				for range 15 {
 					srv.Fail(teachertest.Fault{Status: 400})
 				}
@@ -463,8 +464,8 @@ func TestDatasetSynResumeReusesTeacherCache(t *testing.T) {
 	if err := dsRun(t, st, spec, job.Options{Resume: true}, append(dsUpstream(dsTrain, dsDiagnoses), NewDataset("stat-syn"))...); err != nil {
 		t.Fatal(err)
 	}
-	if writes != 6 {
-		t.Errorf("questions written %d times over both attempts, want 6 (the resumed run reads the cache)", writes)
+	if writes.Load() != 6 {
+		t.Errorf("questions written %d times over both attempts, want 6 (the resumed run reads the cache)", writes.Load())
 	}
 	if _, exs, _ := dsOutput(t, st, "r1", "dataset/stat-syn"); len(exs) != 11 {
 		t.Errorf("resumed run wrote %d examples, want 11", len(exs))
@@ -608,5 +609,102 @@ func TestDatasetSelOnMATHTrain(t *testing.T) {
 		if p.ID != ex.Source || p.Subject != ex.Subject || !contains(p.Skills, ex.Skill) {
 			t.Errorf("example for %s/%s uses %s (%s, skills %v)", ex.Subject, ex.Skill, p.ID, p.Subject, p.Skills)
 		}
+	}
+}
+
+func TestDatasetBudgetStopFailsTheStage(t *testing.T) {
+	srv := selTeacher(t)
+	st := dsStore(t)
+	spec := dsSpec(t, srv, "teacher.budget.tokens=3000", "teacher.limits.concurrency=1")
+	err := dsRun(t, st, spec, job.Options{}, append(dsUpstream(dsTrain, dsDiagnoses), NewDataset("stat-sel"))...)
+	if err == nil || !strings.Contains(err.Error(), teacher.ErrBudget.Error()) {
+		t.Fatalf("a budget stop must fail the stage (so a resumed run finishes it), got %v", err)
+	}
+	if _, err := job.ReadManifest(context.Background(), st, "r1", "dataset/stat-sel"); err == nil {
+		t.Error("the stage was marked done with a partial set")
+	}
+}
+
+func TestDatasetNeedsAndEmbedSel(t *testing.T) {
+	for s, want := range map[string]string{"stat-sel": "diagnose label", "stat-syn": "diagnose label",
+		"train": "label", "augment": "label", "hard": "label", "embed-sel": "label"} {
+		st := NewDataset(s)
+		if st.Name() != "dataset/"+s || strings.Join(st.Needs(), " ") != want {
+			t.Errorf("%s: name %s, needs %v, want %s", s, st.Name(), st.Needs(), want)
+		}
+	}
+	err := dsRun(t, dsStore(t), dsSpec(t, nil), job.Options{}, append(dsUpstream(dsTrain, nil), NewDataset("embed-sel"))...)
+	if err == nil || !strings.Contains(err.Error(), "embed-sel needs an embedding model") {
+		t.Errorf("embed-sel: %v", err)
+	}
+}
+
+// A strategy's fingerprint changes with what shapes its set and with
+// nothing else, so changing one arm's settings does not retrain another.
+func TestDatasetFingerprintScope(t *testing.T) {
+	up := map[string]string{"label": "L", "diagnose": "D"}
+	fp := func(strategy string, sets ...string) string {
+		t.Helper()
+		s, err := NewDataset(strategy).Fingerprint(dsSpec(t, nil, sets...), up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, c := range []struct {
+		set     string
+		changes []string // the strategies whose fingerprint it changes
+	}{
+		{"dataset.size=100", []string{"stat-sel", "stat-syn", "train", "augment", "hard"}},
+		{"dataset.seed=3", []string{"stat-sel", "stat-syn", "train", "augment", "hard"}},
+		{"dataset.sel.per_pair=4", []string{"stat-sel"}},
+		{"dataset.syn.min_agree=3", []string{"stat-syn"}},
+		{"dataset.augment.answers=2", []string{"augment"}},
+		{"dataset.max_tokens=1000", []string{"stat-sel", "stat-syn", "augment"}},
+		{"teacher.model=gpt-4o", []string{"stat-sel", "stat-syn", "augment"}},
+		{"grade.rel_tol=0.001", []string{"stat-sel", "stat-syn", "augment"}},
+		{"teacher.limits.concurrency=3", nil},
+	} {
+		for _, s := range []string{"stat-sel", "stat-syn", "train", "augment", "hard"} {
+			if changed := fp(s) != fp(s, c.set); changed != contains(c.changes, s) {
+				t.Errorf("%s: fingerprint of %s changed %v", c.set, s, changed)
+			}
+		}
+	}
+	up2 := map[string]string{"label": "L2", "diagnose": "D"}
+	if a, _ := NewDataset("train").Fingerprint(dsSpec(t, nil), up2); a == fp("train") {
+		t.Error("the fingerprint ignores the upstream fingerprints")
+	}
+}
+
+func TestDatasetConfigValidate(t *testing.T) {
+	for set, field := range map[string]string{
+		"size=0": "size", "max_tokens=0": "max_tokens", "sel.per_pair=0": "sel.per_pair",
+		"sel.answers=0": "sel.answers", "syn.examples=0": "syn.examples", "syn.questions=0": "syn.questions",
+		"syn.min_agree=4": "syn.min_agree", "syn.question_max_tokens=0": "syn.question_max_tokens",
+		"augment.answers=0": "augment.answers", "temperature=3": "temperature",
+	} {
+		spec := dsSpec(t, nil, "dataset."+set)
+		err := spec.Validate()
+		if err == nil || !strings.Contains(err.Error(), "dataset: "+field+":") {
+			t.Errorf("dataset.%s: %v", set, err)
+		}
+	}
+	c := DefaultDatasetConfig()
+	if err := c.Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestDatasetAugmentThroughBatchAPI(t *testing.T) {
+	srv := selTeacher(t)
+	st := dsStore(t)
+	spec := dsSpec(t, srv, "teacher.batch.enabled=true", "teacher.batch.min_items=1", "teacher.batch.poll_interval=1ms")
+	if err := dsRun(t, st, spec, job.Options{}, append(dsUpstream(dsTrain, nil), NewDataset("augment"))...); err != nil {
+		t.Fatal(err)
+	}
+	_, exs, m := dsOutput(t, st, "r1", "dataset/augment")
+	if srv.Batches() != 1 || len(exs) != 9 || metric(t, m, "teacher_calls") != 0 {
+		t.Errorf("batches %d, examples %d, online calls %d; want 1, 9, 0", srv.Batches(), len(exs), metric(t, m, "teacher_calls"))
 	}
 }
