@@ -263,7 +263,7 @@ func (d *datasetStage) Run(ctx context.Context, env *job.Env) (job.Metrics, erro
 	if d.stat() {
 		b.m["per_skill"] = perSkill
 	}
-	env.Log().Info("training set drawn", "strategy", d.strategy, "candidates", len(pool), "examples", len(out))
+	env.Log().Info("training set drawn", "strategy", d.strategy, "examples", len(out), "counts", b.summary())
 	return b.m, nil
 }
 
