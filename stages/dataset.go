@@ -17,11 +17,6 @@ import (
 	"github.com/statjob/statjob/train/tokenizer"
 )
 
-// QuestionPrompt turns a question into the user turn the student sees, in
-// training (every Example's user message) and in probing and evaluation: the
-// paper's 0-shot instruction.
-const QuestionPrompt = "%s\n\nPlease reason step by step, and put your final answer within \\boxed{}."
-
 // datasetVersion is bumped whenever the dataset stage's output changes for
 // the same inputs and settings.
 const datasetVersion = "dataset v1"

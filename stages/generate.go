@@ -18,10 +18,6 @@ import (
 	"github.com/statjob/statjob/train/tokenizer"
 )
 
-// QuestionPrompt is the user turn the student reads for a question (the
-// paper's 0-shot prompt); %s is the question.
-const QuestionPrompt = "%s\n\nPlease reason step by step, and put your final answer within \\boxed{}."
-
 // generateVersion is bumped when the responses generation writes change for
 // the same settings and student (prompt, seeding, decoding, grading rules).
 const generateVersion = "generate v1"
