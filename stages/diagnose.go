@@ -23,14 +23,13 @@ type DiagnoseConfig struct {
 	// MaxFailed: the stage fails when more than this fraction of the
 	// difficult questions get no diagnosis (0 to 1).
 	MaxFailed float64 `yaml:"max_failed"`
-	// MaxTokens and Temperature of a diagnosis call.
-	MaxTokens   int     `yaml:"max_tokens"`
-	Temperature float64 `yaml:"temperature"`
+	// The diagnosis calls' max_tokens and temperature.
+	TeacherCall `yaml:",inline"`
 }
 
 // DefaultDiagnoseConfig asks for two or three missing skills.
 func DefaultDiagnoseConfig() DiagnoseConfig {
-	return DiagnoseConfig{MinSkills: 2, MaxSkills: 3, MaxFailed: 0.1, MaxTokens: 1024}
+	return DiagnoseConfig{MinSkills: 2, MaxSkills: 3, MaxFailed: 0.1, TeacherCall: TeacherCall{MaxTokens: 1024}}
 }
 
 // Validate names the first bad field.
@@ -42,12 +41,8 @@ func (c *DiagnoseConfig) Validate() error {
 		return fmt.Errorf("max_skills: %d; want min_skills (%d) to 3", c.MaxSkills, c.MinSkills)
 	case c.MaxFailed < 0 || c.MaxFailed > 1:
 		return fmt.Errorf("max_failed: %g; want a fraction from 0 to 1", c.MaxFailed)
-	case c.MaxTokens < 1:
-		return fmt.Errorf("max_tokens: %d; want at least 1", c.MaxTokens)
-	case c.Temperature < 0 || c.Temperature > 2:
-		return fmt.Errorf("temperature: %g; want 0 to 2", c.Temperature)
 	}
-	return nil
+	return c.TeacherCall.Validate()
 }
 
 const diagnoseVersion = "diagnose v1"
@@ -93,7 +88,7 @@ func (s *diagnoseStage) Run(ctx context.Context, env *job.Env) (job.Metrics, err
 			return nil, err
 		}
 	}
-	params := teacher.Params{MaxTokens: cfg.MaxTokens, Temperature: &cfg.Temperature}
+	params := cfg.Params()
 	for i, d := range rows {
 		skills, ok := cat[d.Subject]
 		if !ok {

@@ -34,15 +34,14 @@ type LabelConfig struct {
 	// MaxFailed: the stage fails when more than this fraction of the
 	// questions sent to the teacher get no label (0 to 1).
 	MaxFailed float64 `yaml:"max_failed"`
-	// MaxTokens and Temperature of a labelling call.
-	MaxTokens   int     `yaml:"max_tokens"`
-	Temperature float64 `yaml:"temperature"`
+	// The labelling calls' max_tokens and temperature.
+	TeacherCall `yaml:",inline"`
 }
 
 // DefaultLabelConfig labels with the reference map, up to five skills each.
 func DefaultLabelConfig() LabelConfig {
 	return LabelConfig{Source: SourceReference, Map: "data/skills/math_skill_map.jsonl",
-		MaxSkills: 5, MaxFailed: 0.1, MaxTokens: 256}
+		MaxSkills: 5, MaxFailed: 0.1, TeacherCall: TeacherCall{MaxTokens: 256}}
 }
 
 // Validate names the first bad field.
@@ -63,12 +62,8 @@ func (c *LabelConfig) Validate() error {
 		return fmt.Errorf("limit: %d is negative (0 labels every question)", c.Limit)
 	case c.MaxFailed < 0 || c.MaxFailed > 1:
 		return fmt.Errorf("max_failed: %g; want a fraction from 0 to 1", c.MaxFailed)
-	case c.MaxTokens < 1:
-		return fmt.Errorf("max_tokens: %d; want at least 1", c.MaxTokens)
-	case c.Temperature < 0 || c.Temperature > 2:
-		return fmt.Errorf("temperature: %g; want 0 to 2", c.Temperature)
 	}
-	return nil
+	return c.TeacherCall.Validate()
 }
 
 const labelVersion = "label v1"
@@ -194,7 +189,7 @@ func (s *labelStage) labelTeacher(ctx context.Context, env *job.Env, cfg *LabelC
 		reqs     []*teacher.Request
 		subjects []string
 	)
-	params := teacher.Params{MaxTokens: cfg.MaxTokens, Temperature: &cfg.Temperature}
+	params := cfg.Params()
 	t, err := teachNew(ctx, env, s.spec)
 	if err != nil {
 		return nil, err

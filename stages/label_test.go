@@ -10,6 +10,7 @@ import (
 
 	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/storage/storagetest"
 	"github.com/statjob/statjob/task/problems"
 	"github.com/statjob/statjob/teacher/teachertest"
 )
@@ -36,7 +37,7 @@ func TestLabelReference(t *testing.T) {
 		labelled int
 	}{{"keep", 6552}, {"drop", 6552 - 162}} {
 		t.Run(tc.policy, func(t *testing.T) {
-			st := teachStore(t)
+			st := storagetest.Local(t)
 			if _, err := runStages(t, st, teachSpec(t, nil, "data.unknown_skills="+tc.policy), NewSkills(), NewLabel()); err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +74,7 @@ func TestLabelReference(t *testing.T) {
 }
 
 func TestLabelReferenceLimit(t *testing.T) {
-	st := teachStore(t)
+	st := storagetest.Local(t)
 	if _, err := runStages(t, st, teachSpec(t, nil, "label.limit=100", "label.seed=7"), NewSkills(), NewLabel()); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func labelFake(t *testing.T) (srv *teachertest.Server, bucket func(question stri
 // failures file; a skill outside the list is re-asked; max_skills cuts.
 func TestLabelTeacher(t *testing.T) {
 	srv, bucket := labelFake(t)
-	st := teachStore(t)
+	st := storagetest.Local(t)
 	spec := teachSpec(t, srv, "label.source=teacher", "label.limit=40", "label.max_skills=2", "label.max_failed=0.5")
 	if _, err := runStages(t, st, spec, NewSkills(), NewLabel()); err != nil {
 		t.Fatal(err)
@@ -173,25 +174,13 @@ func TestLabelTeacher(t *testing.T) {
 
 	// Over max_failed, the stage fails, saying why.
 	spec = teachSpec(t, srv, "label.source=teacher", "label.limit=40", "label.max_failed=0")
-	_, err := runStages(t, teachStore(t), spec, NewSkills(), NewLabel())
+	_, err := runStages(t, storagetest.Local(t), spec, NewSkills(), NewLabel())
 	if err == nil || !strings.Contains(err.Error(), "label.max_failed") {
 		t.Fatalf("err %v, want one naming label.max_failed", err)
 	}
 }
 
 func TestLabelConfigValidate(t *testing.T) {
-	for _, tc := range []struct{ set, field string }{
-		{"source=book", "source"}, {`map=""`, "map"}, {"max_skills=6", "max_skills"}, {"max_skills=0", "max_skills"},
-		{"limit=-1", "limit"}, {"max_failed=1.5", "max_failed"}, {"max_tokens=0", "max_tokens"},
-	} {
-		c := DefaultLabelConfig()
-		spec := job.NewSpec()
-		spec.Register("label", &c)
-		if err := spec.Set("label." + tc.set); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), tc.field+":") {
-			t.Errorf("label.%s: err %v, want one naming %s", tc.set, err, tc.field)
-		}
-	}
+	teachValidate(t, "label", func() job.Section { c := DefaultLabelConfig(); return &c },
+		"source=book", `map=""`, "max_skills=6", "max_skills=0", "limit=-1", "max_failed=1.5", "max_tokens=0")
 }

@@ -47,15 +47,37 @@ type SkillsConfig struct {
 	MaxSkills int `yaml:"max_skills"`
 	// Seed orders the training questions a proposal shows.
 	Seed uint64 `yaml:"seed"`
-	// MaxTokens and Temperature of a proposal call.
+	// The proposal calls' max_tokens and temperature.
+	TeacherCall `yaml:",inline"`
+}
+
+// TeacherCall are the sampling settings of a stage's teacher calls.
+type TeacherCall struct {
 	MaxTokens   int     `yaml:"max_tokens"`
 	Temperature float64 `yaml:"temperature"`
+}
+
+// Validate names the first bad field.
+func (c *TeacherCall) Validate() error {
+	switch {
+	case c.MaxTokens < 1:
+		return fmt.Errorf("max_tokens: %d; want at least 1", c.MaxTokens)
+	case c.Temperature < 0 || c.Temperature > 2:
+		return fmt.Errorf("temperature: %g; want 0 to 2", c.Temperature)
+	}
+	return nil
+}
+
+// Params are the calls' teacher parameters.
+func (c *TeacherCall) Params() teacher.Params {
+	temp := c.Temperature
+	return teacher.Params{MaxTokens: c.MaxTokens, Temperature: &temp}
 }
 
 // DefaultSkillsConfig loads the reference catalogue shipped in data/.
 func DefaultSkillsConfig() SkillsConfig {
 	return SkillsConfig{Source: SourceReference, Path: "data/skills/math_skills.json",
-		Questions: 40, Samples: 3, MinVotes: 1, MaxSkills: 30, MaxTokens: 2048, Temperature: 0.7}
+		Questions: 40, Samples: 3, MinVotes: 1, MaxSkills: 30, TeacherCall: TeacherCall{MaxTokens: 2048, Temperature: 0.7}}
 }
 
 // Validate names the first bad field.
@@ -78,12 +100,8 @@ func (c *SkillsConfig) Validate() error {
 		return fmt.Errorf("min_votes: %d; want 1 to samples (%d)", c.MinVotes, c.Samples)
 	case c.MaxSkills < 0:
 		return fmt.Errorf("max_skills: %d is negative", c.MaxSkills)
-	case c.MaxTokens < 1:
-		return fmt.Errorf("max_tokens: %d; want at least 1", c.MaxTokens)
-	case c.Temperature < 0 || c.Temperature > 2:
-		return fmt.Errorf("temperature: %g; want 0 to 2", c.Temperature)
 	}
-	return nil
+	return c.TeacherCall.Validate()
 }
 
 // skillsVersion changes when the skills stage's output changes for the same
@@ -199,7 +217,7 @@ func (s *skillsStage) propose(ctx context.Context, env *job.Env, cfg *SkillsConf
 	if err != nil {
 		return nil, err
 	}
-	params := teacher.Params{MaxTokens: cfg.MaxTokens, Temperature: &cfg.Temperature}
+	params := cfg.Params()
 	var (
 		reqs  []*teacher.Request
 		items []proposal

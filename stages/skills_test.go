@@ -12,6 +12,7 @@ import (
 
 	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/storage/storagetest"
 	"github.com/statjob/statjob/task/problems"
 	"github.com/statjob/statjob/teacher/teachertest"
 )
@@ -34,17 +35,6 @@ func teachSpec(t *testing.T, srv *teachertest.Server, sets ...string) *job.Spec 
 			"teacher.limits.concurrency=8")
 	}
 	return testSpec(t, "m", append(base, sets...)...)
-}
-
-// teachStore is a local store in a temporary folder.
-func teachStore(t *testing.T) storage.Store {
-	t.Helper()
-	st, err := storage.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 // teachMetrics reads a finished stage's metrics of run r1, through JSON as
@@ -116,7 +106,7 @@ func readCatalogueOutput(t *testing.T, st storage.Store) problems.Catalogue {
 }
 
 func TestSkillsReference(t *testing.T) {
-	st := teachStore(t)
+	st := storagetest.Local(t)
 	if _, err := runStages(t, st, teachSpec(t, nil), NewSkills()); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +183,7 @@ func TestSkillsTeacher(t *testing.T) {
 		b, _ := json.Marshal(map[string]any{"skills": []string{"Core Skill of " + subj, "core-skill-of-" + subj, "shared_skill", only}})
 		return teachertest.Answer{Text: string(b)}
 	}
-	st := teachStore(t)
+	st := storagetest.Local(t)
 	spec := teachSpec(t, srv, "skills.source=teacher", "skills.questions=5", "skills.samples=2", "skills.min_votes=2")
 	if _, err := runStages(t, st, spec, NewSkills()); err != nil {
 		t.Fatal(err)
@@ -246,30 +236,35 @@ func TestSkillsTeacherSubjectWithoutProposals(t *testing.T) {
 		}
 		return teachertest.Answer{Text: `<skill>a skill</skill>`}
 	}
-	_, err := runStages(t, teachStore(t), teachSpec(t, srv, "skills.source=teacher", "skills.questions=2", "skills.samples=1"), NewSkills())
+	_, err := runStages(t, storagetest.Local(t), teachSpec(t, srv, "skills.source=teacher", "skills.questions=2", "skills.samples=1"), NewSkills())
 	if err == nil || !strings.Contains(err.Error(), "subject precalculus") {
 		t.Fatalf("err %v, want one naming subject precalculus", err)
 	}
 }
 
-func TestSkillsConfigValidate(t *testing.T) {
-	for _, tc := range []struct{ set, field string }{
-		{"source=book", "source"}, {`path=""`, "path"}, {"questions=0", "questions"},
-		{"samples=0", "samples"}, {"min_votes=4", "min_votes"}, {"max_skills=-1", "max_skills"},
-		{"max_tokens=0", "max_tokens"}, {"temperature=3", "temperature"},
-	} {
-		c := DefaultSkillsConfig()
+// teachValidate checks that section's defaults (fresh returns them) are
+// valid, and that each bad assignment ("field=value") makes Validate name
+// its field.
+func teachValidate(t *testing.T, section string, fresh func() job.Section, bad ...string) {
+	t.Helper()
+	if err := fresh().Validate(); err != nil {
+		t.Fatalf("%s defaults: %v", section, err)
+	}
+	for _, set := range bad {
+		c := fresh()
 		spec := job.NewSpec()
-		spec.Register("skills", &c)
-		if err := spec.Set("skills." + tc.set); err != nil {
+		spec.Register(section, c)
+		if err := spec.Set(section + "." + set); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), tc.field+":") {
-			t.Errorf("skills.%s: err %v, want one naming %s", tc.set, err, tc.field)
+		field, _, _ := strings.Cut(set, "=")
+		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), field+":") {
+			t.Errorf("%s.%s: err %v, want one naming %s", section, set, err, field)
 		}
 	}
-	c := DefaultSkillsConfig()
-	if err := c.Validate(); err != nil {
-		t.Fatalf("defaults: %v", err)
-	}
+}
+
+func TestSkillsConfigValidate(t *testing.T) {
+	teachValidate(t, "skills", func() job.Section { c := DefaultSkillsConfig(); return &c },
+		"source=book", `path=""`, "questions=0", "samples=0", "min_votes=4", "max_skills=-1", "max_tokens=0", "temperature=3")
 }
