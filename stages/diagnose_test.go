@@ -79,14 +79,7 @@ func difficultyFixed(rows []Difficult) fixed {
 
 func readDiagnoses(t *testing.T, st storage.Store) ([]Diagnosed, Profile) {
 	t.Helper()
-	var ds []Diagnosed
-	for _, line := range strings.Split(strings.TrimSpace(string(readOutput(t, st, "diagnose", DiagnosesFile))), "\n") {
-		var d Diagnosed
-		if err := json.Unmarshal([]byte(line), &d); err != nil {
-			t.Fatal(err)
-		}
-		ds = append(ds, d)
-	}
+	ds := teachRows[Diagnosed](t, st, "diagnose", DiagnosesFile)
 	var p Profile
 	if err := json.Unmarshal(readOutput(t, st, "diagnose", ProfileFile), &p); err != nil {
 		t.Fatal(err)

@@ -18,11 +18,7 @@ import (
 func readLabelled(t *testing.T, st storage.Store) map[string]problems.Problem {
 	t.Helper()
 	out := map[string]problems.Problem{}
-	for i, line := range strings.Split(strings.TrimSpace(string(readOutput(t, st, "label", LabelledFile))), "\n") {
-		var p problems.Problem
-		if err := json.Unmarshal([]byte(line), &p); err != nil {
-			t.Fatalf("%s line %d: %v", LabelledFile, i+1, err)
-		}
+	for _, p := range teachRows[problems.Problem](t, st, "label", LabelledFile) {
 		out[p.ID] = p
 	}
 	return out
@@ -129,14 +125,7 @@ func TestLabelTeacher(t *testing.T) {
 	}
 	cat := readCatalogueOutput(t, st)
 	got := readLabelled(t, st)
-	var failures []labelFailure
-	for _, line := range strings.Split(strings.TrimSpace(string(readOutput(t, st, "label", LabelFailures))), "\n") {
-		var f labelFailure
-		if err := json.Unmarshal([]byte(line), &f); err != nil {
-			t.Fatal(err)
-		}
-		failures = append(failures, f)
-	}
+	failures := teachRows[labelFailure](t, st, "label", LabelFailures)
 	failed := map[string]bool{}
 	for _, f := range failures {
 		failed[f.ID] = true

@@ -71,6 +71,20 @@ func teachNum(t *testing.T, m map[string]any, path string) int {
 	return int(f)
 }
 
+// teachRows reads run r1's JSONL output name of stage into rows of T.
+func teachRows[T any](t *testing.T, st storage.Store, stage, name string) []T {
+	t.Helper()
+	var rows []T
+	for i, line := range strings.Split(strings.TrimSpace(string(readOutput(t, st, stage, name))), "\n") {
+		var r T
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%s/%s line %d: %v", stage, name, i+1, err)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
 // promptSkills are the "- skill" lines of a prompt.
 func promptSkills(prompt string) []string {
 	var out []string
