@@ -250,3 +250,38 @@ func TestDiagnoseConfigValidate(t *testing.T) {
 	teachValidate(t, "diagnose", func() job.Section { c := DefaultDiagnoseConfig(); return &c },
 		"min_skills=1", "max_skills=4", "max_failed=-0.1", "max_tokens=0", "temperature=-1")
 }
+
+// TestDiagnoseBatch: with batch mode on, the calls go through the
+// provider's batch API and nothing is asked online.
+func TestDiagnoseBatch(t *testing.T) {
+	srv := diagnoseFake(t)
+	st := storagetest.Local(t)
+	rows := []Difficult{diagnoseRows[0], diagnoseRows[1], diagnoseRows[4], diagnoseRows[5]}
+	spec := teachSpec(t, srv, "teacher.batch.enabled=true", "teacher.batch.min_items=1", "teacher.batch.poll_interval=1ms")
+	if _, err := runStages(t, st, spec, NewSkills(), difficultyFixed(rows), NewDiagnose()); err != nil {
+		t.Fatal(err)
+	}
+	ds, prof := readDiagnoses(t, st)
+	if len(ds) != 4 || prof.Failed != 0 || ds[3].ID != rows[3].ID || len(ds[3].Diagnosis.Missing) != 3 {
+		t.Fatalf("diagnoses %+v, profile %+v", ds, prof)
+	}
+	m := teachMetrics(t, st, "diagnose")
+	if srv.Batches() == 0 || teachNum(t, m, "teacher.batch_items") != 4 || teachNum(t, m, "teacher.attempts") != 0 {
+		t.Fatalf("%d batch jobs, metrics %v; want every call in a batch", srv.Batches(), m)
+	}
+}
+
+// TestDiagnoseBudgetStops: calls the budget refuses are not failures of
+// the teacher: the stage stops, saying so, instead of finishing without
+// them.
+func TestDiagnoseBudgetStops(t *testing.T) {
+	srv := diagnoseFake(t)
+	spec := teachSpec(t, srv, "teacher.budget.tokens=10", "diagnose.max_failed=1")
+	_, err := runStages(t, storagetest.Local(t), spec, NewSkills(), difficultyFixed(diagnoseRows[:2]), NewDiagnose())
+	if err == nil || !strings.Contains(err.Error(), "teacher.budget") {
+		t.Fatalf("err %v, want the stage stopped by the budget", err)
+	}
+	if srv.Calls() != 0 {
+		t.Fatalf("%d calls past the budget", srv.Calls())
+	}
+}
