@@ -3,7 +3,6 @@ package stages
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -47,7 +46,7 @@ func (c *DiagnoseConfig) Validate() error {
 
 const diagnoseVersion = "diagnose v1"
 
-type diagnoseStage struct{ spec *job.Spec }
+type diagnoseStage struct{}
 
 // NewDiagnose returns the diagnose stage.
 func NewDiagnose() job.Stage { return &diagnoseStage{} }
@@ -56,7 +55,6 @@ func (s *diagnoseStage) Name() string    { return "diagnose" }
 func (s *diagnoseStage) Needs() []string { return []string{"difficulty", "skills"} }
 
 func (s *diagnoseStage) Fingerprint(spec *job.Spec, up map[string]string) (string, error) {
-	s.spec = spec
 	sec, err := spec.Canonical("diagnose")
 	if err != nil {
 		return "", err
@@ -65,10 +63,8 @@ func (s *diagnoseStage) Fingerprint(spec *job.Spec, up map[string]string) (strin
 }
 
 func (s *diagnoseStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if s.spec == nil {
-		return nil, errors.New("diagnose: run before its fingerprint (no spec)")
-	}
-	cfg := s.spec.Section("diagnose").(*DiagnoseConfig)
+	spec := env.Spec()
+	cfg := spec.Section("diagnose").(*DiagnoseConfig)
 	cat, err := readCatalogue(ctx, env, "skills")
 	if err != nil {
 		return nil, err
@@ -84,7 +80,7 @@ func (s *diagnoseStage) Run(ctx context.Context, env *job.Env) (job.Metrics, err
 	)
 	var t *teacher.Teacher
 	if len(rows) > 0 {
-		if t, err = teachNew(ctx, env, s.spec); err != nil {
+		if t, err = teachNew(ctx, env); err != nil {
 			return nil, err
 		}
 	}

@@ -76,7 +76,7 @@ type labelFailure struct {
 	Raw     string `json:"raw,omitempty"`
 }
 
-type labelStage struct{ spec *job.Spec }
+type labelStage struct{}
 
 // NewLabel returns the label stage.
 func NewLabel() job.Stage { return &labelStage{} }
@@ -85,7 +85,6 @@ func (s *labelStage) Name() string    { return "label" }
 func (s *labelStage) Needs() []string { return []string{"skills"} }
 
 func (s *labelStage) Fingerprint(spec *job.Spec, up map[string]string) (string, error) {
-	s.spec = spec
 	cfg := spec.Section("label").(*LabelConfig)
 	sec, err := spec.Canonical("label", "data")
 	if err != nil {
@@ -106,16 +105,14 @@ func (s *labelStage) Fingerprint(spec *job.Spec, up map[string]string) (string, 
 }
 
 func (s *labelStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if s.spec == nil {
-		return nil, errors.New("label: run before its fingerprint (no spec)")
-	}
-	cfg := s.spec.Section("label").(*LabelConfig)
-	data := s.spec.Section("data").(*problems.Config)
+	spec := env.Spec()
+	cfg := spec.Section("label").(*LabelConfig)
+	data := spec.Section("data").(*problems.Config)
 	cat, err := readCatalogue(ctx, env, "skills")
 	if err != nil {
 		return nil, err
 	}
-	train, err := problems.LoadMATH(mathTrainPath(s.spec))
+	train, err := problems.LoadMATH(mathTrainPath(env.Spec()))
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +187,7 @@ func (s *labelStage) labelTeacher(ctx context.Context, env *job.Env, cfg *LabelC
 		subjects []string
 	)
 	params := cfg.Params()
-	t, err := teachNew(ctx, env, s.spec)
+	t, err := teachNew(ctx, env)
 	if err != nil {
 		return nil, err
 	}

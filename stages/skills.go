@@ -109,7 +109,7 @@ func (c *SkillsConfig) Validate() error {
 const skillsVersion = "skills v1"
 
 // skillsStage writes the skill catalogue.
-type skillsStage struct{ spec *job.Spec }
+type skillsStage struct{}
 
 // NewSkills returns the skills stage.
 func NewSkills() job.Stage { return &skillsStage{} }
@@ -118,7 +118,6 @@ func (s *skillsStage) Name() string    { return "skills" }
 func (s *skillsStage) Needs() []string { return nil }
 
 func (s *skillsStage) Fingerprint(spec *job.Spec, up map[string]string) (string, error) {
-	s.spec = spec
 	cfg := spec.Section("skills").(*SkillsConfig)
 	if cfg.Source == SourceReference {
 		sec, err := spec.Canonical("skills")
@@ -143,10 +142,8 @@ func (s *skillsStage) Fingerprint(spec *job.Spec, up map[string]string) (string,
 }
 
 func (s *skillsStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if s.spec == nil {
-		return nil, errors.New("skills: run before its fingerprint (no spec)")
-	}
-	cfg := s.spec.Section("skills").(*SkillsConfig)
+	spec := env.Spec()
+	cfg := spec.Section("skills").(*SkillsConfig)
 	var (
 		cat     problems.Catalogue
 		metrics = job.Metrics{"source": cfg.Source}
@@ -199,7 +196,7 @@ type proposal struct {
 // over disjoint windows of the subject's seeded question order, and merges
 // the proposals by vote.
 func (s *skillsStage) propose(ctx context.Context, env *job.Env, cfg *SkillsConfig, metrics job.Metrics) (problems.Catalogue, error) {
-	train, err := problems.LoadMATH(mathTrainPath(s.spec))
+	train, err := problems.LoadMATH(mathTrainPath(env.Spec()))
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +210,7 @@ func (s *skillsStage) propose(ctx context.Context, env *job.Env, cfg *SkillsConf
 	}
 	sort.Strings(subjects)
 
-	t, err := teachNew(ctx, env, s.spec)
+	t, err := teachNew(ctx, env)
 	if err != nil {
 		return nil, err
 	}
@@ -372,8 +369,8 @@ func teachOrder(ps []problems.Problem, seed uint64) []problems.Problem {
 
 // teachNew builds the teacher of the spec's teacher section over the run's
 // store (its reply cache lives there).
-func teachNew(ctx context.Context, env *job.Env, spec *job.Spec) (*teacher.Teacher, error) {
-	cfg := *spec.Section("teacher").(*teacher.Config)
+func teachNew(ctx context.Context, env *job.Env) (*teacher.Teacher, error) {
+	cfg := *env.Spec().Section("teacher").(*teacher.Config)
 	return teacher.New(ctx, cfg, env.Store(), &teacher.Options{Logger: env.Log()})
 }
 
