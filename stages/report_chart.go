@@ -208,8 +208,13 @@ func lineChart(title string, series []lineSeries) svgChart {
 		c.Lines = append(c.Lines, svgLine{X1: left, Y1: sy(v), X2: left + width, Y2: sy(v), Stroke: "#e5e7eb", Dash: i > 0})
 		c.Texts = append(c.Texts, svgText{X: left - 6, Y: sy(v) + 4, Text: fmt.Sprintf("%.3g", v), Anchor: "end", Fill: "#6b7280"})
 	}
+	last := 0.0
 	for i := 0; i <= 4; i++ {
 		v := math.Round(1 + (xmax-1)*float64(i)/4)
+		if v == last {
+			continue
+		}
+		last = v
 		c.Texts = append(c.Texts, svgText{X: sx(v), Y: top + height + 16, Text: fmt.Sprintf("%.0f", v), Anchor: "middle", Fill: "#6b7280"})
 	}
 	c.Texts = append(c.Texts, svgText{X: left + width/2, Y: top + height + 36, Text: "optimizer step", Anchor: "middle", Fill: "#6b7280"})

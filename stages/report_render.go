@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	htmltemplate "html/template"
+	"math"
 	"sort"
 	"strings"
 	texttemplate "text/template"
@@ -54,7 +55,12 @@ type reportCell struct {
 
 func reportPct(v float64) string { return fmt.Sprintf("%.1f%%", 100*v) }
 
-func reportPP(d float64) string { return fmt.Sprintf("%+.1f pp", 100*d) }
+func reportPP(d float64) string {
+	if math.Abs(d) < 5e-4 {
+		return "0 pp"
+	}
+	return fmt.Sprintf("%+.1f pp", 100*d)
+}
 
 func reportCI(lo, hi float64) string { return fmt.Sprintf("[%.1f, %.1f]", 100*lo, 100*hi) }
 
