@@ -39,7 +39,9 @@ type reportCard struct {
 	Math, MathDelta string
 	Hard, HardDelta string
 	Verdict         string
-	Class           string // up, down or flat
+	// Class colours the MATH and MATH_D differences by what their paired
+	// intervals say: up, down or flat.
+	Class, HardClass string
 }
 
 type reportTable struct {
@@ -251,7 +253,7 @@ func reportBuildView(s *reportSummary) *reportView {
 		if a == "base" {
 			continue
 		}
-		card := reportCard{Arm: a, Color: color(a), Math: "—", Hard: "—", Class: "flat"}
+		card := reportCard{Arm: a, Color: color(a), Math: "—", Hard: "—", Class: "flat", HardClass: "flat"}
 		for _, b := range s.Benchmarks {
 			if i := reportScoreOf(b.Arms, a); b.Name == "math" && i >= 0 {
 				card.Math = reportPct(b.Arms[i].Pass1)
@@ -272,6 +274,13 @@ func reportBuildView(s *reportSummary) *reportView {
 			if p.Arm == a {
 				card.Verdict, card.Class = reportVerdict(p)
 				card.Verdict = "on MATH: " + card.Verdict
+			}
+		}
+		if s.MathD != nil {
+			for _, p := range s.MathD.Paired {
+				if p.Arm == a {
+					_, card.HardClass = reportVerdict(p)
+				}
 			}
 		}
 		v.Cards = append(v.Cards, card)

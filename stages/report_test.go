@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -211,5 +212,21 @@ func TestReportWithoutOptionalParts(t *testing.T) {
 		if !strings.Contains(html.UnescapeString(string(page)), want) || !strings.Contains(strings.ReplaceAll(string(md), "\\_", "_"), want) {
 			t.Errorf("page or markdown lacks %q", want)
 		}
+	}
+}
+
+func TestReportReadsEveryArmInThePipeline(t *testing.T) {
+	g, err := Graph(testSpec(t, "models/base", "pipeline.strategies=[stat-sel, train]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	needs := g.Stage("report").Needs()
+	for _, want := range []string{"difficulty", "diagnose", "evaluate/base", "evaluate/stat-sel", "evaluate/train", "sft/stat-sel", "sft/train"} {
+		if !slices.Contains(needs, want) {
+			t.Errorf("report needs %v, not %s", needs, want)
+		}
+	}
+	if slices.Contains(needs, "sft/base") {
+		t.Errorf("report needs %v: the base student has no training stage", needs)
 	}
 }
