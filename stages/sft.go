@@ -89,6 +89,8 @@ func (s *sftStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("student.backend: %w", err)
 	}
+	// Free the device for the stages that run next in this process.
+	defer be.Finalize()
 	fwd, err := sft.ModelForward(student.Model.Config, cfg)
 	if err != nil {
 		return nil, err
