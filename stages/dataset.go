@@ -138,9 +138,6 @@ func NewDataset(strategy string) job.Stage {
 
 type datasetStage struct {
 	strategy string
-	// spec is the spec the graph was fingerprinted with: the runner computes
-	// every fingerprint before it runs a stage.
-	spec *job.Spec
 }
 
 func (d *datasetStage) Name() string { return "dataset/" + d.strategy }
@@ -162,7 +159,6 @@ func (d *datasetStage) usesTeacher() bool { return d.stat() || d.strategy == "au
 // settings, its own subsection, and for teacher strategies the teacher's
 // identity, the prompts, the sampling settings and the grader.
 func (d *datasetStage) Fingerprint(spec *job.Spec, upstream map[string]string) (string, error) {
-	d.spec = spec
 	c := spec.Section("dataset").(*DatasetConfig)
 	settings := map[string]any{"size": c.Size, "seed": c.Seed, "repeat": c.Repeat}
 	var prompts []string
@@ -180,8 +176,7 @@ func (d *datasetStage) Fingerprint(spec *job.Spec, upstream map[string]string) (
 	var tid, grade any
 	if d.usesTeacher() {
 		settings["max_tokens"], settings["temperature"] = c.MaxTokens, c.Temperature
-		tc := spec.Section("teacher").(*teacher.Config)
-		tid = []string{tc.Provider, tc.Model, tc.Structured}
+		tid = teachFingerprint(spec)
 		grade = spec.Section("grade")
 	}
 	return job.Hash(datasetVersion, d.strategy, settings, tid, prompts, grade, QuestionPrompt, upstream)
@@ -194,21 +189,18 @@ func (d *datasetStage) Run(ctx context.Context, env *job.Env) (job.Metrics, erro
 	if !slices.Contains(Strategies, d.strategy) {
 		return nil, fmt.Errorf("strategy %q is not one of %v", d.strategy, Strategies)
 	}
-	if d.spec == nil {
-		return nil, fmt.Errorf("stage %s: run before its fingerprint was computed", d.Name())
-	}
-	cfg := *d.spec.Section("dataset").(*DatasetConfig)
+	spec := env.Spec()
+	cfg := *spec.Section("dataset").(*DatasetConfig)
 	b := &datasetBuild{cfg: &cfg, name: d.Name(), m: job.Metrics{}}
 	train, err := datasetTrain(ctx, env)
 	if err != nil {
 		return nil, err
 	}
 	if d.usesTeacher() {
-		if b.t, err = teacher.New(ctx, *d.spec.Section("teacher").(*teacher.Config), env.Store(),
-			&teacher.Options{Logger: env.Log()}); err != nil {
+		if b.t, err = teachNew(ctx, env); err != nil {
 			return nil, err
 		}
-		if b.g, err = mathgrade.New(*d.spec.Section("grade").(*mathgrade.Config)); err != nil {
+		if b.g, err = mathgrade.New(*spec.Section("grade").(*mathgrade.Config)); err != nil {
 			return nil, err
 		}
 	}

@@ -75,22 +75,12 @@ func (c *DifficultyConfig) Validate() error {
 // order).
 func NewDifficulty() job.Stage { return &difficultyStage{} }
 
-type difficultyStage struct {
-	cfg   *DifficultyConfig
-	grade *mathgrade.Config
-}
+type difficultyStage struct{}
 
 func (s *difficultyStage) Name() string    { return "difficulty" }
 func (s *difficultyStage) Needs() []string { return []string{"probe"} }
 
 func (s *difficultyStage) Fingerprint(spec *job.Spec, upstream map[string]string) (string, error) {
-	var ok bool
-	if s.cfg, ok = spec.Section("difficulty").(*DifficultyConfig); !ok {
-		return "", errNoSection("difficulty")
-	}
-	if s.grade, ok = spec.Section("grade").(*mathgrade.Config); !ok {
-		return "", errNoSection("grade")
-	}
 	c, err := spec.Canonical("difficulty", "grade")
 	if err != nil {
 		return "", err
@@ -99,18 +89,16 @@ func (s *difficultyStage) Fingerprint(spec *job.Spec, upstream map[string]string
 }
 
 func (s *difficultyStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if s.cfg == nil {
-		return nil, fmt.Errorf("stage %s runs before its fingerprint was taken: run it through job.Run", s.Name())
-	}
+	cfg := env.Spec().Section("difficulty").(*DifficultyConfig)
 	rs, err := readRows[Response](ctx, env, "probe", ResponsesFile)
 	if err != nil {
 		return nil, err
 	}
-	g, err := mathgrade.New(*s.grade)
+	g, err := mathgrade.New(*env.Spec().Section("grade").(*mathgrade.Config))
 	if err != nil {
 		return nil, fmt.Errorf("grade: %w", err)
 	}
-	hard, err := classify(rs, s.cfg, g)
+	hard, err := classify(rs, cfg, g)
 	if err != nil {
 		return nil, err
 	}

@@ -93,9 +93,7 @@ func benchmarkNames() []string {
 func NewEvaluate(arm, model string) job.Stage { return &evaluateStage{arm: arm, model: model} }
 
 type evaluateStage struct {
-	genSections
 	arm, model string
-	cfg        *EvaluateConfig
 }
 
 func (s *evaluateStage) Name() string { return "evaluate/" + s.arm }
@@ -108,15 +106,8 @@ func (s *evaluateStage) Needs() []string {
 }
 
 func (s *evaluateStage) Fingerprint(spec *job.Spec, upstream map[string]string) (string, error) {
-	if err := s.capture(spec); err != nil {
-		return "", err
-	}
-	cfg, ok := spec.Section("evaluate").(*EvaluateConfig)
-	if !ok {
-		return "", errNoSection("evaluate")
-	}
-	s.cfg = cfg
-	return s.fingerprint(evaluateVersion, cfg.GenerationConfig, s.model, upstream,
+	cfg := spec.Section("evaluate").(*EvaluateConfig)
+	return sectionsOf(spec).fingerprint(evaluateVersion, cfg.GenerationConfig, s.model, upstream,
 		s.Name(), cfg.Benchmarks, cfg.SkillMap, cfg.Catalogue, cfg.Bootstrap)
 }
 
@@ -125,10 +116,8 @@ func benchFile(b string) string { return b + ".jsonl" }
 
 // Run answers this shard's questions of every benchmark.
 func (s *evaluateStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if err := s.ready(s.Name()); err != nil {
-		return nil, err
-	}
-	sets, err := s.benchmarks()
+	g, cfg := sectionsOf(env.Spec()), env.Spec().Section("evaluate").(*EvaluateConfig)
+	sets, err := benchmarks(cfg, g.data)
 	if err != nil {
 		return nil, err
 	}
@@ -136,11 +125,11 @@ func (s *evaluateStage) Run(ctx context.Context, env *job.Env) (job.Metrics, err
 	for b, ps := range sets {
 		sets[b] = shardOf(ps, i, n)
 	}
-	rs, stats, err := s.answer(ctx, env, s.model, s.cfg.GenerationConfig, sets)
+	rs, stats, err := g.answer(ctx, env, s.model, cfg.GenerationConfig, sets)
 	if err != nil {
 		return nil, err
 	}
-	for _, b := range s.cfg.Benchmarks {
+	for _, b := range cfg.Benchmarks {
 		if err := writeRows(ctx, env, benchFile(b), rs[b]); err != nil {
 			return nil, err
 		}
@@ -150,40 +139,40 @@ func (s *evaluateStage) Run(ctx context.Context, env *job.Env) (job.Metrics, err
 
 // benchmarks loads the configured benchmarks, each cut to the limit, with
 // reference skills attached when a skill map is set.
-func (s *evaluateStage) benchmarks() (map[string][]problems.Problem, error) {
+func benchmarks(cfg *EvaluateConfig, data *problems.Config) (map[string][]problems.Problem, error) {
 	sets := map[string][]problems.Problem{}
-	for _, b := range s.cfg.Benchmarks {
+	for _, b := range cfg.Benchmarks {
 		var ps []problems.Problem
 		var err error
 		if b == problems.MATH {
-			_, ps, err = problems.SplitMATH(s.data.Dir, *s.data)
+			_, ps, err = problems.SplitMATH(data.Dir, *data)
 		} else {
-			ps, err = problems.LoadDir(b, s.data.Dir)
+			ps, err = problems.LoadDir(b, data.Dir)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("benchmark %s: %w", b, err)
 		}
-		sets[b] = s.cfg.limit(ps)
+		sets[b] = cfg.limit(ps)
 	}
-	if s.cfg.SkillMap == "" {
+	if cfg.SkillMap == "" {
 		return sets, nil
 	}
 	at := func(p string) string {
 		if filepath.IsAbs(p) {
 			return p
 		}
-		return filepath.Join(s.data.Dir, p)
+		return filepath.Join(data.Dir, p)
 	}
-	cat, err := problems.LoadCatalogue(at(s.cfg.Catalogue))
+	cat, err := problems.LoadCatalogue(at(cfg.Catalogue))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate.catalogue: %w", err)
 	}
-	rows, err := problems.LoadSkillMap(at(s.cfg.SkillMap))
+	rows, err := problems.LoadSkillMap(at(cfg.SkillMap))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate.skill_map: %w", err)
 	}
 	for b, ps := range sets {
-		if _, err := problems.AttachSkills(ps, cat, rows, s.data.UnknownSkills); err != nil {
+		if _, err := problems.AttachSkills(ps, cat, rows, data.UnknownSkills); err != nil {
 			return nil, fmt.Errorf("evaluate.skill_map on %s: %w", b, err)
 		}
 	}
@@ -192,20 +181,18 @@ func (s *evaluateStage) benchmarks() (map[string][]problems.Problem, error) {
 
 // Merge writes each benchmark's responses in question order and the scores.
 func (s *evaluateStage) Merge(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if err := s.ready(s.Name()); err != nil {
-		return nil, err
-	}
-	g, err := mathgrade.New(*s.grade)
+	cfg, sec := env.Spec().Section("evaluate").(*EvaluateConfig), sectionsOf(env.Spec())
+	g, err := mathgrade.New(*sec.grade)
 	if err != nil {
 		return nil, fmt.Errorf("grade: %w", err)
 	}
-	where, err := studentWhere(ctx, env, s.student, s.model)
+	where, err := studentWhere(ctx, env, sec.student, s.model)
 	if err != nil {
 		return nil, err
 	}
 	ev := Evaluation{Stage: s.Name(), Model: where, Benchmarks: map[string]BenchmarkResult{}}
 	m := shardStats(env).metrics()
-	for _, b := range s.cfg.Benchmarks {
+	for _, b := range cfg.Benchmarks {
 		rs, err := mergeShards[Response](ctx, env, benchFile(b))
 		if err != nil {
 			return nil, err
@@ -213,13 +200,13 @@ func (s *evaluateStage) Merge(ctx context.Context, env *job.Env) (job.Metrics, e
 		if err := writeRows(ctx, env, benchFile(b), rs); err != nil {
 			return nil, err
 		}
-		res, err := score(g, rs, s.cfg.Samples, s.cfg.Bootstrap)
+		res, err := score(g, rs, cfg.Samples, cfg.Bootstrap)
 		if err != nil {
 			return nil, fmt.Errorf("benchmark %s: %w", b, err)
 		}
 		ev.Benchmarks[b] = res
 		m[b+"/pass@1"], m[b+"/questions"] = res.Pass1, res.Problems
-		if s.cfg.Samples > 1 {
+		if cfg.Samples > 1 {
 			m[b+"/avg@k"], m[b+"/pass@k"] = res.AvgK, res.PassK
 		}
 	}

@@ -59,16 +59,11 @@ func TestEvaluateScores(t *testing.T) {
 // probe's validation questions; MATH questions carry reference skills.
 func TestEvaluateMathExcludesValidation(t *testing.T) {
 	spec := testSpec(t, "m", "data.dir=../data", "evaluate.benchmarks=[math,math500,aime24]")
-	ev := NewEvaluate("base", "").(*evaluateStage)
-	if err := ev.capture(spec); err != nil {
-		t.Fatal(err)
-	}
-	ev.cfg = spec.Section("evaluate").(*EvaluateConfig)
-	sets, err := ev.benchmarks()
+	data := spec.Section("data").(*problems.Config)
+	sets, err := benchmarks(spec.Section("evaluate").(*EvaluateConfig), data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := spec.Section("data").(*problems.Config)
 	val, _, err := problems.SplitMATH(data.Dir, *data)
 	if err != nil {
 		t.Fatal(err)

@@ -340,8 +340,7 @@ func mergeShards[T any](ctx context.Context, env *job.Env, name string) ([]T, er
 	return out, nil
 }
 
-// genSections are the spec sections a generating stage reads, captured by
-// its Fingerprint (the runner fingerprints every stage before running any).
+// genSections are the spec sections a generating stage reads.
 type genSections struct {
 	spec    *job.Spec
 	student *StudentConfig
@@ -349,33 +348,17 @@ type genSections struct {
 	grade   *mathgrade.Config
 }
 
-// capture keeps spec's sections for Run; it fails when one is not
-// registered (stages.Register adds them all).
-func (g *genSections) capture(spec *job.Spec) error {
-	var ok1, ok2, ok3 bool
-	g.spec = spec
-	g.student, ok1 = spec.Section("student").(*StudentConfig)
-	g.data, ok2 = spec.Section("data").(*problems.Config)
-	g.grade, ok3 = spec.Section("grade").(*mathgrade.Config)
-	if !ok1 || !ok2 || !ok3 {
-		return errors.New("the spec lacks the student, data or grade section (stages.Register adds them)")
-	}
-	return nil
-}
-
-// ready fails when Run comes before Fingerprint.
-func (g *genSections) ready(stage string) error {
-	if g.spec == nil {
-		return fmt.Errorf("stage %s runs before its fingerprint was taken: run it through job.Run", stage)
-	}
-	return nil
+// sectionsOf returns spec's sections that generation reads.
+func sectionsOf(spec *job.Spec) genSections {
+	return genSections{spec: spec, student: spec.Section("student").(*StudentConfig),
+		data: spec.Section("data").(*problems.Config), grade: spec.Section("grade").(*mathgrade.Config)}
 }
 
 // genFingerprint hashes what every generating stage's output depends on:
 // the prompt, generation's code version, the student, data and grade
 // sections, the generation settings, and the student itself (from, an
 // upstream stage's fingerprint, or the base model's hash).
-func (g *genSections) fingerprint(version string, cfg GenerationConfig, from string, upstream map[string]string, extra ...any) (string, error) {
+func (g genSections) fingerprint(version string, cfg GenerationConfig, from string, upstream map[string]string, extra ...any) (string, error) {
 	sections, err := g.spec.Canonical("student", "data", "grade")
 	if err != nil {
 		return "", err
@@ -389,13 +372,9 @@ func (g *genSections) fingerprint(version string, cfg GenerationConfig, from str
 	return job.Hash(append([]any{version, generateVersion, QuestionPrompt, sections, cfg.fingerprinted(), who}, extra...)...)
 }
 
-func errNoSection(name string) error {
-	return fmt.Errorf("the spec has no %s section (stages.Register adds it)", name)
-}
-
 // answer loads the student (from an upstream stage, or the base when from
 // is "") and answers each set of problems, by name, under cfg.
-func (g *genSections) answer(ctx context.Context, env *job.Env, from string, cfg GenerationConfig, sets map[string][]problems.Problem) (map[string][]Response, genStats, error) {
+func (g genSections) answer(ctx context.Context, env *job.Env, from string, cfg GenerationConfig, sets map[string][]problems.Problem) (map[string][]Response, genStats, error) {
 	var stats genStats
 	out := map[string][]Response{}
 	total := 0

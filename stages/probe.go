@@ -36,38 +36,26 @@ func (c *ProbeConfig) Validate() error { return c.GenerationConfig.Validate() }
 // sharded: shard i of n answers every n-th question from i.
 func NewProbe() job.Stage { return &probeStage{} }
 
-type probeStage struct {
-	genSections
-	cfg *ProbeConfig
-}
+type probeStage struct{}
 
 func (s *probeStage) Name() string    { return "probe" }
 func (s *probeStage) Needs() []string { return nil }
 
 func (s *probeStage) Fingerprint(spec *job.Spec, upstream map[string]string) (string, error) {
-	if err := s.capture(spec); err != nil {
-		return "", err
-	}
-	cfg, ok := spec.Section("probe").(*ProbeConfig)
-	if !ok {
-		return "", errNoSection("probe")
-	}
-	s.cfg = cfg
-	return s.fingerprint(probeVersion, cfg.GenerationConfig, "", upstream)
+	cfg := spec.Section("probe").(*ProbeConfig)
+	return sectionsOf(spec).fingerprint(probeVersion, cfg.GenerationConfig, "", upstream)
 }
 
 // Run answers this shard's validation questions.
 func (s *probeStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if err := s.ready(s.Name()); err != nil {
-		return nil, err
-	}
-	val, _, err := problems.SplitMATH(s.data.Dir, *s.data)
+	g, cfg := sectionsOf(env.Spec()), env.Spec().Section("probe").(*ProbeConfig)
+	val, _, err := problems.SplitMATH(g.data.Dir, *g.data)
 	if err != nil {
 		return nil, err
 	}
 	i, n := env.Shard()
-	mine := shardOf(s.cfg.limit(val), i, n)
-	rs, stats, err := s.answer(ctx, env, "", s.cfg.GenerationConfig, map[string][]problems.Problem{"validation": mine})
+	mine := shardOf(cfg.limit(val), i, n)
+	rs, stats, err := g.answer(ctx, env, "", cfg.GenerationConfig, map[string][]problems.Problem{"validation": mine})
 	if err != nil {
 		return nil, err
 	}
@@ -79,9 +67,7 @@ func (s *probeStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error)
 
 // Merge writes the shards' responses in question order.
 func (s *probeStage) Merge(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if err := s.ready(s.Name()); err != nil {
-		return nil, err
-	}
+	cfg := env.Spec().Section("probe").(*ProbeConfig)
 	rs, err := mergeShards[Response](ctx, env, ResponsesFile)
 	if err != nil {
 		return nil, err
@@ -91,6 +77,6 @@ func (s *probeStage) Merge(ctx context.Context, env *job.Env) (job.Metrics, erro
 	}
 	m := shardStats(env).metrics()
 	avg, pass1 := accuracy(rs)
-	m["questions"], m["samples"], m["avg@k"], m["pass@1"] = len(rs), len(rs)*s.cfg.Samples, avg, pass1
+	m["questions"], m["samples"], m["avg@k"], m["pass@1"] = len(rs), len(rs)*cfg.Samples, avg, pass1
 	return m, nil
 }

@@ -36,7 +36,6 @@ const reportTopSkills = 15
 // in Markdown, and summary.json.
 type reportStage struct {
 	evals []string // "evaluate/base", "evaluate/<arm>", ...
-	spec  *job.Spec
 }
 
 // NewReport returns the report stage over the named evaluate stages. It also
@@ -67,7 +66,6 @@ func (r *reportStage) sfts() []string {
 
 // Fingerprint covers the sections the page quotes and the upstream results.
 func (r *reportStage) Fingerprint(spec *job.Spec, up map[string]string) (string, error) {
-	r.spec = spec
 	canon, err := spec.Canonical("student", "teacher", "sft", "pipeline")
 	if err != nil {
 		return "", err
@@ -152,9 +150,6 @@ type (
 )
 
 func (r *reportStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if r.spec == nil {
-		return nil, fmt.Errorf("stage report: run before its fingerprint was computed")
-	}
 	s, err := r.collect(ctx, env)
 	if err != nil {
 		return nil, err
@@ -189,7 +184,7 @@ func (r *reportStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error
 // collect reads every upstream result into the summary.
 func (r *reportStage) collect(ctx context.Context, env *job.Env) (*reportSummary, error) {
 	s := &reportSummary{RunID: env.RunID(), Curves: map[string][]reportPoint{}}
-	r.settings(s)
+	r.settings(env.Spec(), s)
 	evals := map[string]*Evaluation{}
 	for _, e := range r.evals {
 		var ev Evaluation
@@ -214,11 +209,11 @@ func (r *reportStage) collect(ctx context.Context, env *job.Env) (*reportSummary
 	return s, nil
 }
 
-func (r *reportStage) settings(s *reportSummary) {
-	st := r.spec.Section("student").(*StudentConfig)
-	tc := r.spec.Section("teacher").(*teacher.Config)
-	tr := r.spec.Section("sft").(*sft.Config)
-	p := r.spec.Section("pipeline").(*PipelineConfig)
+func (r *reportStage) settings(spec *job.Spec, s *reportSummary) {
+	st := spec.Section("student").(*StudentConfig)
+	tc := spec.Section("teacher").(*teacher.Config)
+	tr := spec.Section("sft").(*sft.Config)
+	p := spec.Section("pipeline").(*PipelineConfig)
 	recipe := fmt.Sprintf("%d epochs, lr %g, batch %d×%d, max_len %d", tr.Epochs, tr.LR, tr.MicroBatch, tr.Accumulation, tr.MaxLen)
 	if tr.LoRA.Enabled() {
 		recipe = fmt.Sprintf("LoRA r%d α%g, ", tr.LoRA.Rank, tr.LoRA.Alpha) + recipe

@@ -24,9 +24,6 @@ const sftVersion = "sft v1"
 // student under StudentDir.
 type sftStage struct {
 	strategy string
-	// spec is the spec the graph was fingerprinted with: the runner computes
-	// every fingerprint before it runs a stage.
-	spec *job.Spec
 }
 
 // NewSFT returns the sft/<strategy> stage: it fine-tunes the student on
@@ -39,7 +36,6 @@ func (s *sftStage) Needs() []string { return []string{"dataset/" + s.strategy} }
 // Fingerprint covers the recipe, the student section, the base student's
 // files (config, tokenizer and chat template, weights) and the dataset.
 func (s *sftStage) Fingerprint(spec *job.Spec, up map[string]string) (string, error) {
-	s.spec = spec
 	canon, err := spec.Canonical("sft", "student")
 	if err != nil {
 		return "", err
@@ -52,11 +48,8 @@ func (s *sftStage) Fingerprint(spec *job.Spec, up map[string]string) (string, er
 }
 
 func (s *sftStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if s.spec == nil {
-		return nil, fmt.Errorf("stage %s: run before its fingerprint was computed", s.Name())
-	}
-	stCfg := s.spec.Section("student").(*StudentConfig)
-	cfg := *s.spec.Section("sft").(*sft.Config)
+	stCfg := env.Spec().Section("student").(*StudentConfig)
+	cfg := *env.Spec().Section("sft").(*sft.Config)
 	dataset := "dataset/" + s.strategy
 
 	rc, err := env.Open(ctx, dataset, DatasetFile)

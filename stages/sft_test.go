@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -22,41 +21,13 @@ import (
 	"github.com/statjob/statjob/train/tokenizer"
 )
 
-// reportTinyStudent writes a random tiny Qwen2 student with the test
-// tokenizer (train/sft/testdata/tinytok) into dir in Hugging Face layout.
-func reportTinyStudent(t testing.TB, dir string) {
-	t.Helper()
-	ctx := context.Background()
-	cfg, err := model.ParseConfig([]byte(`{"model_type": "qwen2", "vocab_size": 288, "hidden_size": 32,
-		"intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-		"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 4096,
-		"tie_word_embeddings": true, "hidden_act": "silu"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{}
-	for _, f := range tokenizerFiles {
-		if files[f], err = os.ReadFile(filepath.Join("../train/sft/testdata/tinytok", f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := storage.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := model.NewRandom(cfg, 1, 0.05).Save(ctx, st, "", model.SaveOptions{Files: files}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // sftTestStore writes a tiny base student and opens an empty store beside
 // it; it returns the student's folder and the store.
 func sftTestStore(t testing.TB) (string, storage.Store) {
 	t.Helper()
 	dir := t.TempDir()
 	base := filepath.Join(dir, "base")
-	reportTinyStudent(t, base)
+	writeTinyStudent(t, base)
 	st, err := storage.Open(context.Background(), filepath.Join(dir, "root"))
 	if err != nil {
 		t.Fatal(err)
