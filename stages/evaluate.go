@@ -3,7 +3,6 @@ package stages
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 
 	"github.com/statjob/statjob/job"
@@ -157,17 +156,11 @@ func benchmarks(cfg *EvaluateConfig, data *problems.Config) (map[string][]proble
 	if cfg.SkillMap == "" {
 		return sets, nil
 	}
-	at := func(p string) string {
-		if filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(data.Dir, p)
-	}
-	cat, err := problems.LoadCatalogue(at(cfg.Catalogue))
+	cat, err := problems.LoadCatalogue(dataFile(data.Dir, cfg.Catalogue))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate.catalogue: %w", err)
 	}
-	rows, err := problems.LoadSkillMap(at(cfg.SkillMap))
+	rows, err := problems.LoadSkillMap(dataFile(data.Dir, cfg.SkillMap))
 	if err != nil {
 		return nil, fmt.Errorf("evaluate.skill_map: %w", err)
 	}

@@ -40,7 +40,7 @@ type LabelConfig struct {
 
 // DefaultLabelConfig labels with the reference map, up to five skills each.
 func DefaultLabelConfig() LabelConfig {
-	return LabelConfig{Source: SourceReference, Map: "data/skills/math_skill_map.jsonl",
+	return LabelConfig{Source: SourceReference, Map: "skills/math_skill_map.jsonl",
 		MaxSkills: 5, MaxFailed: 0.1, TeacherCall: TeacherCall{MaxTokens: 256}}
 }
 
@@ -95,7 +95,7 @@ func (s *labelStage) Fingerprint(spec *job.Spec, up map[string]string) (string, 
 		return "", fmt.Errorf("data.dir: %w", err)
 	}
 	if cfg.Source == SourceReference {
-		m, err := teachFileHash(cfg.Map)
+		m, err := teachFileHash(dataFile(dataDir(spec), cfg.Map))
 		if err != nil {
 			return "", fmt.Errorf("label.map: %w", err)
 		}
@@ -157,7 +157,7 @@ func (s *labelStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error)
 // labelReference attaches the reference map's skills to the chosen
 // questions.
 func labelReference(cfg *LabelConfig, data *problems.Config, cat problems.Catalogue, train []problems.Problem, chosen map[string]bool, metrics job.Metrics) error {
-	rows, err := problems.LoadSkillMap(cfg.Map)
+	rows, err := problems.LoadSkillMap(dataFile(data.Dir, cfg.Map))
 	if err != nil {
 		return fmt.Errorf("label.map: %w", err)
 	}

@@ -7,9 +7,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/statjob/statjob/job"
 )
+
+// dataFile is p under the data directory dir (p as is when absolute).
+func dataFile(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
 
 // readRows reads upstream stage's JSONL output name into rows of T. A line
 // that does not decode is an error naming the stage, file and line.

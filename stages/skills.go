@@ -76,7 +76,7 @@ func (c *TeacherCall) Params() teacher.Params {
 
 // DefaultSkillsConfig loads the reference catalogue shipped in data/.
 func DefaultSkillsConfig() SkillsConfig {
-	return SkillsConfig{Source: SourceReference, Path: "data/skills/math_skills.json",
+	return SkillsConfig{Source: SourceReference, Path: "skills/math_skills.json",
 		Questions: 40, Samples: 3, MinVotes: 1, MaxSkills: 30, TeacherCall: TeacherCall{MaxTokens: 2048, Temperature: 0.7}}
 }
 
@@ -124,7 +124,7 @@ func (s *skillsStage) Fingerprint(spec *job.Spec, up map[string]string) (string,
 		if err != nil {
 			return "", err
 		}
-		file, err := teachFileHash(cfg.Path)
+		file, err := teachFileHash(dataFile(dataDir(spec), cfg.Path))
 		if err != nil {
 			return "", fmt.Errorf("skills.path: %w", err)
 		}
@@ -150,7 +150,7 @@ func (s *skillsStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error
 		err     error
 	)
 	if cfg.Source == SourceReference {
-		cat, err = problems.LoadCatalogue(cfg.Path)
+		cat, err = problems.LoadCatalogue(dataFile(dataDir(spec), cfg.Path))
 	} else {
 		cat, err = s.propose(ctx, env, cfg, metrics)
 	}
@@ -326,9 +326,10 @@ func snakeSkill(s string) string {
 }
 
 // mathTrainPath is MATH train under the data section's directory.
-func mathTrainPath(spec *job.Spec) string {
-	return filepath.Join(spec.Section("data").(*problems.Config).Dir, "math", "train.jsonl")
-}
+func mathTrainPath(spec *job.Spec) string { return filepath.Join(dataDir(spec), "math", "train.jsonl") }
+
+// dataDir is the data section's directory.
+func dataDir(spec *job.Spec) string { return spec.Section("data").(*problems.Config).Dir }
 
 // teachFileHash is the hex sha256 of a file's content, so a fingerprint
 // follows a file that changes in place.

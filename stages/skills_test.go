@@ -28,7 +28,7 @@ const (
 // pointed at srv (when not nil) and fast retries, and sets applied.
 func teachSpec(t *testing.T, srv *teachertest.Server, sets ...string) *job.Spec {
 	t.Helper()
-	base := []string{"data.dir=" + teachDataDir, "skills.path=" + teachCatalogue, "label.map=" + teachSkillMap}
+	base := []string{"data.dir=" + teachDataDir}
 	if srv != nil {
 		base = append(base, "teacher.provider=openai", "teacher.model=test-model", "teacher.base_url="+srv.URL+"/v1",
 			"teacher.timeout=5s", "teacher.retry.base_delay=1ms", "teacher.retry.max_delay=5ms",
