@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/batch/types"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/statjob/statjob/job"
 )
 
 // AWSConfig is where and on what an AWS Batch job runs. Each field is the
@@ -82,7 +84,7 @@ func (a *AWS) requests(j Job) (*awsRequests, error) {
 	retry := &types.RetryStrategy{
 		Attempts: aws.Int32(int32(j.MaxRetries + 1)),
 		EvaluateOnExit: []types.EvaluateOnExit{
-			{OnExitCode: aws.String(strconv.Itoa(ExitInterrupted)), Action: types.RetryActionRetry},
+			{OnExitCode: aws.String(strconv.Itoa(job.ExitInterrupted)), Action: types.RetryActionRetry},
 			// A reclaimed Spot instance ends its tasks with this reason.
 			{OnStatusReason: aws.String("Host EC2*"), Action: types.RetryActionRetry},
 			{OnReason: aws.String("*"), Action: types.RetryActionExit},

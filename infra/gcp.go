@@ -1,9 +1,11 @@
 package infra
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -149,7 +151,14 @@ func (g *GCP) Request(_ context.Context, j Job) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(req)
+	// protojson varies its spacing on purpose; print it steadily indented.
+	b, err := protojson.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	err = json.Indent(&out, b, "", "  ")
+	return out.Bytes(), err
 }
 
 // Submit creates the Cloud Batch job.

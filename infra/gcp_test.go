@@ -13,6 +13,7 @@ import (
 
 	"github.com/statjob/statjob/infra"
 	"github.com/statjob/statjob/infra/infratest"
+	"github.com/statjob/statjob/job"
 )
 
 // keyValue is what a test puts in the teacher key's variable: it must
@@ -89,7 +90,7 @@ func TestGCPSubmit(t *testing.T) {
 	}
 	lp := ts.LifecyclePolicies[0]
 	codes := lp.ActionCondition.ExitCodes
-	if lp.Action != batchpb.LifecyclePolicy_FAIL_TASK || !slices.Contains(codes, 1) || slices.Contains(codes, int32(infra.ExitInterrupted)) || slices.Contains(codes, 50001) {
+	if lp.Action != batchpb.LifecyclePolicy_FAIL_TASK || !slices.Contains(codes, 1) || slices.Contains(codes, int32(job.ExitInterrupted)) || slices.Contains(codes, 50001) {
 		t.Errorf("lifecycle policy %v: want FAIL_TASK on statjob's error exits only, so exit 75 and preemption are retried", lp)
 	}
 	if ts.MaxRunDuration.AsDuration() != 6*time.Hour {

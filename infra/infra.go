@@ -40,10 +40,6 @@ import (
 	"github.com/statjob/statjob/storage"
 )
 
-// ExitInterrupted is statjob's exit status when a task is stopped by
-// SIGTERM (job.ExitInterrupted): the task is retried.
-const ExitInterrupted = 75
-
 // Exit statuses that fail a task at once: statjob's errors (1) and a crash
 // of the Go runtime (2).
 var exitFailed = []int32{1, 2}
