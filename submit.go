@@ -142,9 +142,13 @@ teacher.api_key_env reads. --dry-run prints the request and sends nothing.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "submitted %s (%s): %d task(s) on run %s\n", sub.Name, sub.ID, j.Tasks, j.RunID)
+			run := j.RunID
+			if j.RunPerJob {
+				run = sub.ID // the tasks' BATCH_JOB_UID / AWS_BATCH_JOB_ID
+			}
+			fmt.Fprintf(out, "submitted %s: %d task(s) on run %s\n", sub.Name, j.Tasks, run)
 			fmt.Fprintf(out, "spec: %s\n", j.SpecURI)
-			fmt.Fprintf(out, "follow it: statjob status %s --root %s\n", j.RunID, root)
+			fmt.Fprintf(out, "follow it: statjob status %s --root %s\n", run, root)
 			return nil
 		},
 	}
@@ -153,6 +157,7 @@ teacher.api_key_env reads. --dry-run prints the request and sends nothing.`,
 	fl.StringVar(&cloud, "cloud", "", "gcp (Cloud Batch) or aws (AWS Batch) (default: from storage.root, gs:// or s3://)")
 	fl.BoolVar(&dryRun, "dry-run", false, "print the request as JSON; upload and send nothing")
 	fl.StringVar(&j.RunID, "run-id", "", "run every task joins (default: a new id); an earlier run's id resumes it")
+	fl.BoolVar(&j.RunPerJob, "run-per-job", false, "leave --run-id out of the tasks' command: every job made from this request is its own run, named by the batch job's id (for schedules)")
 	fl.IntVar(&j.Tasks, "tasks", 1, "tasks in the array, side by side; also the shard count")
 	fl.StringVar(&j.Image, "image", "", "container image with statjob as its entrypoint (see the Dockerfile)")
 	fl.StringArrayVar(&secrets, "secret", nil, "NAME=REFERENCE: set $NAME from a secret store (repeatable); never a value")

@@ -156,7 +156,23 @@ func TestSubmitAWS(t *testing.T) {
 	if y := getObject(t, storagetest.Open(t, s3), "submit/nightly-2/spec.yaml"); !strings.Contains(y, "root: "+s3.Root) {
 		t.Errorf("uploaded spec:\n%s", y)
 	}
-	for _, b := range append(ab.Bodies(), out, errOut) {
+
+	// For schedules: every job made from the request is its own run, named
+	// by the batch job's id (the tasks' AWS_BATCH_JOB_ID).
+	out2, _, err := statjobOutErr(t, "submit", "--run-per-job", "--run-id", "nightly", "--tasks", "2", "--job-queue", "gpu",
+		"--image", "img", "--region", "us-east-1", "--set", "storage.root="+s3.Root, "--set", "storage.s3.endpoint="+s3.S3.Endpoint,
+		"--set", "storage.s3.path_style=true", "--set", "storage.s3.region=us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs = ab.Submits()
+	if cmd := subs[len(subs)-1].ContainerOverrides.Command; !slices.Equal(cmd, []string{"run", "--config", s3.Root + "/submit/nightly/spec.yaml"}) {
+		t.Errorf("--run-per-job: task command %q", cmd)
+	}
+	if !strings.Contains(out2, "on run job-2\n") {
+		t.Errorf("--run-per-job printed:\n%s", out2)
+	}
+	for _, b := range append(ab.Bodies(), out, errOut, out2) {
 		if strings.Contains(b, submitKey) {
 			t.Fatal("the key's value reached a request or the output")
 		}

@@ -70,6 +70,12 @@ type Submitted struct {
 type Job struct {
 	// RunID is the run every task joins.
 	RunID string
+	// RunPerJob leaves --run-id out of the tasks' command: each batch job
+	// made from the request is then its own run, named by the service's job
+	// id (BATCH_JOB_UID, AWS_BATCH_JOB_ID), which its tasks share. For
+	// schedules that replay one request; RunID then only names the folder
+	// of the spec.
+	RunPerJob bool
 	// SpecURI is where the resolved spec was uploaded (gs:// or s3://).
 	SpecURI string
 	// Tasks is the array size: tasks run in parallel, one shard each.
@@ -115,6 +121,9 @@ func ParseSecret(s string) (Secret, error) {
 // Command is the statjob command line every task runs (after the image's
 // entrypoint, statjob).
 func (j Job) Command() []string {
+	if j.RunPerJob {
+		return []string{"run", "--config", j.SpecURI}
+	}
 	return []string{"run", "--config", j.SpecURI, "--run-id", j.RunID}
 }
 
