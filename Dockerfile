@@ -9,11 +9,11 @@
 # See infra/README.md for pushing the images and submitting jobs.
 
 ARG GO_VERSION=1.26.8
-# jax's CUDA 12 PJRT plugin and the NVIDIA libraries it loads, as pip wheels.
-# Its PJRT C API must be one go-xla (GoMLX v0.26.0) accepts; CUDA 12 wheels
-# need an NVIDIA driver >= 525 on the host (Cloud Batch and the ECS GPU AMI
-# provide newer ones).
-ARG JAX_VERSION=0.8.1
+# jax's CUDA 12 PJRT plugin and the NVIDIA libraries it loads, as pip wheels
+# (the newest CUDA 12 release when this was written). Its PJRT C API must be
+# one go-xla (GoMLX v0.26.0) accepts: not yet checked on a GPU, see
+# infra/README.md. CUDA 12 wheels need an NVIDIA driver >= 525 on the host.
+ARG JAX_VERSION=0.12.0.1
 
 # ---- build: the statjob binary (cgo: go-xla loads PJRT plugins with dlopen)
 FROM golang:${GO_VERSION}-bookworm AS build
@@ -25,15 +25,19 @@ ARG VERSION=dev
 RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/statjob . \
  && /out/statjob version
 
+# ---- files: what both images add to their base
+FROM scratch AS files
+COPY --from=build /out/statjob /usr/local/bin/statjob
+COPY data/ /opt/statjob/data/
+COPY examples/ /opt/statjob/examples/
+
 # ---- cpu: Debian slim with the binary, data/ and examples/
 FROM debian:bookworm-slim AS cpu
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/*
+COPY --from=files / /
 WORKDIR /opt/statjob
-COPY --from=build /out/statjob /usr/local/bin/statjob
-COPY data/ data/
-COPY examples/ examples/
 # SIGTERM reaches statjob directly (exec form): it finishes in-flight work
 # within job.grace and exits 75, which the batch retry policies retry.
 ENTRYPOINT ["statjob"]
@@ -65,9 +69,7 @@ ENV GOMLX_BACKEND=xla:/opt/jax/jax_plugins/xla_cuda12/xla_cuda_plugin.so \
     PATH=/opt/jax/nvidia/cuda_nvcc/bin:$PATH \
     GOPJRT_CUDA_CHECKS=0 \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
+COPY --from=files / /
 WORKDIR /opt/statjob
-COPY --from=build /out/statjob /usr/local/bin/statjob
-COPY data/ data/
-COPY examples/ examples/
 ENTRYPOINT ["statjob"]
 CMD ["--help"]
