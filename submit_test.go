@@ -198,6 +198,11 @@ func TestSubmitDryRunSendsNothing(t *testing.T) {
 	if n := len(cb.Created()); n != 0 {
 		t.Errorf("a dry run created %d jobs", n)
 	}
+	// Without the teacher's key among the secrets, submit says so.
+	_, warn, err := statjobOutErr(t, "submit", "--dry-run", "--image", "img", "--project", "p", "--region", "r", "--set", "storage.root="+gcs.Root)
+	if err != nil || !strings.Contains(warn, "warning") || !strings.Contains(warn, "--secret "+env+"=") {
+		t.Errorf("no warning about the missing teacher key (%v):\n%s", err, warn)
+	}
 	var objects []string
 	storagetest.Open(t, gcs).List(context.Background(), "", func(a storage.Attrs) error {
 		objects = append(objects, a.Key)
