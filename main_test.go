@@ -50,19 +50,24 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 	check(newRootCmd())
 }
 
-// TestRunRefusesStagesNotInstalled: while the default plan has stages this
-// build lacks, run shows the plan, names them, and touches no storage.
+// TestRunRefusesStagesNotInstalled: a plan with a stage this build lacks
+// (embed-sel needs an embedding model) is shown, the stage named, and no
+// storage touched.
 func TestRunRefusesStagesNotInstalled(t *testing.T) {
-	g, err := stages.Graph(newSpec())
+	spec := newSpec()
+	if err := spec.Set("pipeline.strategies=[stat-sel, embed-sel]"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := stages.Graph(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	missing := job.Missing(g.Stages())
-	if len(missing) == 0 {
-		t.Fatal("every stage is installed: this test should now run the default job instead")
+	if len(missing) != 1 || missing[0] != "dataset/embed-sel" {
+		t.Fatalf("not installed: %v, want [dataset/embed-sel]", missing)
 	}
 	dir := t.TempDir()
-	out, err := statjob(t, "run", "--root", dir)
+	out, err := statjob(t, "run", "--root", dir, "--set", "pipeline.strategies=[stat-sel, embed-sel]")
 	if err == nil || !strings.Contains(err.Error(), "nothing was run") || !strings.Contains(err.Error(), strings.Join(missing, ", ")) {
 		t.Fatalf("run of the default spec: %v", err)
 	}

@@ -62,6 +62,7 @@ const manifestName = "MANIFEST.json"
 // Env is what a running stage sees: where to write, what it may read,
 // which shard it is, how to report progress.
 type Env struct {
+	spec     *Spec
 	store    storage.Store
 	runID    string
 	name     string
@@ -79,6 +80,10 @@ type Env struct {
 
 // Name is the stage instance's name.
 func (e *Env) Name() string { return e.name }
+
+// Spec is the run's spec (the frozen one when the run resumes): a stage
+// reads its settings from it with Section.
+func (e *Env) Spec() *Spec { return e.spec }
 
 // RunID is the run's id.
 func (e *Env) RunID() string { return e.runID }

@@ -421,8 +421,12 @@ func TestEnvChecksReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Run(context.Background(), st, NewSpec(), g, Options{Reporter: NewReporter(io.Discard, false)}); err != nil {
+	spec := NewSpec()
+	if _, err := Run(context.Background(), st, spec, g, Options{Reporter: NewReporter(io.Discard, false)}); err != nil {
 		t.Fatal(err)
+	}
+	if env.Spec() != spec {
+		t.Error("the stage does not see the run's spec")
 	}
 	if got := env.recorded(); len(got) != 1 || got[0].Path != "ckpt" || got[0].Bytes != 1 {
 		t.Errorf("recorded outputs %+v", got)

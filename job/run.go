@@ -483,7 +483,7 @@ func (r *runner) run(ctx context.Context, st Stage, i, n int, merge bool) error 
 	}
 	in, up := r.inputs(st)
 	env := &Env{
-		store: r.store, runID: r.runID, name: name, dir: dir, shard: i, shards: n, upstream: up,
+		spec: r.spec, store: r.store, runID: r.runID, name: name, dir: dir, shard: i, shards: n, upstream: up,
 		log: r.rep.log.With("stage", name), rep: r.rep, outputs: map[string]Output{},
 	}
 	if isShard {

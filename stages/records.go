@@ -41,6 +41,11 @@ const (
 	ReportMD   = "report.md"
 )
 
+// QuestionPrompt turns a question into the user turn the student sees,
+// alike in training (every Example's user message), probing and evaluation:
+// the paper's 0-shot instruction; %s is the question.
+const QuestionPrompt = "%s\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+
 // Sample is one student response to a question.
 type Sample struct {
 	Text    string `json:"text"`

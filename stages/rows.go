@@ -6,9 +6,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"path/filepath"
 
 	"github.com/statjob/statjob/job"
 )
+
+// dataFile is p under the data directory dir (p as is when absolute).
+func dataFile(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}
 
 // readRows reads upstream stage's JSONL output name into rows of T. A line
 // that does not decode is an error naming the stage, file and line.
@@ -18,8 +28,14 @@ func readRows[T any](ctx context.Context, env *job.Env, stage, name string) ([]T
 		return nil, err
 	}
 	defer rc.Close()
+	return decodeRows[T](rc, stage+"/"+name)
+}
+
+// decodeRows reads JSONL rows of T from r; errors name what (a file) and
+// the line.
+func decodeRows[T any](r io.Reader, what string) ([]T, error) {
 	var rows []T
-	sc := bufio.NewScanner(rc)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<30)
 	for line := 1; sc.Scan(); line++ {
 		b := bytes.TrimSpace(sc.Bytes())
@@ -28,12 +44,12 @@ func readRows[T any](ctx context.Context, env *job.Env, stage, name string) ([]T
 		}
 		var r T
 		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("%s/%s:%d: %w", stage, name, line, err)
+			return nil, fmt.Errorf("%s:%d: %w", what, line, err)
 		}
 		rows = append(rows, r)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s/%s: %w", stage, name, err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	return rows, nil
 }

@@ -1,0 +1,160 @@
+package stages
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/storage/storagetest"
+	"github.com/statjob/statjob/task/mathgrade"
+	"github.com/statjob/statjob/task/problems"
+)
+
+// TestEvaluateScores: the scores of fixed responses, overall and by
+// subject, skill and level.
+func TestEvaluateScores(t *testing.T) {
+	s := func(ok bool, ans string) Sample { return Sample{Answer: ans, Correct: ok} }
+	q := func(id, subject string, level int, skills []string, samples ...Sample) Response {
+		return Response{Problem: problems.Problem{ID: id, Subject: subject, Level: level, Skills: skills}, Samples: samples}
+	}
+	rs := []Response{
+		q("a", "algebra", 1, []string{"x"}, s(true, "1"), s(true, "1"), s(false, "2"), s(true, "1")),        // 3/4, maj right
+		q("b", "algebra", 5, []string{"x", "y"}, s(false, "3"), s(false, "3"), s(true, "2"), s(false, "4")), // 1/4, maj wrong
+		q("c", "geometry", 5, nil, s(false, ""), s(false, ""), s(false, ""), s(false, "")),                  // 0/4
+		q("d", "geometry", 2, []string{"y"}, s(true, "9"), s(true, "9"), s(true, "9"), s(true, "9")),        // 4/4
+	}
+	res, err := score(mathgrade.Default(), rs, 4, mathgrade.DefaultBootstrapConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
+	if res.Problems != 4 || res.Samples != 16 || !near(res.Pass1, 0.5) || !near(res.AvgK, 0.5) || !near(res.PassK, 0.75) || !near(res.MajK, 0.5) || res.K != 4 {
+		t.Errorf("summary %+v", res.Summary)
+	}
+	if !(res.Interval.Lo < 0.5 && res.Interval.Hi > 0.5 && res.Interval.Lo >= 0 && res.Interval.Hi <= 1) {
+		t.Errorf("interval %+v does not straddle pass@1 0.5", res.Interval)
+	}
+	if a := res.BySubject["algebra"]; a.Problems != 2 || !near(a.Pass1, 0.5) || !near(a.AvgK, 0.5) {
+		t.Errorf("algebra %+v", a)
+	}
+	if x, y := res.BySkill["x"], res.BySkill["y"]; x.Problems != 2 || y.Problems != 2 || !near(y.AvgK, 5.0/8) || len(res.BySkill) != 2 {
+		t.Errorf("by skill %+v", res.BySkill)
+	}
+	if l5 := res.ByLevel["5"]; l5.Problems != 2 || l5.Pass1 != 0 || len(res.ByLevel) != 3 {
+		t.Errorf("by level %+v", res.ByLevel)
+	}
+	// Questions without subjects, skills or levels get no breakdowns.
+	plain := []Response{{Problem: problems.Problem{ID: "gsm8k/1"}, Samples: []Sample{s(true, "3")}}}
+	if res, err := score(mathgrade.Default(), plain, 1, mathgrade.DefaultBootstrapConfig()); err != nil || res.BySubject != nil || res.BySkill != nil || res.ByLevel != nil || res.Pass1 != 1 {
+		t.Errorf("plain: %+v, %v", res, err)
+	}
+}
+
+// TestEvaluateMathExcludesValidation: "math" is MATH test without the
+// probe's validation questions; MATH questions carry reference skills.
+func TestEvaluateMathExcludesValidation(t *testing.T) {
+	spec := testSpec(t, "m", "data.dir=../data", "evaluate.benchmarks=[math,math500,aime24]")
+	data := spec.Section("data").(*problems.Config)
+	sets, err := benchmarks(spec.Section("evaluate").(*EvaluateConfig), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, _, err := problems.SplitMATH(data.Dir, *data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inVal := map[string]bool{}
+	for _, p := range val {
+		inVal[p.ID] = true
+	}
+	if len(sets["math"]) != 5000-len(val) {
+		t.Errorf("math: %d questions, want %d", len(sets["math"]), 5000-len(val))
+	}
+	skilled := 0
+	for _, p := range sets["math"] {
+		if inVal[p.ID] {
+			t.Fatalf("validation question %s is in the math benchmark", p.ID)
+		}
+		if len(p.Skills) > 0 {
+			skilled++
+		}
+	}
+	if skilled < len(sets["math"])*9/10 || len(sets["math500"]) != 500 || len(sets["math500"][0].Skills) == 0 || len(sets["aime24"]) != 30 {
+		t.Errorf("skills on %d of %d math questions; math500 %d (skills %v); aime24 %d", skilled, len(sets["math"]), len(sets["math500"]), sets["math500"][0].Skills, len(sets["aime24"]))
+	}
+}
+
+// TestEvaluateBaseAndArm runs evaluate/base on the base student and
+// evaluate/x on the same weights exported by an upstream sft/x: one
+// responses file per benchmark, scores that match them, and the same
+// answers from the same weights.
+func TestEvaluateBaseAndArm(t *testing.T) {
+	dir := writeTinyStudent(t, t.TempDir())
+	files := map[string]any{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() { // the local store's own metadata
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[StudentDir+"/"+e.Name()] = b
+	}
+	st := storagetest.Local(t)
+	sets := append(append([]string{}, genSets...), "evaluate.benchmarks=[math,gsm8k]", "evaluate.limit=3",
+		"evaluate.samples=2", "evaluate.sampling.max_new_tokens=8")
+	_, err = runStages(t, st, testSpec(t, dir, sets...), NewEvaluate("base", ""),
+		fixed{name: "sft/x", files: files}, NewEvaluate("x", "sft/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arm := range []string{"base", "x"} {
+		var ev Evaluation
+		if err := json.Unmarshal(readOutput(t, st, "evaluate/"+arm, EvaluationFile), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Stage != "evaluate/"+arm || len(ev.Benchmarks) != 2 {
+			t.Errorf("%s: evaluation %+v", arm, ev)
+		}
+		if want := map[string]string{"base": dir + "/", "x": "runs/r1/sft/x/" + StudentDir}[arm]; !strings.HasSuffix(ev.Model, want) {
+			t.Errorf("%s: model %q, want one ending in %q", arm, ev.Model, want)
+		}
+		for _, b := range []string{"math", "gsm8k"} {
+			rs := decodeResponses(t, readOutput(t, st, "evaluate/"+arm, b+".jsonl"))
+			if len(rs) != 3 || rs[0].Benchmark != b || len(rs[0].Samples) != 2 {
+				t.Fatalf("%s %s: %d responses: %+v", arm, b, len(rs), rs)
+			}
+			want, err := score(mathgrade.Default(), rs, 2, mathgrade.DefaultBootstrapConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ev.Benchmarks[b]; got.Problems != 3 || got.Samples != 6 || got.Pass1 != want.Pass1 || got.AvgK != want.AvgK {
+				t.Errorf("%s %s: scores %+v, responses give %+v", arm, b, got.Summary, want.Summary)
+			}
+		}
+	}
+	for _, b := range []string{"math.jsonl", "gsm8k.jsonl"} {
+		if base, x := readOutput(t, st, "evaluate/base", b), readOutput(t, st, "evaluate/x", b); !bytes.Equal(base, x) {
+			t.Errorf("%s: the same weights answered differently as base and as sft/x's export", b)
+		}
+	}
+	// Two tasks, one shard each, give the same files.
+	two := storagetest.Local(t)
+	runSharded(t, two, 2, func() *job.Spec { return testSpec(t, dir, sets...) },
+		func() []job.Stage { return []job.Stage{NewEvaluate("base", "")} })
+	for _, name := range []string{"math.jsonl", "gsm8k.jsonl", EvaluationFile} {
+		if one, got := readOutput(t, st, "evaluate/base", name), readOutput(t, two, "evaluate/base", name); !bytes.Equal(one, got) {
+			t.Errorf("%s: 2 shards merged differ from 1 task:\n%s\nvs\n%s", name, got, one)
+		}
+	}
+}
