@@ -83,6 +83,7 @@ The job spec is YAML; the default one is built in (statjob spec prints it).`,
 	root.AddCommand(newUnlockCmd())
 	root.AddCommand(newStagesCmd())
 	root.AddCommand(newSpecCmd())
+	root.AddCommand(newSubmitCmd())
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the statjob version",
@@ -102,7 +103,7 @@ type specFlags struct {
 }
 
 func (f *specFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&f.config, "config", "c", "", "job spec YAML `FILE` (default: the built-in spec, which statjob spec prints)")
+	cmd.Flags().StringVarP(&f.config, "config", "c", "", "job spec YAML `FILE` or gs://, s3:// URI (default: the built-in spec, which statjob spec prints)")
 	cmd.Flags().StringArrayVar(&f.sets, "set", nil, "override one field, e.g. --set storage.root=gs://b/p (repeatable)")
 }
 
@@ -112,7 +113,12 @@ func (f *specFlags) load() (*job.Spec, error) {
 	name, data := "built-in spec (examples/default.yaml)", defaultSpec
 	if f.config != "" {
 		var err error
-		if data, err = os.ReadFile(f.config); err != nil {
+		if strings.Contains(f.config, "://") {
+			data, err = readURI(f.config)
+		} else {
+			data, err = os.ReadFile(f.config)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("read spec: %w", err)
 		}
 		name = f.config
