@@ -122,7 +122,7 @@ func LoadDir(name, dataDir string) ([]Problem, error) {
 func readJSONL[T any](path string, fn func(line int, row *T) error) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+		return err // the *PathError names the file
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
