@@ -26,13 +26,28 @@ import (
 //   - LabelSkills: the question's skill.
 //   - Diagnose: the judge (graded against the reference), a reason, and the
 //     question's skill with its related skill (same subject).
-//   - WriteQuestion: a question of the skill, chosen by a hash of the
+//   - WriteQuestion: a question of the skill that is not in the world's
+//     test split (evaluation stays held out), chosen by a hash of the
 //     request (messages and seed), so a request always gets the same one.
 //   - Solve: the worked solution, ending in \boxed{}.
 //
 // A request it does not recognise gets HTTP 400 naming what was missing.
 type Oracle struct {
 	calls atomic.Int64
+	fresh map[string][]string // per skill, the questions it may write
+}
+
+// NewOracle returns the teacher of the world split by c.
+func NewOracle(c Config) (*Oracle, error) {
+	train, _, err := Split(c)
+	if err != nil {
+		return nil, err
+	}
+	o := &Oracle{fresh: map[string][]string{}}
+	for _, it := range train {
+		o.fresh[it.Skill.Name] = append(o.fresh[it.Skill.Name], it.Question)
+	}
+	return o, nil
 }
 
 // Calls counts the chat completions answered.
@@ -94,7 +109,7 @@ func (o *Oracle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		seed = fmt.Sprint(*req.Seed)
 	}
 	structured := req.ResponseFormat != nil && req.ResponseFormat.Type == "json_schema"
-	reply, err := answer(system, user, seed, structured)
+	reply, err := o.answer(system, user, seed, structured)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -164,7 +179,7 @@ func skillsReply(skills []string, structured bool) string {
 }
 
 // answer is the oracle's reply to one prompt.
-func answer(system, user, seed string, structured bool) (string, error) {
+func (o *Oracle) answer(system, user, seed string, structured bool) (string, error) {
 	switch system {
 	case teacher.ProposeSkills.System:
 		name, err := field(proposeRe, user, "subject")
@@ -227,8 +242,8 @@ func answer(system, user, seed string, structured bool) (string, error) {
 		if k == nil {
 			return "", fmt.Errorf("skill %q is not of this world", name)
 		}
-		items := k.Items()
-		q := items[pick(seed+"\x00"+user, len(items))].Question
+		qs := o.fresh[k.Name]
+		q := qs[pick(seed+"\x00"+user, len(qs))]
 		if structured {
 			b, _ := json.Marshal(map[string]string{"question": q})
 			return string(b), nil

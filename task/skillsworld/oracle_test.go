@@ -16,7 +16,10 @@ import (
 // teacher client (provider openai) pointed at it.
 func newOracleTeacher(t *testing.T, structured string) (*teacher.Teacher, *Oracle) {
 	t.Helper()
-	o := &Oracle{}
+	o, err := NewOracle(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(o)
 	t.Cleanup(srv.Close)
 	cfg := teacher.DefaultConfig()
@@ -96,6 +99,9 @@ func TestOracleAnswersEveryPrompt(t *testing.T) {
 					if got, ok := Parse(q); !ok || got.Skill != k {
 						t.Errorf("wrote %q for skill %s", q, k.Name)
 					}
+					if slices.ContainsFunc(test, func(it Item) bool { return it.Question == q }) {
+						t.Errorf("wrote %q, a question of the test split", q)
+					}
 					questions = append(questions, q)
 				}
 				again, _ := generate(t, tc, teacher.WriteQuestion, map[string]any{"Subject": k.Subject.Key, "Skill": k.Name,
@@ -141,7 +147,11 @@ func TestOracleRefuses(t *testing.T) {
 		t.Errorf("label of a question outside the world: %v, want rejected", err)
 	}
 
-	srv := httptest.NewServer(&Oracle{})
+	o, err := NewOracle(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(o)
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/v1/models")
 	if err != nil {

@@ -27,7 +27,7 @@ const studentRoot = "student"
 
 // Unseen are the skills the base student never saw in pre-training: the
 // weaknesses STAT has to find and repair.
-var Unseen = []string{"doubling", "successor"}
+var Unseen = []string{"doubling", "successor", "smaller_number"}
 
 // Trained are the skills the base student was pre-trained on.
 func Trained() []*Skill {

@@ -1,6 +1,7 @@
 package skillsworld
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,8 +31,9 @@ type Skill struct {
 	// Name is the catalogue name ("successor").
 	Name    string
 	Subject *Subject
-	// Related is the skill of the same subject a teacher names with this
-	// one as missing (the one its solutions build on, or its mirror).
+	// Related is the other skill of its subject, which a teacher names
+	// with this one as missing (the one its solutions build on, or its
+	// mirror image).
 	Related string
 	// Phrasings are the question's wordings, each with one %d per operand.
 	Phrasings []string
@@ -77,25 +79,20 @@ func singles(lo, hi int) [][]int {
 	return out
 }
 
-// World is the demo's small math world: two subjects of three skills,
+// World is the demo's small math world: three subjects of two skills,
 // questions over single digits with one-line solutions.
 var World = newWorld()
 
 func newWorld() []*Subject {
 	arith := &Subject{Name: "Arithmetic"}
-	sense := &Subject{Name: "Number Sense"}
+	count := &Subject{Name: "Counting"}
+	compare := &Subject{Name: "Comparison"}
 	arith.Skills = []*Skill{
-		{Name: "addition", Related: "subtraction",
+		{Name: "addition", Related: "doubling",
 			Phrasings: []string{"What is %d + %d?"},
 			Operands:  pairs(func(a, b int) bool { return true }),
 			Solve: func(x []int) (string, int) {
 				return boxed(fmt.Sprintf("%d + %d = %d", x[0], x[1], x[0]+x[1]), x[0]+x[1])
-			}},
-		{Name: "subtraction", Related: "addition",
-			Phrasings: []string{"What is %d - %d?"},
-			Operands:  pairs(func(a, b int) bool { return a >= b }),
-			Solve: func(x []int) (string, int) {
-				return boxed(fmt.Sprintf("%d - %d = %d", x[0], x[1], x[0]-x[1]), x[0]-x[1])
 			}},
 		{Name: "doubling", Related: "addition",
 			Phrasings: []string{"What is twice %d?", "What is double %d?", "What is %d doubled?",
@@ -105,14 +102,7 @@ func newWorld() []*Subject {
 				return boxed(fmt.Sprintf("%d + %d = %d", x[0], x[0], 2*x[0]), 2*x[0])
 			}},
 	}
-	sense.Skills = []*Skill{
-		{Name: "larger_number", Related: "predecessor",
-			Phrasings: []string{"Which is larger, %d or %d?"},
-			Operands:  pairs(func(a, b int) bool { return a != b }),
-			Solve: func(x []int) (string, int) {
-				hi, lo := max(x[0], x[1]), min(x[0], x[1])
-				return boxed(fmt.Sprintf("%d > %d", hi, lo), hi)
-			}},
+	count.Skills = []*Skill{
 		{Name: "predecessor", Related: "successor",
 			Phrasings: []string{"What number comes before %d?", "What is one less than %d?",
 				"What is the predecessor of %d?", "What number precedes %d?", "What is %d minus one?",
@@ -130,7 +120,23 @@ func newWorld() []*Subject {
 				return boxed(fmt.Sprintf("%d + 1 = %d", x[0], x[0]+1), x[0]+1)
 			}},
 	}
-	subjects := []*Subject{arith, sense}
+	compare.Skills = []*Skill{
+		{Name: "larger_number", Related: "smaller_number",
+			Phrasings: []string{"Which is larger, %d or %d?", "Which number is greater, %d or %d?"},
+			Operands:  pairs(func(a, b int) bool { return a != b }),
+			Solve: func(x []int) (string, int) {
+				hi, lo := max(x[0], x[1]), min(x[0], x[1])
+				return boxed(fmt.Sprintf("%d > %d", hi, lo), hi)
+			}},
+		{Name: "smaller_number", Related: "larger_number",
+			Phrasings: []string{"Which is smaller, %d or %d?", "Which number is less, %d or %d?"},
+			Operands:  pairs(func(a, b int) bool { return a != b }),
+			Solve: func(x []int) (string, int) {
+				hi, lo := max(x[0], x[1]), min(x[0], x[1])
+				return boxed(fmt.Sprintf("%d < %d", lo, hi), lo)
+			}},
+	}
+	subjects := []*Subject{arith, count, compare}
 	for _, s := range subjects {
 		s.Key = problems.SubjectKey(s.Name)
 		for _, k := range s.Skills {
@@ -349,7 +355,13 @@ func writeJSONL(path string, rows []any) error {
 }
 
 // writeFile writes data to path whole: a temporary file renamed into place.
+// A file that already holds data is left untouched, so that a store which
+// tells files apart by more than their bytes (a local store's generation)
+// sees the same file.
 func writeFile(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

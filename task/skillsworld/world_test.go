@@ -37,8 +37,8 @@ func TestWriteLoadsAsMATH(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cat) != 2 || len(cat["arithmetic"]) != 3 || len(cat["number_sense"]) != 3 {
-		t.Fatalf("catalogue %v: want arithmetic and number_sense with three skills each", cat)
+	if len(cat) != 3 || len(cat["arithmetic"]) != 2 || len(cat["counting"]) != 2 || len(cat["comparison"]) != 2 {
+		t.Fatalf("catalogue %v: want arithmetic, counting and comparison with two skills each", cat)
 	}
 	rows, err := problems.LoadSkillMap(filepath.Join(dir, SkillMapFile))
 	if err != nil {
@@ -112,7 +112,7 @@ func TestParse(t *testing.T) {
 		q, skill, answer string
 	}{
 		{"What is 3 + 5?", "addition", "8"},
-		{" What is 9 - 4? ", "subtraction", "5"},
+		{" Which number is less, 9 or 4? ", "smaller_number", "4"},
 		{"What is 7 doubled?", "doubling", "14"},
 		{"Which is larger, 2 or 6?", "larger_number", "6"},
 		{"What number precedes 4?", "predecessor", "3"},
@@ -123,7 +123,7 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %v %q %v, want %s %s", tc.q, it.Skill, it.Answer, ok, tc.skill, tc.answer)
 		}
 	}
-	for _, q := range []string{"What is 12 + 5?", "What is 3 - 5?", "Which is larger, 4 or 4?", "What number comes before 0?", "Is 7 prime?"} {
+	for _, q := range []string{"What is 12 + 5?", "What is 9 - 4?", "Which is larger, 4 or 4?", "What number comes before 0?", "Is 7 prime?"} {
 		if it, ok := Parse(q); ok {
 			t.Errorf("Parse(%q) = %s, want not of this world", q, it.Skill.Name)
 		}

@@ -3,9 +3,11 @@
 // question of the skills it should know (skillsworld.Trained), none of the
 // skills it should lack (skillsworld.Unseen). It writes the Hugging Face
 // directory (config.json, model.safetensors, tokenizer files) to -out and
-// prints the greedy accuracy per skill on the world's test split.
+// prints the greedy accuracy per skill on the world's test split. -init
+// continues from a student written before. The shipped student:
 //
-//	go run ./task/skillsworld/cmd/pretrain -out task/skillsworld/student
+//	go run ./task/skillsworld/cmd/pretrain -out /tmp/base
+//	go run ./task/skillsworld/cmd/pretrain -init /tmp/base -epochs 20 -out task/skillsworld/student
 package main
 
 import (
@@ -29,21 +31,22 @@ func main() {
 	out := flag.String("out", "", "directory to write the student to (required)")
 	hidden := flag.Int("hidden", 64, "hidden size")
 	layers := flag.Int("layers", 2, "decoder layers")
-	epochs := flag.Int("epochs", 30, "passes over the pre-training questions")
+	epochs := flag.Int("epochs", 36, "passes over the pre-training questions")
 	lr := flag.Float64("lr", 3e-3, "peak learning rate")
-	batch := flag.Int("batch", 16, "rows per optimizer step")
+	batch := flag.Int("batch", 8, "rows per optimizer step")
 	seed := flag.Uint64("seed", 1, "weight initialisation and data order seed")
+	initDir := flag.String("init", "", "start from the student in this directory instead of random weights")
 	flag.Parse()
 	if *out == "" {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*out, *hidden, *layers, *epochs, *batch, *lr, *seed); err != nil {
+	if err := run(*out, *initDir, *hidden, *layers, *epochs, *batch, *lr, *seed); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(out string, hidden, layers, epochs, batch int, lr float64, seed uint64) error {
+func run(out, initDir string, hidden, layers, epochs, batch int, lr float64, seed uint64) error {
 	ctx := context.Background()
 	tok, err := skillsworld.Tokenizer()
 	if err != nil {
@@ -62,6 +65,18 @@ func run(out string, hidden, layers, epochs, batch int, lr float64, seed uint64)
 		return err
 	}
 	m := model.NewRandom(mcfg, seed, 0.02)
+	if initDir != "" {
+		st, err := storage.Open(ctx, initDir)
+		if err != nil {
+			return err
+		}
+		m, err = model.Load(ctx, st, "")
+		st.Close()
+		if err != nil {
+			return err
+		}
+		mcfg = m.Config
+	}
 
 	var convs []sft.Conversation
 	for _, k := range skillsworld.Trained() {
