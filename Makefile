@@ -1,4 +1,4 @@
-# statjob: `make demo` runs the default job, `make test` runs every test.
+# statjob: `make demo` runs STAT on the demo world (statjob demo), `make test` runs every test.
 GO ?= go
 # Packages with concurrency run under the race detector.
 RACE_PKGS := ./storage/... ./job/... ./teacher/...
@@ -8,7 +8,7 @@ build:
 	$(GO) build -o bin/statjob .
 
 demo: build
-	./bin/statjob run
+	./bin/statjob demo
 
 test-deps:
 	./scripts/test-deps.sh

@@ -93,6 +93,7 @@ The job spec is YAML; the default one is built in (statjob spec prints it).`,
 		},
 	})
 	root.AddCommand(newGradeCmd())
+	root.AddCommand(newDemoCmd())
 	return root
 }
 
