@@ -25,7 +25,10 @@ import (
 var demoSpec []byte
 
 func newDemoCmd() *cobra.Command {
-	var dir, logFormat string
+	var (
+		dir, logFormat string
+		sets           []string
+	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole STAT pipeline offline on a small math world (CPU, a few minutes)",
@@ -41,16 +44,18 @@ printed, and its Markdown shown. Run it again and the finished stages are
 taken from the stage cache (a stopped demo carries on where it stopped).`,
 		Example: `  statjob demo
   statjob demo --dir /tmp/statjob-demo
+  statjob demo --set pipeline.strategies=[stat-sel] --set sft.epochs=6   # a quicker one
   statjob status --root statjob-demo/store     # what the demo's run did`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return demo(ctx, cmd, dir, logFormat)
+			return demo(ctx, cmd, dir, logFormat, sets)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "statjob-demo", "folder for the world, the base student and the runs")
 	cmd.Flags().StringVar(&logFormat, "log", "auto", "output: text, json or auto")
+	cmd.Flags().StringArrayVar(&sets, "set", nil, "override one field of the demo spec, e.g. --set sft.epochs=4 (repeatable)")
 	return cmd
 }
 
@@ -71,8 +76,8 @@ const oracleAddrFile = "oracle.addr"
 
 // startDemo writes the world and the base student under dir (files already
 // there with the same bytes are left alone), serves the oracle teacher on
-// loopback, and resolves the demo spec.
-func startDemo(dir string) (*demoEnv, error) {
+// loopback, and resolves the demo spec with sets applied.
+func startDemo(dir string, sets ...string) (*demoEnv, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -102,8 +107,10 @@ func startDemo(dir string) (*demoEnv, error) {
 		d.Close()
 		return nil, err
 	}
-	for _, set := range []string{"storage.root=" + d.root, "data.dir=" + d.data, "student.model=" + d.student,
-		"teacher.base_url=" + d.teacher} {
+	// The demo's folders and teacher come last: --dir says where they are.
+	sets = append(sets, "storage.root="+d.root, "data.dir="+d.data, "student.model="+d.student,
+		"teacher.base_url="+d.teacher)
+	for _, set := range sets {
 		if err := d.spec.Set(set); err != nil {
 			d.Close()
 			return nil, err
@@ -136,8 +143,8 @@ func listenOracle(file string) (net.Listener, error) {
 }
 
 // demo runs the pipeline on the skills world and shows the report.
-func demo(ctx context.Context, cmd *cobra.Command, dir, logFormat string) error {
-	d, err := startDemo(dir)
+func demo(ctx context.Context, cmd *cobra.Command, dir, logFormat string, sets []string) error {
+	d, err := startDemo(dir, sets...)
 	if err != nil {
 		return err
 	}

@@ -1,84 +1,104 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/stages"
-	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/task/problems"
-	"github.com/statjob/statjob/task/skillsworld"
 	"github.com/statjob/statjob/teacher"
 	"github.com/statjob/statjob/train/model"
-	"github.com/statjob/statjob/train/tokenizer"
 )
 
-// TestDemoPreparesWorldStudentAndTeacher: statjob demo writes the world
-// and the base student, serves the teacher, and hands the demo spec to the
-// same runner as statjob run; while stages are missing it stops there.
-// A second demo leaves the files as they were and serves the teacher at
-// the same address, so its spec (and every fingerprint) is the first one's.
-func TestDemoPreparesWorldStudentAndTeacher(t *testing.T) {
-	g, err := stages.Graph(newSpec())
-	if err != nil {
-		t.Fatal(err)
-	}
-	missing := job.Missing(g.Stages())
-	if len(missing) == 0 {
-		t.Fatal("every stage is installed: this test should now run the demo end to end")
-	}
+// TestDemoEndToEnd runs statjob demo as a user does (fewer epochs, so that
+// it stays short): every stage of the pipeline runs on the skills world
+// through the real runner, teacher client and model; the report shows what
+// STAT claims — the STAT arms answer the questions the base student fails
+// (MATH_D, where the base scores 0) far better than it. A second demo makes a
+// new run that takes every stage from the stage cache, asks the teacher
+// nothing, writes no new weights, and serves the teacher at the same
+// address, so its spec and fingerprints are the first one's.
+func TestDemoEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	out, err := statjob(t, "demo", "--dir", dir)
-	if err == nil || !strings.Contains(err.Error(), "nothing was run") {
+	out, err := statjobLogged(t, "demo", "--dir", dir, "--log", "text", "--set", "sft.epochs=6")
+	if err != nil {
 		t.Fatalf("statjob demo: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "of 13 stages are installed") || !strings.Contains(out, "teacher:      http://127.0.0.1:") {
-		t.Errorf("statjob demo printed:\n%s", out)
+	if !regexpMatch(out, `done in [^:]+: 13 ran, 0 reused`) || !strings.Contains(out, "# STAT report") {
+		t.Fatalf("statjob demo did not run the 13 stages and print the report:\n%s", out)
 	}
-
-	data := filepath.Join(dir, "data")
-	test, err := problems.LoadMATH(filepath.Join(data, skillsworld.TestFile))
-	if err != nil || len(test) == 0 {
-		t.Fatalf("the demo's world: %d test questions, %v", len(test), err)
+	runs, err := filepath.Glob(filepath.Join(dir, "store", "runs", "*", "report"))
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("report folders %v, %v", runs, err)
 	}
-	student := filepath.Join(dir, "student")
-	if _, err := tokenizer.LoadDir(student); err != nil {
-		t.Fatalf("the demo's student: %v", err)
+	html, err := os.ReadFile(filepath.Join(runs[0], stages.ReportHTML))
+	if err != nil || !strings.Contains(string(html), "<svg") {
+		t.Errorf("report.html: %d bytes, %v", len(html), err)
 	}
-	st, err := storage.Open(context.Background(), student)
+	var sum struct {
+		MathD struct {
+			Questions int `json:"questions"`
+			Arms      []struct {
+				Arm   string  `json:"arm"`
+				Pass1 float64 `json:"pass@1"`
+				Lo    float64 `json:"lo"`
+			} `json:"arms"`
+		} `json:"math_d"`
+	}
+	raw, err := os.ReadFile(filepath.Join(runs[0], "summary.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	if _, err := model.Load(context.Background(), st, ""); err != nil {
-		t.Fatalf("the demo's student: %v", err)
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, a := range sum.MathD.Arms {
+		got[a.Arm] = a.Lo
+		t.Logf("MATH_D (%d questions) %s: pass@1 %.3f, interval from %.3f", sum.MathD.Questions, a.Arm, a.Pass1, a.Lo)
+	}
+	if sum.MathD.Questions < 20 || len(got) != 3 {
+		t.Fatalf("MATH_D: %s", raw)
+	}
+	for _, arm := range []string{"stat-sel", "stat-syn"} {
+		// The base scores 0 on MATH_D by its definition; a trained arm's
+		// whole interval must be clear of it.
+		if got[arm] < 0.1 {
+			t.Errorf("%s on MATH_D: interval starts at %.3f, want a clear gain over the base's 0", arm, got[arm])
+		}
 	}
 
-	weights := filepath.Join(student, model.WeightsFile)
+	weights := filepath.Join(dir, "student", model.WeightsFile)
 	before, err := os.Stat(weights)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, err := os.ReadFile(filepath.Join(dir, oracleAddrFile))
-	if err != nil {
-		t.Fatal(err)
+	out2, err := statjobLogged(t, "demo", "--dir", dir, "--log", "text", "--set", "sft.epochs=6")
+	if err != nil || !regexpMatch(out2, `done in [^:]+: 0 ran, 13 reused`) {
+		t.Fatalf("second demo: %v\n%s", err, out2)
 	}
-	out2, _ := statjob(t, "demo", "--dir", dir)
-	if !strings.Contains(out2, "http://"+strings.TrimSpace(string(addr))+"/v1") {
-		t.Errorf("a second demo serves the teacher elsewhere than %s:\n%s", addr, out2)
-	}
-	after, err := os.Stat(weights)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
+	if after, err := os.Stat(weights); err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
 		t.Error("a second demo rewrote the base student's weights")
 	}
+}
+
+// statjobLogged runs the statjob command like statjob(), with its log (the
+// runner's progress, on stderr) in the output too.
+func statjobLogged(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
 }
 
 // TestDemoSpecReachesTheTeacher: the demo's resolved spec points the
