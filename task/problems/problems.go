@@ -158,7 +158,8 @@ func SubjectKey(name string) string {
 	return strings.Join(strings.Fields(s), "_")
 }
 
-type mathRow struct {
+// MATHRow is one line of MATH's JSONL layout (data/math), as LoadMATH reads it.
+type MATHRow struct {
 	UniqueID string `json:"unique_id"`
 	Problem  string `json:"problem"`
 	Level    string `json:"level"`
@@ -170,7 +171,7 @@ type mathRow struct {
 // solution; "Level ?" (two train rows) is level 0.
 func LoadMATH(path string) ([]Problem, error) {
 	var out []Problem
-	err := readJSONL(path, func(_ int, r *mathRow) error {
+	err := readJSONL(path, func(_ int, r *MATHRow) error {
 		switch {
 		case r.UniqueID == "":
 			return missing("unique_id")

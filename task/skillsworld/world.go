@@ -286,14 +286,6 @@ const (
 	SkillMapFile = "skills/math_skill_map.jsonl"
 )
 
-type mathRow struct {
-	UniqueID string `json:"unique_id"`
-	Problem  string `json:"problem"`
-	Level    string `json:"level"`
-	Type     string `json:"type"`
-	Solution string `json:"solution"`
-}
-
 type mapRow struct {
 	UniqueID string   `json:"unique_id"`
 	Subject  string   `json:"subject"`
@@ -320,7 +312,7 @@ func Write(dir string, c Config) error {
 			subj := it.Skill.Subject
 			id := fmt.Sprintf("%s/%s/%d.json", part.name, subj.Key, n[subj.Key])
 			n[subj.Key]++
-			rows[i] = mathRow{UniqueID: id, Problem: it.Question, Level: fmt.Sprintf("Level %d", it.Level),
+			rows[i] = problems.MATHRow{UniqueID: id, Problem: it.Question, Level: fmt.Sprintf("Level %d", it.Level),
 				Type: subj.Name, Solution: it.Solution}
 			skillMap = append(skillMap, mapRow{UniqueID: id, Subject: subj.Key, Skills: []string{it.Skill.Name}})
 		}
