@@ -2,8 +2,6 @@ package stages
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -265,19 +263,6 @@ func datasetTrain(ctx context.Context, env *job.Env) ([]problems.Problem, error)
 	return train, nil
 }
 
-// datasetRand is the seeded number of one item: a hash of the seed and the
-// parts that name the item, so a draw never depends on order or timing.
-func datasetRand(seed uint64, parts ...string) uint64 {
-	h := sha256.New()
-	var buf [8]byte
-	binary.LittleEndian.PutUint64(buf[:], seed)
-	h.Write(buf[:])
-	for _, p := range parts {
-		h.Write([]byte(strconv.Itoa(len(p)) + ":" + p))
-	}
-	return binary.LittleEndian.Uint64(h.Sum(nil)[:8])
-}
-
 // datasetItem is one candidate training example with its unique key.
 type datasetItem struct {
 	key string
@@ -296,7 +281,7 @@ func datasetDraw(seed uint64, pool []datasetItem, n int, repeat bool) []Example 
 		}
 		order := make([]keyed, len(pool))
 		for i, it := range pool {
-			order[i] = keyed{datasetRand(seed, "draw", strconv.Itoa(round), it.key), i}
+			order[i] = keyed{itemRand(seed, "draw", strconv.Itoa(round), it.key), i}
 		}
 		sort.Slice(order, func(a, b int) bool {
 			if order[a].r != order[b].r {

@@ -160,7 +160,7 @@ func (b *datasetBuild) sel(ctx context.Context, pairs []datasetPair, train []pro
 	var qs []string
 	for pi, p := range pairs {
 		for j := range c.PerPair {
-			q := p.cands[datasetRand(b.cfg.Seed, "sel", p.q, p.subject, p.skill, strconv.Itoa(j))%uint64(len(p.cands))]
+			q := p.cands[itemRand(b.cfg.Seed, "sel", p.q, p.subject, p.skill, strconv.Itoa(j))%uint64(len(p.cands))]
 			if _, ok := slot[q]; !ok {
 				slot[q] = len(qs)
 				qs = append(qs, train[q].Question)
@@ -206,7 +206,7 @@ func (b *datasetBuild) syn(ctx context.Context, pairs []datasetPair, train []pro
 		order := append([]int(nil), p.cands...)
 		r := make(map[int]uint64, len(order))
 		for _, q := range order {
-			r[q] = datasetRand(b.cfg.Seed, "syn", p.q, p.subject, p.skill, train[q].ID)
+			r[q] = itemRand(b.cfg.Seed, "syn", p.q, p.subject, p.skill, train[q].ID)
 		}
 		sort.SliceStable(order, func(i, j int) bool { return r[order[i]] < r[order[j]] })
 		var examples []string

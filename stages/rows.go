@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 
 	"github.com/statjob/statjob/job"
 )
@@ -86,4 +89,17 @@ func writeJSON(ctx context.Context, env *job.Env, name string, v any) error {
 		return fmt.Errorf("encode %s: %w", name, err)
 	}
 	return env.WriteFile(ctx, name, append(b, '\n'))
+}
+
+// itemRand is the seeded number of one item: a hash of the seed and the
+// parts that name the item, so a draw never depends on order or timing.
+func itemRand(seed uint64, parts ...string) uint64 {
+	h := sha256.New()
+	var buf [8]byte
+	binary.LittleEndian.PutUint64(buf[:], seed)
+	h.Write(buf[:])
+	for _, p := range parts {
+		h.Write([]byte(strconv.Itoa(len(p)) + ":" + p))
+	}
+	return binary.LittleEndian.Uint64(h.Sum(nil)[:8])
 }
