@@ -100,7 +100,7 @@ type responder struct {
 	grader  *mathgrade.Grader
 	cfg     GenerationConfig
 	chat    tokenizer.ChatOptions
-	system  string
+	sc      *StudentConfig // the chat options and the system message
 	stop    []int
 }
 
@@ -129,16 +129,12 @@ func newResponder(st *Student, sc *StudentConfig, cfg GenerationConfig, grade ma
 	if len(stop) == 0 {
 		return nil, fmt.Errorf("student %s: the tokenizer has no EOS or end-of-turn token and no sampling.stop_tokens are set", st.Where)
 	}
-	return &responder{student: st, gen: gen, grader: g, cfg: cfg, chat: sc.ChatOptions(), system: sc.System, stop: stop}, nil
+	return &responder{student: st, gen: gen, grader: g, cfg: cfg, chat: sc.ChatOptions(), sc: sc, stop: stop}, nil
 }
 
 // prompt renders question as the student's chat prompt and encodes it.
 func (r *responder) prompt(question string) ([]int, error) {
-	var msgs []tokenizer.Message
-	if r.system != "" {
-		msgs = append(msgs, tokenizer.Message{Role: "system", Content: r.system})
-	}
-	msgs = append(msgs, tokenizer.Message{Role: "user", Content: fmt.Sprintf(QuestionPrompt, question)})
+	msgs := r.sc.withSystem([]tokenizer.Message{{Role: "user", Content: fmt.Sprintf(QuestionPrompt, question)}})
 	text, err := r.student.Tok.RenderChat(msgs, r.chat)
 	if err != nil {
 		return nil, err

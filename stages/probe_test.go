@@ -233,7 +233,8 @@ func TestGeneratePrompt(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := DefaultStudentConfig()
-	r := &responder{student: &Student{Tok: tok}, chat: sc.ChatOptions(), system: "Be brief."}
+	sc.System = "Be brief."
+	r := &responder{student: &Student{Tok: tok}, chat: sc.ChatOptions(), sc: &sc}
 	ids, err := r.prompt("What is 2+2?")
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +244,7 @@ func TestGeneratePrompt(t *testing.T) {
 	if got := tok.Decode(ids); got != want {
 		t.Errorf("prompt:\n%q\nwant\n%q", got, want)
 	}
-	r.system = ""
+	sc.System = ""
 	ids, _ = r.prompt("What is 2+2?")
 	if got := tok.Decode(ids); !strings.HasPrefix(got, "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat is 2+2?") {
 		t.Errorf("without a system message: %q", got)

@@ -12,7 +12,6 @@ import (
 	"github.com/statjob/statjob/train/backend"
 	"github.com/statjob/statjob/train/model"
 	"github.com/statjob/statjob/train/sft"
-	"github.com/statjob/statjob/train/tokenizer"
 )
 
 // sftVersion is bumped when the stage's output changes for the same inputs.
@@ -61,12 +60,8 @@ func (s *sftStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	if stCfg.System != "" {
-		for i, c := range convs {
-			if len(c.Messages) > 0 && c.Messages[0].Role != "system" {
-				convs[i].Messages = append([]tokenizer.Message{{Role: "system", Content: stCfg.System}}, c.Messages...)
-			}
-		}
+	for i := range convs {
+		convs[i].Messages = stCfg.withSystem(convs[i].Messages)
 	}
 	student, err := openStudent(ctx, env, stCfg, "")
 	if err != nil {

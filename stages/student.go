@@ -52,6 +52,16 @@ func (c *StudentConfig) ChatOptions() tokenizer.ChatOptions {
 	return tokenizer.ChatOptions{AddGenerationPrompt: true, Date: d}
 }
 
+// withSystem puts the system message (when one is set) before msgs, unless
+// they open with their own: the student sees it alike in training and in
+// generation.
+func (c *StudentConfig) withSystem(msgs []tokenizer.Message) []tokenizer.Message {
+	if c.System == "" || len(msgs) > 0 && msgs[0].Role == "system" {
+		return msgs
+	}
+	return append([]tokenizer.Message{{Role: "system", Content: c.System}}, msgs...)
+}
+
 // tokenizerFiles travel with the weights: read beside them, exported beside
 // a fine-tuned student.
 var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json"}
