@@ -35,6 +35,8 @@ fi
   fi
 )
 # --- end tokenizer ---
+# --- train/prm: nothing of its own; its tests (and stages' prm difficulty test) use the
+# Llama 3.1 tokenizer files of the tokenizer block above and train/model's PyTorch. ---
 
 # --- storage: versitygw, the S3 server process the storage tests start ---
 # (storage/storagetest finds it in $(go env GOPATH)/bin; go install is a
