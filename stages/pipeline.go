@@ -92,12 +92,8 @@ func Graph(spec *job.Spec) (*job.Graph, error) {
 	}
 	evals := []string{"evaluate/base"}
 	for _, s := range p.Strategies {
-		dataset := NewDataset(s)
-		if s == "embed-sel" { // needs an embedding model this build does not have
-			dataset = job.NotInstalled("dataset/embed-sel", "label")
-		}
 		stages = append(stages,
-			dataset,
+			NewDataset(s),
 			NewSFT(s),
 			NewEvaluate(s, "sft/"+s),
 		)

@@ -69,6 +69,10 @@ func DefaultEmbedConfig() EmbedConfig {
 		Concurrency: 4, Timeout: d.Timeout, Retry: d.Retry}
 }
 
+// ID is the identity of the embedder c configures: provider, model and
+// dimensions (the endpoint, limits and retries shape no vector).
+func (c *EmbedConfig) ID() string { return fmt.Sprintf("%s:%s:%d", c.Provider, c.Model, c.Dimensions) }
+
 // teacherConfig is c as a teacher Config, so the provider settings are
 // checked and used exactly as the teacher's are.
 func (c *EmbedConfig) teacherConfig() Config {
@@ -144,9 +148,7 @@ type apiEmbedder struct {
 	call func(ctx context.Context, texts []string, dims int) ([][]float32, error)
 }
 
-func (e *apiEmbedder) ID() string {
-	return fmt.Sprintf("%s:%s:%d", e.cfg.Provider, e.cfg.Model, e.cfg.Dimensions)
-}
+func (e *apiEmbedder) ID() string { return e.cfg.ID() }
 
 func (e *apiEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
 	for i, t := range texts {
