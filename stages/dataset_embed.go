@@ -255,10 +255,24 @@ func embedNearest(queries, cands [][]float32, k int) [][]int {
 	return out
 }
 
+// embedBucket is the padded length of a batch whose longest text has n
+// tokens: a power of two up to 64, then a multiple of 64, so a batch pads
+// by less than a quarter past 256 tokens while few graphs are compiled.
+func embedBucket(n int) int {
+	t := 8
+	for t < n && t < 64 {
+		t *= 2
+	}
+	if t < n {
+		t = (n + 63) / 64 * 64
+	}
+	return t
+}
+
 // localEmbedder embeds texts with a Hugging Face decoder: the final-norm
 // hidden states of the text's first MaxTokens tokens, pooled (mean or the
 // last token's). Texts are run in batches of BatchSize, sorted by length,
-// padded to a power-of-two length so few graphs are compiled.
+// padded to embedBucket's lengths.
 type localEmbedder struct {
 	id        string
 	m         *model.Model
@@ -318,10 +332,7 @@ func (e *localEmbedder) Embed(ctx context.Context, texts []string) ([][]float32,
 			return nil, err
 		}
 		part := order[lo:min(lo+e.batch, len(order))]
-		t := 8
-		for t < len(ids[part[0]]) {
-			t *= 2
-		}
+		t := embedBucket(len(ids[part[0]]))
 		n := e.batch // every batch as wide as the first: one graph per length
 		tok, pos, val, w := make([]int32, n*t), make([]int32, n*t), make([]bool, n*t), make([]float32, n*t)
 		for r := range n {
