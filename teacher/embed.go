@@ -37,9 +37,9 @@ type Embedder interface {
 	ID() string
 }
 
-// EmbedConfig is an embedding endpoint: the teacher's provider settings
-// (provider, model, base_url, api_key_env, project, location) and the
-// teacher's retry settings (retry.reasks does not apply).
+// EmbedConfig is an embedding endpoint, spelled and checked as the teacher
+// section spells its provider settings (provider, model, base_url,
+// api_key_env, project, location) and retries.
 type EmbedConfig struct {
 	// Provider: openai (any OpenAI-compatible /v1/embeddings), gemini or vertex.
 	Provider string `yaml:"provider"`
@@ -59,14 +59,23 @@ type EmbedConfig struct {
 	// Concurrency is the most requests in flight.
 	Concurrency int           `yaml:"concurrency"`
 	Timeout     time.Duration `yaml:"timeout"`
-	Retry       Retry         `yaml:"retry"`
+	Retry       EmbedRetry    `yaml:"retry"`
+}
+
+// EmbedRetry is Retry without re-asks (a vector has nothing to parse).
+type EmbedRetry struct {
+	Attempts    int           `yaml:"attempts"`
+	RateLimited int           `yaml:"rate_limited"`
+	BaseDelay   time.Duration `yaml:"base_delay"`
+	MaxDelay    time.Duration `yaml:"max_delay"`
 }
 
 // DefaultEmbedConfig is OpenAI's small embedding model.
 func DefaultEmbedConfig() EmbedConfig {
 	d := DefaultConfig()
 	return EmbedConfig{Provider: ProviderOpenAI, Model: "text-embedding-3-small", BatchSize: 100,
-		Concurrency: 4, Timeout: d.Timeout, Retry: d.Retry}
+		Concurrency: 4, Timeout: d.Timeout, Retry: EmbedRetry{Attempts: d.Retry.Attempts,
+			RateLimited: d.Retry.RateLimited, BaseDelay: d.Retry.BaseDelay, MaxDelay: d.Retry.MaxDelay}}
 }
 
 // ID is the identity of the embedder c configures: provider, model and
@@ -78,7 +87,8 @@ func (c *EmbedConfig) ID() string { return fmt.Sprintf("%s:%s:%d", c.Provider, c
 func (c *EmbedConfig) teacherConfig() Config {
 	t := DefaultConfig()
 	t.Provider, t.Model, t.BaseURL, t.APIKeyEnv = c.Provider, c.Model, c.BaseURL, c.APIKeyEnv
-	t.Project, t.Location, t.Timeout, t.Retry = c.Project, c.Location, c.Timeout, c.Retry
+	t.Project, t.Location, t.Timeout = c.Project, c.Location, c.Timeout
+	t.Retry = Retry{Attempts: c.Retry.Attempts, RateLimited: c.Retry.RateLimited, BaseDelay: c.Retry.BaseDelay, MaxDelay: c.Retry.MaxDelay}
 	t.Limits.Concurrency = c.Concurrency
 	return t
 }

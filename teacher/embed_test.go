@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/auth"
+
 	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/teacher/teachertest"
 )
@@ -23,8 +25,11 @@ func embedFake(t *testing.T, provider string) (*teachertest.EmbedServer, EmbedCo
 	srv := teachertest.NewEmbed(t)
 	c := DefaultEmbedConfig()
 	c.Provider, c.Model, c.APIKeyEnv, c.BaseURL = provider, "embed-model", "STATJOB_TEST_EMBED_KEY", srv.URL
-	if provider == ProviderOpenAI {
+	switch provider {
+	case ProviderOpenAI:
 		c.BaseURL += "/v1"
+	case ProviderVertex:
+		c.APIKeyEnv, c.Project, c.Location = "", "proj", "us-central1"
 	}
 	c.BatchSize, c.Concurrency, c.Timeout = 3, 4, 5*time.Second
 	c.Retry.BaseDelay, c.Retry.MaxDelay = time.Millisecond, 2*time.Millisecond
@@ -33,7 +38,11 @@ func embedFake(t *testing.T, provider string) (*teachertest.EmbedServer, EmbedCo
 
 func newEmbedder(t *testing.T, c EmbedConfig) Embedder {
 	t.Helper()
-	e, err := NewEmbedder(context.Background(), c, nil)
+	opts := &Options{}
+	if c.Provider == ProviderVertex {
+		opts.GoogleCredentials = auth.NewCredentials(&auth.CredentialsOptions{TokenProvider: staticToken{}})
+	}
+	e, err := NewEmbedder(context.Background(), c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +57,7 @@ func embedTexts(n int) []string {
 	return ts
 }
 
-var embedProviders = []string{ProviderOpenAI, ProviderGemini}
+var embedProviders = []string{ProviderOpenAI, ProviderGemini, ProviderVertex}
 
 // Each provider through its real SDK: batches of batch_size, the vectors
 // back in input order (the OpenAI fake answers in reverse and the client
@@ -87,6 +96,11 @@ func TestEmbedWire(t *testing.T) {
 					if !strings.HasSuffix(r.Path, "/models/embed-model:batchEmbedContents") || r.Header.Get("x-goog-api-key") != embedKey {
 						t.Errorf("gemini request %s key %q", r.Path, r.Header.Get("x-goog-api-key"))
 					}
+				case ProviderVertex:
+					if !strings.HasSuffix(r.Path, "/projects/proj/locations/us-central1/publishers/google/models/embed-model:predict") ||
+						r.Header.Get("Authorization") != "Bearer test-token" || r.Header.Get("x-goog-api-key") != "" {
+						t.Errorf("vertex request %s headers %v", r.Path, r.Header)
+					}
 				}
 			}
 			slices.Sort(sizes)
@@ -100,6 +114,31 @@ func TestEmbedWire(t *testing.T) {
 				t.Errorf("ID %q", id)
 			}
 		})
+	}
+}
+
+// Vertex serves the newer Gemini embedding models through embedContent,
+// one text per request, whatever batch_size says.
+func TestEmbedVertexOneTextModels(t *testing.T) {
+	srv, c := embedFake(t, ProviderVertex)
+	c.Model, c.Dimensions = "gemini-embedding-2", 4
+	texts := embedTexts(3)
+	got, err := newEmbedder(t, c).Embed(context.Background(), texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range texts {
+		if !slices.Equal(got[i], teachertest.HashVector(text)[:4]) {
+			t.Errorf("text %d: %v", i, got[i])
+		}
+	}
+	for _, r := range srv.Requests() {
+		if len(r.Texts) != 1 || !strings.HasSuffix(r.Path, "/models/gemini-embedding-2:embedContent") || r.Dimensions != 4 {
+			t.Errorf("request %s with %d texts, %d dimensions", r.Path, len(r.Texts), r.Dimensions)
+		}
+	}
+	if len(srv.Requests()) != 3 {
+		t.Errorf("%d requests, want 3", len(srv.Requests()))
 	}
 }
 
@@ -194,7 +233,8 @@ func TestEmbedRetriesAndRefusals(t *testing.T) {
 			}
 
 			// 400 and 401 fail at once, naming the provider and status,
-			// without the key even when the server echoes it.
+			// without the key even when the server echoes it (Vertex takes
+			// no key: its token comes from the credentials).
 			for _, status := range []int{400, 401} {
 				n := len(srv.Requests())
 				srv.Fail(teachertest.Fault{Status: status, Body: `{"error": {"message": "bad key ` + embedKey + `", "code": 400}}`})
@@ -203,7 +243,7 @@ func TestEmbedRetriesAndRefusals(t *testing.T) {
 				if !errors.As(err, &ae) || ae.Status != status || !errors.Is(err, ErrRejected) {
 					t.Fatalf("status %d: err %v", status, err)
 				}
-				if strings.Contains(err.Error(), embedKey) || !strings.Contains(err.Error(), p) {
+				if strings.Contains(err.Error(), embedKey) && p != ProviderVertex || !strings.Contains(err.Error(), p) {
 					t.Errorf("error %q leaks the key or does not name %s", err, p)
 				}
 				if len(srv.Requests()) != n {

@@ -12,10 +12,11 @@ import (
 	"testing"
 )
 
-// EmbedServer is a fake embeddings endpoint speaking both wire formats:
-// OpenAI's POST /v1/embeddings and the Gemini API's
-// models/{model}:batchEmbedContents and :embedContent. For the SDKs, the
-// OpenAI base URL is URL + "/v1" and the Gemini base URL is URL.
+// EmbedServer is a fake embeddings endpoint speaking the three wire
+// formats: OpenAI's POST /v1/embeddings, the Gemini API's
+// models/{model}:batchEmbedContents and :embedContent, and Vertex AI's
+// publishers/google/models/{model}:predict and :embedContent (one text). For the SDKs, the OpenAI base
+// URL is URL + "/v1" and the Gemini and Vertex base URL is URL.
 type EmbedServer struct {
 	*httptest.Server
 	// Vector is the embedding of one text; the default is HashVector.
@@ -81,7 +82,10 @@ func (s *EmbedServer) Texts() int {
 	return n
 }
 
-var geminiEmbedPath = regexp.MustCompile(`^/v1[a-z0-9]*/models/([^/:]+):(batchEmbedContents|embedContent)$`)
+var (
+	geminiEmbedPath = regexp.MustCompile(`^/v1[a-z0-9]*/models/([^/:]+):(batchEmbedContents|embedContent)$`)
+	vertexEmbedPath = regexp.MustCompile(`^/v1[a-z0-9]*/projects/[^/]+/locations/[^/]+/publishers/google/models/([^/:]+):(predict|embedContent)$`)
+)
 
 type geminiEmbedRequest struct {
 	Model   string `json:"model"`
@@ -181,6 +185,49 @@ func (s *EmbedServer) route(w http.ResponseWriter, r *http.Request) {
 				return map[string]any{"embedding": embs[0]}
 			}
 			return map[string]any{"embeddings": embs}
+		}
+	case vertexEmbedPath.MatchString(r.URL.Path) && strings.HasSuffix(r.URL.Path, ":embedContent"):
+		req.Model = vertexEmbedPath.FindStringSubmatch(r.URL.Path)[1]
+		var q struct {
+			geminiEmbedRequest
+			Config struct {
+				OutputDimensionality int `json:"outputDimensionality"`
+			} `json:"embedContentConfig"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&q); err != nil || len(q.Content.Parts) == 0 {
+			writeJSON(w, 400, json.RawMessage(geminiErr(400, fmt.Sprintf("bad embedContent request (%v)", err))))
+			return
+		}
+		req.Texts, req.Dimensions = []string{q.Content.Parts[0].Text}, q.Config.OutputDimensionality
+		reply = func() any {
+			return map[string]any{"embedding": map[string]any{"values": s.vector(req.Texts[0], req.Dimensions)},
+				"usageMetadata": map[string]any{"promptTokenCount": len(req.Texts[0]) / 4}}
+		}
+	case vertexEmbedPath.MatchString(r.URL.Path):
+		req.Model = vertexEmbedPath.FindStringSubmatch(r.URL.Path)[1]
+		var q struct {
+			Instances []struct {
+				Content string `json:"content"`
+			} `json:"instances"`
+			Parameters struct {
+				OutputDimensionality int `json:"outputDimensionality"`
+			} `json:"parameters"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&q); err != nil || len(q.Instances) == 0 {
+			writeJSON(w, 400, json.RawMessage(geminiErr(400, fmt.Sprintf("bad predict request (%v)", err))))
+			return
+		}
+		for _, in := range q.Instances {
+			req.Texts = append(req.Texts, in.Content)
+		}
+		req.Dimensions = q.Parameters.OutputDimensionality
+		reply = func() any {
+			var preds []map[string]any
+			for _, t := range req.Texts {
+				preds = append(preds, map[string]any{"embeddings": map[string]any{"values": s.vector(t, req.Dimensions),
+					"statistics": map[string]any{"truncated": false, "token_count": len(t) / 4}}})
+			}
+			return map[string]any{"predictions": preds}
 		}
 	default:
 		writeJSON(w, 404, json.RawMessage(openaiErr(404, "no route "+r.Method+" "+r.URL.Path)))
