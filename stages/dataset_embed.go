@@ -108,26 +108,30 @@ func embedID(ctx context.Context, spec *job.Spec) (string, error) {
 	return fmt.Sprintf("local:%s:%s:%d", h, c.Pooling, c.MaxTokens), nil
 }
 
-// embedNew builds the spec's embedder behind the cache in the run's store.
-func embedNew(ctx context.Context, env *job.Env) (*teacher.EmbedCache, error) {
+// embedNew builds the spec's embedder behind the cache in the run's store;
+// done releases what a local model holds.
+func embedNew(ctx context.Context, env *job.Env) (cache *teacher.EmbedCache, done func(), err error) {
 	spec := env.Spec()
 	c := spec.Section("dataset").(*DatasetConfig).Embed
 	var (
 		e     teacher.Embedder
 		chunk int
-		err   error
 	)
+	done = func() {}
 	if c.Provider == EmbedLocal {
-		e, err = newLocalEmbedder(ctx, spec)
+		var l *localEmbedder
+		if l, err = newLocalEmbedder(ctx, spec); err == nil {
+			e, done = l, l.close
+		}
 		chunk = 8 * c.BatchSize
 	} else {
 		e, err = teacher.NewEmbedder(ctx, c.EmbedConfig, &teacher.Options{Logger: env.Log()})
 		chunk = c.Concurrency * c.BatchSize
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dataset.embed: %w", err)
+		return nil, nil, fmt.Errorf("dataset.embed: %w", err)
 	}
-	return teacher.NewEmbedCache(e, env.Store(), chunk, env.Log()), nil
+	return teacher.NewEmbedCache(e, env.Store(), chunk, env.Log()), done, nil
 }
 
 // embedSel is the embed-sel pool: per difficult question its k nearest
@@ -144,7 +148,7 @@ func (b *datasetBuild) embedSel(ctx context.Context, env *job.Env, train []probl
 	if len(hard) == 0 || len(train) == 0 {
 		return nil, nil
 	}
-	e, err := embedNew(ctx, env)
+	e, done, err := embedNew(ctx, env)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +160,7 @@ func (b *datasetBuild) embedSel(ctx context.Context, env *job.Env, train []probl
 		texts = append(texts, d.Question)
 	}
 	vecs, err := e.Embed(ctx, texts)
+	done()
 	b.m["embedder"] = e.ID()
 	b.add("embed_cache_hits", int(e.Hits()))
 	b.add("embedded", int(e.Misses()))
@@ -299,7 +304,7 @@ func newLocalEmbedder(ctx context.Context, spec *job.Spec) (*localEmbedder, erro
 	}
 	be, err := backend.New(sc.Backend)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("student.backend: %w", err)
 	}
 	e := &localEmbedder{id: id, m: st.Model, tok: st.Tok, be: be, pooling: c.Pooling, maxTokens: c.MaxTokens, batch: c.BatchSize}
 	e.exec, err = mlctx.NewExec(be, st.Model.Ctx, func(ctx *mlctx.Context, tok, pos, val, weights *graph.Node) *graph.Node {
@@ -307,12 +312,19 @@ func newLocalEmbedder(ctx context.Context, spec *job.Spec) (*localEmbedder, erro
 		return graph.DotGeneral(weights, []int{1}, []int{0}, hidden, []int{1}, []int{0}) // [B, D]
 	})
 	if err != nil {
+		be.Finalize()
 		return nil, fmt.Errorf("embed graph: %w", err)
 	}
 	return e, nil
 }
 
 func (e *localEmbedder) ID() string { return e.id }
+
+// close releases the compiled graphs and the backend.
+func (e *localEmbedder) close() {
+	e.exec.Finalize()
+	e.be.Finalize()
+}
 
 func (e *localEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
 	ids := make([][]int, len(texts))

@@ -292,6 +292,7 @@ func TestDatasetEmbedSelLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer e.close()
 	var texts []string
 	for _, p := range dsTrain {
 		texts = append(texts, p.Question)
@@ -419,6 +420,7 @@ func TestEmbedLocalMatchesPyTorch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer e.close()
 		if got[pooling], err = e.Embed(context.Background(), texts); err != nil {
 			t.Fatal(err)
 		}
@@ -487,6 +489,7 @@ func BenchmarkEmbedLocal(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			defer e.close()
 			if _, err := e.Embed(context.Background(), texts); err != nil { // compile the graphs
 				b.Fatal(err)
 			}
