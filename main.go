@@ -84,6 +84,7 @@ The job spec is YAML; the default one is built in (statjob spec prints it).`,
 	root.AddCommand(newStagesCmd())
 	root.AddCommand(newSpecCmd())
 	root.AddCommand(newSubmitCmd())
+	root.AddCommand(newPruneCmd())
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the statjob version",

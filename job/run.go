@@ -21,6 +21,10 @@ import (
 // context). Storage is consistent; the next start resumes.
 var ErrInterrupted = errors.New("run interrupted; start it again to resume")
 
+// errCacheGone: a stage cache entry lost an output while it was being
+// reused (pruned meanwhile); the stage is computed instead.
+var errCacheGone = errors.New("stage cache entry went away")
+
 // ErrNoCAS: the store cannot do conditional writes, which manifests and
 // leases need.
 var ErrNoCAS = errors.New("this store cannot do conditional writes (create-if-absent, compare-and-swap), which statjob needs for manifests and leases")
@@ -339,9 +343,13 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 			return false, "", err
 		}
 		if cached != nil && r.cacheComplete(ctx, cached) {
-			return r.withLease(ctx, leaseKey(r.runID, name, 0, 1), func(ctx context.Context) error {
+			did, wait, err := r.withLease(ctx, leaseKey(r.runID, name, 0, 1), func(ctx context.Context) error {
 				return r.reuse(ctx, st, cached)
 			})
+			if !errors.Is(err, errCacheGone) {
+				return did, wait, err
+			}
+			r.rep.Printf("%v: %s recomputes", err, name)
 		}
 	}
 	_, sharded := st.(Sharded)
@@ -614,6 +622,9 @@ func (r *runner) reuse(ctx context.Context, st Stage, cached *Manifest) error {
 	started := r.now()
 	for _, o := range cached.Outputs {
 		a, err := r.store.Copy(ctx, stageKey(r.runID, name, o.Path), cacheKey(cached.Fingerprint, o.Path))
+		if errors.Is(err, storage.ErrNotExist) { // pruned meanwhile
+			return fmt.Errorf("stage %s: %w: %s is gone", name, errCacheGone, cacheKey(cached.Fingerprint, o.Path))
+		}
 		if err != nil {
 			return fmt.Errorf("stage %s: take %s from the stage cache: %w", name, o.Path, err)
 		}
