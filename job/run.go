@@ -21,6 +21,10 @@ import (
 // context). Storage is consistent; the next start resumes.
 var ErrInterrupted = errors.New("run interrupted; start it again to resume")
 
+// ErrSpecChanged: a run was joined with a spec other than the one frozen in
+// its run.json.
+var ErrSpecChanged = errors.New("exists with another spec")
+
 // errCacheGone: a stage cache entry lost an output while it was being
 // reused (pruned meanwhile); the stage is computed instead.
 var errCacheGone = errors.New("stage cache entry went away")
@@ -255,7 +259,7 @@ func (r *runner) freeze(ctx context.Context, frozen json.RawMessage, selected []
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	if !bytes.Equal(ja, jb) || old.From != r.opts.From || old.Until != r.opts.Until {
-		return fmt.Errorf("run %s exists with another spec or --from/--until: resume it with `statjob resume %s`, or leave out --run-id to start a new run", r.runID, r.runID)
+		return fmt.Errorf("run %s %w or --from/--until: resume it with `statjob resume %s`, or leave out --run-id to start a new run", r.runID, ErrSpecChanged, r.runID)
 	}
 	return nil
 }
