@@ -53,10 +53,10 @@ func teachOrder(ps []problems.Problem, seed uint64) []problems.Problem {
 }
 
 // teachNew builds the teacher of the spec's teacher section over the run's
-// store (its reply cache lives there).
+// store (its reply cache lives there); its fan-outs show their progress.
 func teachNew(ctx context.Context, env *job.Env) (*teacher.Teacher, error) {
 	cfg := *env.Spec().Section("teacher").(*teacher.Config)
-	return teacher.New(ctx, cfg, env.Store(), &teacher.Options{Logger: env.Log()})
+	return teacher.New(ctx, cfg, env.Store(), &teacher.Options{Logger: env.Log(), Progress: newTeachProgress(env).report})
 }
 
 // teachFingerprint is the part of the teacher section that shapes replies:

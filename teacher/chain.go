@@ -26,6 +26,13 @@ type Options struct {
 	// Provider replaces the SDK provider at the bottom of the chain (tests,
 	// or a model the package does not know).
 	Provider Model
+	// Progress, when set, is called each time an item of a fan-out (Each,
+	// Map, Run) is finished, answered or failed, with the fan-out's name
+	// (Run's name; "" for Each and Map), the items finished so far and the
+	// fan-out's size. It is called from the fan-out's goroutines, several
+	// at once, so it must be safe for concurrent use; done counts up to
+	// total, though calls may arrive slightly out of order.
+	Progress func(name string, done, total int)
 	// Spent is what earlier runs of the same work already spent (a resumed
 	// stage passes the Stats().Budget it recorded), so the budget holds
 	// across restarts, not per process.
@@ -47,6 +54,7 @@ type Teacher struct {
 	key      redactor
 	hc       *http.Client
 	creds    *auth.Credentials
+	progress func(name string, done, total int) // Options.Progress
 	// collected: batch records whose results this process has read.
 	collected sync.Map
 }
@@ -64,7 +72,8 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 	if (cfg.Cache || cfg.Batch.Enabled) && store == nil {
 		return nil, fmt.Errorf("teacher: the response cache and batch mode need a store")
 	}
-	t := &Teacher{cfg: cfg, store: store, log: opts.Logger, stats: &counters{}, creds: opts.GoogleCredentials}
+	t := &Teacher{cfg: cfg, store: store, log: opts.Logger, stats: &counters{}, creds: opts.GoogleCredentials,
+		progress: opts.Progress}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
