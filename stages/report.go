@@ -19,7 +19,8 @@ import (
 
 // reportVersion is bumped when the report's content changes for the same
 // inputs.
-const reportVersion = "report v1"
+// v2: the profile's questions judged correct.
+const reportVersion = "report v2"
 
 // ReportSummary is the report's machine-readable output: the numbers the
 // page shows.
