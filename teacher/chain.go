@@ -33,9 +33,17 @@ type Options struct {
 	// at once, so it must be safe for concurrent use; done counts up to
 	// total, though calls may arrive slightly out of order.
 	Progress func(name string, done, total int)
-	// Spent is what earlier runs of the same work already spent (a resumed
-	// stage passes the Stats().Budget it recorded), so the budget holds
-	// across restarts, not per process.
+	// Payer names the work that pays for these calls, e.g. "<run>/<stage>".
+	// Every reply it pays for is cached with this name, and a reply the
+	// same payer paid for before (a restarted stage reading its replies
+	// back from the cache) counts against the budget again, once, at the
+	// usage it was billed: the budget holds across restarts, not per
+	// process. Replies other work paid for stay free. Empty: no reply read
+	// from the cache counts. (An attempt that timed out before a restart,
+	// charged its worst case then, is not carried: it left no reply.)
+	Payer string
+	// Spent is spending from before this Teacher that Payer cannot see
+	// (e.g. with the cache off): it starts the budget's count.
 	Spent BudgetState
 }
 
@@ -108,7 +116,8 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 	retry.lost = t.budget.lostAttempt
 	m = t.budget
 	if cfg.Cache {
-		t.cache = &cache{next: m, store: store, provider: cfg.Provider, model: cfg.Model, stats: t.stats, log: t.log}
+		t.cache = &cache{next: m, store: store, provider: cfg.Provider, model: cfg.Model, payer: opts.Payer,
+			budget: t.budget, stats: t.stats, log: t.log}
 		m = t.cache
 	}
 	t.chain = m
@@ -157,6 +166,7 @@ type counters struct {
 	cacheHits, cacheMisses, cacheFailures, cacheWriteErrors atomic.Int64
 	attempts, retries, rateLimited                          atomic.Int64
 	reasks, malformed, truncated, budgetDenied              atomic.Int64
+	carried                                                 atomic.Int64
 	inputTokens, outputTokens                               atomic.Int64
 	batchItems, batchFailed                                 atomic.Int64
 }
@@ -174,10 +184,13 @@ type Stats struct {
 	Malformed     int64 `json:"malformed"` // items failed: did not parse after re-asks
 	Truncated     int64 `json:"truncated"`
 	BudgetDenied  int64 `json:"budget_denied"`
-	InputTokens   int64 `json:"input_tokens"` // paid this run (online)
-	OutputTokens  int64 `json:"output_tokens"`
-	BatchItems    int64 `json:"batch_items,omitempty"`
-	BatchFailed   int64 `json:"batch_failed,omitempty"`
+	InputTokens   int64 `json:"input_tokens"` // paid by this work: online and batch, and Carried
+	// Carried are cached replies this work (Options.Payer) paid for
+	// before a restart, counted in the tokens and the budget again.
+	Carried      int64 `json:"carried,omitempty"`
+	OutputTokens int64 `json:"output_tokens"`
+	BatchItems   int64 `json:"batch_items,omitempty"`
+	BatchFailed  int64 `json:"batch_failed,omitempty"`
 	// Concurrency is the adaptive limit now.
 	Concurrency float64     `json:"concurrency"`
 	Budget      BudgetState `json:"budget"`
@@ -190,7 +203,7 @@ func (t *Teacher) Stats() Stats {
 		CacheHits: c.cacheHits.Load(), CacheMisses: c.cacheMisses.Load(), CacheFailures: c.cacheFailures.Load(),
 		CacheWriteErr: c.cacheWriteErrors.Load(), Attempts: c.attempts.Load(), Retries: c.retries.Load(),
 		RateLimited: c.rateLimited.Load(), Reasks: c.reasks.Load(), Malformed: c.malformed.Load(),
-		Truncated: c.truncated.Load(), BudgetDenied: c.budgetDenied.Load(),
+		Truncated: c.truncated.Load(), BudgetDenied: c.budgetDenied.Load(), Carried: c.carried.Load(),
 		InputTokens: c.inputTokens.Load(), OutputTokens: c.outputTokens.Load(),
 		BatchItems: c.batchItems.Load(), BatchFailed: c.batchFailed.Load(),
 		Concurrency: t.pacer.limit.current(), Budget: t.budget.state(),
