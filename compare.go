@@ -46,6 +46,8 @@ type (
 		Student string   `json:"student"`
 		Teacher string   `json:"teacher"`
 		Arms    []string `json:"arms"`
+		// TeacherUSD is the teacher cost the run's report recorded.
+		TeacherUSD *float64 `json:"teacher_usd,omitempty"`
 	}
 	// compareRow is one benchmark × arm; A or B is nil when only one run
 	// has it.
@@ -141,7 +143,7 @@ fraction: 0.02 is 2 percentage points).`,
 			}
 			if len(c.Regressions) > 0 {
 				return fmt.Errorf("%w: %s is worse than %s by more than %s (paired 95%% interval entirely below): %s",
-					errRegression, c.B.ID, c.A.ID, comparePP(*fb), strings.Join(c.Regressions, "; "))
+					errRegression, c.B.ID, c.A.ID, compareMargin(*fb), strings.Join(c.Regressions, "; "))
 			}
 			return nil
 		},
@@ -159,6 +161,13 @@ func compareEvals(ctx context.Context, r *stages.FinishedRun, notes *[]string) (
 	tc := spec.Section("teacher").(*teacher.Config)
 	cr := compareRun{ID: r.RunID(), Student: spec.Section("student").(*stages.StudentConfig).Model,
 		Teacher: tc.Model + " (" + tc.Provider + ")"}
+	usd, ok, err := r.ReportCost(ctx)
+	if err != nil {
+		return cr, nil, err
+	}
+	if ok {
+		cr.TeacherUSD = &usd
+	}
 	evals := map[string]*stages.Evaluation{}
 	for _, st := range r.Stages() {
 		arm, ok := strings.CutPrefix(st, "evaluate/")
@@ -377,6 +386,9 @@ func comparePP(d float64) string {
 	return fmt.Sprintf("%+.1f pp", 100*d)
 }
 
+// compareMargin is --fail-below in percentage points.
+func compareMargin(x float64) string { return fmt.Sprintf("%.1f pp", 100*x) }
+
 func compareCI(lo, hi float64) string { return fmt.Sprintf("[%+.1f, %+.1f] pp", 100*lo, 100*hi) }
 
 // cells are a row's columns after benchmark and arm: A, B, Δ, interval,
@@ -413,10 +425,14 @@ func (r compareRow) cells() []string {
 var compareHead = []string{"BENCHMARK", "ARM", "A", "B", "Δ B−A", "PAIRED 95% CI", "PAIRED", "READING"}
 
 func (c *comparison) header() []string {
-	return []string{
-		fmt.Sprintf("A: run %s, student %s, teacher %s", c.A.ID, c.A.Student, c.A.Teacher),
-		fmt.Sprintf("B: run %s, student %s, teacher %s", c.B.ID, c.B.Student, c.B.Teacher),
+	line := func(name string, r compareRun) string {
+		l := fmt.Sprintf("%s: run %s, student %s, teacher %s", name, r.ID, r.Student, r.Teacher)
+		if r.TeacherUSD != nil {
+			l += fmt.Sprintf(", teacher cost $%.2f", *r.TeacherUSD)
+		}
+		return l
 	}
+	return []string{line("A", c.A), line("B", c.B)}
 }
 
 func (c *comparison) footer() []string {
@@ -430,10 +446,10 @@ func (c *comparison) footer() []string {
 	out = append(out, c.Notes...)
 	if c.FailBelow != nil {
 		if len(c.Regressions) == 0 {
-			out = append(out, fmt.Sprintf("Gate: no paired interval lies entirely below -%s.", strings.TrimPrefix(comparePP(*c.FailBelow), "+")))
+			out = append(out, fmt.Sprintf("Gate: no paired interval lies entirely below -%s.", compareMargin(*c.FailBelow)))
 		} else {
 			out = append(out, fmt.Sprintf("Gate: %d regressions beyond -%s: %s", len(c.Regressions),
-				strings.TrimPrefix(comparePP(*c.FailBelow), "+"), strings.Join(c.Regressions, "; ")))
+				compareMargin(*c.FailBelow), strings.Join(c.Regressions, "; ")))
 		}
 	}
 	return out

@@ -210,7 +210,7 @@ func TestCompareFailBelowGate(t *testing.T) {
 	if !errors.Is(err, errRegression) {
 		t.Fatalf("want a regression, got %v\n%s", err, out)
 	}
-	for _, want := range []string{"b is worse than a by more than +2.0 pp", "math × stat-sel: -55.0 pp"} {
+	for _, want := range []string{"b is worse than a by more than 2.0 pp", "math × stat-sel: -55.0 pp"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/statjob/statjob/stages"
 	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/task/problems"
+	"github.com/statjob/statjob/teacher"
 	"github.com/statjob/statjob/train/sft"
 )
 
@@ -21,7 +22,8 @@ func reportInputs() []job.Stage {
 		filesStage{name: "difficulty", files: map[string]any{stages.DifficultFile: []stages.Difficult{
 			{Response: stages.Response{Problem: problems.Problem{ID: "v1", Subject: "algebra"}}, Why: "accuracy 0.00 < 0.50"}}}},
 		filesStage{name: "diagnose", files: map[string]any{stages.ProfileFile: stages.Profile{Questions: 1,
-			Skills: []stages.SkillCount{{Subject: "algebra", Skill: "completing the square", Count: 1}}}}},
+			Skills: []stages.SkillCount{{Subject: "algebra", Skill: "completing the square", Count: 1}}}},
+			metrics: job.Metrics{"teacher": teacher.Stats{Budget: teacher.BudgetState{SpentUSD: 0.5}}}},
 		evalStage("base", answered{problems.MATH, "m", verdicts(20, 8), true}),
 		evalStage("stat-sel", answered{problems.MATH, "m", verdicts(20, 12), true}),
 		filesStage{name: "sft/stat-sel", files: map[string]any{stages.MetricsFile: []sft.Metric{{Step: 1, Loss: 2.5}, {Step: 2, Loss: 1.25}}},
@@ -75,6 +77,16 @@ func TestReportRendersAgainWhatTheStageWrote(t *testing.T) {
 	}
 	if !strings.Contains(md, "completing the square") {
 		t.Errorf("markdown lacks the profile:\n%s", md)
+	}
+
+	// compare reads the teacher cost from the report's summary.json; a run
+	// against itself differs by nothing.
+	cmp, err := statjob(t, "compare", "r1", "r1", "--root", dir, "--fail-below", "0")
+	for _, want := range []string{"A: run r1, student models/s1, teacher gemini-2.5-flash (gemini), teacher cost $0.50",
+		"40.0%  40.0%  0 pp   [+0.0, +0.0] pp  20      no clear difference", "Gate: no paired interval lies entirely below -0.0 pp."} {
+		if !strings.Contains(cmp, want) {
+			t.Errorf("compare lacks %q:\n%s%v", want, cmp, err)
+		}
 	}
 }
 

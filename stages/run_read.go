@@ -122,3 +122,20 @@ func (r *FinishedRun) Responses(ctx context.Context, stage, benchmark string) ([
 	}
 	return rows, nil
 }
+
+// ReportCost is the teacher cost in US dollars the run's report recorded
+// (summary.json's teacher_cost_total), false when the report stage is not
+// done or recorded none.
+func (r *FinishedRun) ReportCost(ctx context.Context) (float64, bool, error) {
+	if !r.Has("report", ReportSummary) {
+		return 0, false, nil
+	}
+	var s reportSummary
+	if err := readJSON(ctx, r, "report", ReportSummary, &s); err != nil {
+		return 0, false, fmt.Errorf("run %s: %w", r.rec.ID, err)
+	}
+	if s.CostTotal == nil {
+		return 0, false, nil
+	}
+	return s.CostTotal.USD, true, nil
+}
