@@ -43,6 +43,9 @@ func main() {
 	if errors.Is(err, job.ErrInterrupted) {
 		os.Exit(job.ExitInterrupted)
 	}
+	if errors.Is(err, errRegression) {
+		os.Exit(exitRegression)
+	}
 	os.Exit(1)
 }
 
@@ -85,6 +88,8 @@ The job spec is YAML; the default one is built in (statjob spec prints it).`,
 	root.AddCommand(newSpecCmd())
 	root.AddCommand(newSubmitCmd())
 	root.AddCommand(newPruneCmd())
+	root.AddCommand(newReportCmd())
+	root.AddCommand(newCompareCmd())
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the statjob version",
@@ -369,25 +374,11 @@ func newStatusCmd() *cobra.Command {
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			_, st, err := f.open(ctx)
+			st, id, err := f.openRun(ctx, cmd, args)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			var id string
-			if len(args) == 1 {
-				id = args[0]
-			} else {
-				runs, skipped, err := job.ListRuns(ctx, st)
-				if err != nil {
-					return err
-				}
-				warnSkipped(cmd, skipped)
-				if len(runs) == 0 {
-					return fmt.Errorf("no runs under %s", st.URI("runs/"))
-				}
-				id = runs[0].ID
-			}
 			rows, err := job.Status(ctx, st, id, time.Now())
 			if err != nil {
 				return err
@@ -430,6 +421,28 @@ func warnSkipped(cmd *cobra.Command, skipped []error) {
 	for _, err := range skipped {
 		fmt.Fprintf(cmd.ErrOrStderr(), "statjob: skipped %v\n", err)
 	}
+}
+
+// openRun opens the store and returns the run args names, or the newest
+// run when args is empty.
+func (f *rootFlag) openRun(ctx context.Context, cmd *cobra.Command, args []string) (storage.Store, string, error) {
+	_, st, err := f.open(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(args) > 0 {
+		return st, args[0], nil
+	}
+	runs, skipped, err := job.ListRuns(ctx, st)
+	warnSkipped(cmd, skipped)
+	if err == nil && len(runs) == 0 {
+		err = fmt.Errorf("no runs under %s", st.URI("runs/"))
+	}
+	if err != nil {
+		st.Close()
+		return nil, "", err
+	}
+	return st, runs[0].ID, nil
 }
 
 func short(fp string) string {
