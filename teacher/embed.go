@@ -419,6 +419,7 @@ func (c *EmbedCache) Embed(ctx context.Context, texts []string) ([][]float32, er
 		if err := w.Wait(); err != nil {
 			c.log.Warn("embedding cache write failed", "err", err)
 		}
+		c.log.Info("embedded", "embedder", id, "done", lo+len(part), "of", len(missing), "cached before", len(uniq)-len(missing))
 	}
 	out := make([][]float32, len(texts))
 	for i, t := range texts {
