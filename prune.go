@@ -26,8 +26,9 @@ has finished or reused that stage since --older-than ago, so stages a
 nightly job reuses every night stay however old they are. --runs also
 deletes run folders started before then (never the newest run, nor one whose
 work is leased right now); their finished stages stay reusable through the
-cache until it is pruned too. --teacher also deletes teacher replies written
-before then: a job that asks the same again pays for it again.
+cache until it is pruned too. --teacher also deletes teacher replies and
+embedding vectors written before then: a job that asks the same again pays
+for it again.
 
 Run it between jobs; a job that meets an entry being pruned computes the
 stage again rather than taking half of it.`,
@@ -76,7 +77,7 @@ stage again rather than taking half of it.`,
 	f.add(cmd)
 	cmd.Flags().StringVar(&olderThan, "older-than", "", "age of what goes: a Go duration (720h) or days (30d); required")
 	cmd.Flags().BoolVar(&opts.Runs, "runs", false, "also delete run folders started before then")
-	cmd.Flags().BoolVar(&opts.Teacher, "teacher", false, "also delete teacher replies written before then")
+	cmd.Flags().BoolVar(&opts.Teacher, "teacher", false, "also delete teacher replies and embeddings written before then")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "list what would go, delete nothing")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON instead of a table")
 	return cmd

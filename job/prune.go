@@ -19,8 +19,9 @@ type PruneOptions struct {
 	// run and runs whose work is leased right now. Their finished stages
 	// stay reusable through cache/stages.
 	Runs bool
-	// Teacher also deletes teacher replies (cache/teacher/) written before
-	// Before: a job that asks the same again pays for it again.
+	// Teacher also deletes teacher replies (cache/teacher/) and embedding
+	// vectors (cache/embed/) written before Before: a job that asks the same
+	// again pays for it again.
 	Teacher bool
 	// DryRun lists what would go and deletes nothing.
 	DryRun bool
@@ -31,7 +32,7 @@ type PruneOptions struct {
 // Pruned is one thing Prune deleted (or would delete, in a dry run): a
 // stage cache entry, a run folder or the old teacher replies.
 type Pruned struct {
-	Kind    string    `json:"kind"` // "stage", "run" or "teacher"
+	Kind    string    `json:"kind"` // "stage", "run", "teacher" or "embed"
 	Key     string    `json:"key"`  // the folder (or prefix) under the root
 	Objects int       `json:"objects"`
 	Bytes   int64     `json:"bytes"`
@@ -87,24 +88,15 @@ func Prune(ctx context.Context, store storage.Store, opts PruneOptions) ([]Prune
 		}
 	}
 	if opts.Teacher {
-		var p Pruned
-		var old []string
-		err := store.List(ctx, "cache/teacher/", func(a storage.Attrs) error {
-			if a.Updated.Before(opts.Before) {
-				old = append(old, a.Key)
-				p.Objects++
-				p.Bytes += a.Size
-				if a.Updated.After(p.Used) {
-					p.Used = a.Updated
-				}
+		for _, c := range []struct{ kind, prefix string }{{"teacher", "cache/teacher/"}, {"embed", "cache/embed/"}} {
+			p, old, err := oldObjects(ctx, store, c.prefix, opts.Before)
+			if err != nil {
+				return out, err
 			}
-			return nil
-		})
-		if err != nil {
-			return out, fmt.Errorf("prune: list teacher replies: %w", err)
-		}
-		if p.Objects > 0 {
-			p.Kind, p.Key = "teacher", "cache/teacher/"
+			if p.Objects == 0 {
+				continue
+			}
+			p.Kind, p.Key = c.kind, c.prefix
 			out = append(out, p)
 			if !opts.DryRun {
 				if err := deleteKeys(ctx, store, old); err != nil {
@@ -114,6 +106,27 @@ func Prune(ctx context.Context, store storage.Store, opts PruneOptions) ([]Prune
 		}
 	}
 	return out, nil
+}
+
+// oldObjects sums up the objects under prefix written before before.
+func oldObjects(ctx context.Context, store storage.Store, prefix string, before time.Time) (Pruned, []string, error) {
+	var p Pruned
+	var keys []string
+	err := store.List(ctx, prefix, func(a storage.Attrs) error {
+		if a.Updated.Before(before) {
+			keys = append(keys, a.Key)
+			p.Objects++
+			p.Bytes += a.Size
+			if a.Updated.After(p.Used) {
+				p.Used = a.Updated
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return p, nil, fmt.Errorf("prune: list %s: %w", store.URI(prefix), err)
+	}
+	return p, keys, nil
 }
 
 // lastUses maps each fingerprint to the newest finish time among the stage

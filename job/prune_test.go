@@ -46,8 +46,10 @@ func TestPrune(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Put(ctx, "cache/teacher/ab/abc.json", strings.NewReader(`{}`), storage.PutOptions{}); err != nil {
-			t.Fatal(err)
+		for _, k := range []string{"cache/teacher/ab/abc.json", "cache/embed/cd/cde.json"} {
+			if _, err := st.Put(ctx, k, strings.NewReader(`{}`), storage.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		cacheBefore := keysUnder(t, st, "cache/")
 
@@ -101,15 +103,15 @@ func TestPrune(t *testing.T) {
 		for _, p := range pruned {
 			kinds[p.Kind]++
 		}
-		if kinds["run"] != 4 || kinds["teacher"] != 1 {
-			t.Errorf("pruned %v, want 4 of the 5 runs and the teacher replies", kinds)
+		if kinds["run"] != 4 || kinds["teacher"] != 1 || kinds["embed"] != 1 {
+			t.Errorf("pruned %v, want 4 of the 5 runs, the teacher replies and the embeddings", kinds)
 		}
 		runs, skipped, err := ListRuns(ctx, st)
 		if err != nil || len(skipped) != 0 || len(runs) != 1 {
 			t.Fatalf("runs left: %d (skipped %v, %v), want only the newest", len(runs), skipped, err)
 		}
-		if keysUnder(t, st, "cache/teacher/") != nil {
-			t.Error("teacher replies were kept though asked to prune them")
+		if keysUnder(t, st, "cache/teacher/") != nil || keysUnder(t, st, "cache/embed/") != nil {
+			t.Error("teacher replies or embeddings were kept though asked to prune them")
 		}
 	})
 }
