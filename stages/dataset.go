@@ -16,7 +16,7 @@ import (
 
 // datasetVersion is bumped whenever the dataset stage's output changes for
 // the same inputs and settings.
-const datasetVersion = "dataset v1"
+const datasetVersion = "dataset v2"
 
 // DatasetConfig is the dataset section: how each strategy builds its
 // training set (DESIGN.md, "The method", step 6).

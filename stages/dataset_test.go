@@ -36,6 +36,9 @@ var dsDiagnoses = []Diagnosed{
 	{ID: "test/geometry/3.json", Subject: "geometry", Diagnosis: teacher.Diagnosis{Missing: []string{"skill_a", "skill_c"}}},
 	{ID: "test/algebra/9.json", Subject: "algebra", Diagnosis: teacher.Diagnosis{Missing: []string{"skill_a", "skill_b"}}},
 	{ID: "test/algebra/1.json", Subject: "algebra", Error: "reply does not parse", Raw: "???"},
+	// The teacher judged this response right: nothing is missing, whatever
+	// skills it named.
+	{ID: "test/algebra/4.json", Subject: "algebra", Diagnosis: teacher.Diagnosis{Correct: true, Missing: []string{"skill_b"}}},
 }
 
 // dsCands are the training questions each pair may draw from.
@@ -208,7 +211,7 @@ func TestDatasetSelPairsAnswersAndFilter(t *testing.T) {
 	}
 	_, exs, m := dsOutput(t, st, "r1", "dataset/stat-sel")
 
-	for name, want := range map[string]int{"diagnoses": 3, "diagnoses_failed": 1, "pairs": 4,
+	for name, want := range map[string]int{"diagnoses": 4, "diagnoses_failed": 1, "diagnoses_judged_correct": 1, "pairs": 4,
 		"pairs_without_candidates": 1, "picks": 15, "examples": len(exs), "candidates": len(exs)} {
 		if got := metric(t, m, name); got != want {
 			t.Errorf("metric %s = %d, want %d", name, got, want)
