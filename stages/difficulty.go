@@ -2,12 +2,15 @@ package stages
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"math"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/task/mathgrade"
+	"github.com/statjob/statjob/train/backend"
+	"github.com/statjob/statjob/train/prm"
 )
 
 // difficultyVersion is bumped when difficulty's output changes for the same
@@ -23,47 +26,76 @@ const (
 	// clustered by the grader) appears fewer than MinAgree times. It needs
 	// no gold answers.
 	ByConsistency = "consistency"
-	// ByPRM: a process reward model scores each step. Not in this build.
+	// ByPRM: a process reward model scores every step of every sample and
+	// judges it right or wrong (train/prm: wrong when the last step or the
+	// mean scores below tau1, or a step after the first below tau2); a
+	// question is difficult when the fraction of its samples judged right
+	// is below Threshold, the same threshold the accuracy method uses. It
+	// needs no gold answers.
 	ByPRM = "prm"
 )
+
+// prmVersion is bumped when the prm method's output changes for the same
+// inputs (it enters only that method's fingerprint).
+const prmVersion = "difficulty prm v1"
+
+// PRMScoresFile is difficulty's side output under the prm method: one
+// PRMScored row per question, in question order, difficult or not.
+const PRMScoresFile = "prm_scores.jsonl"
+
+// PRMScored is the process reward model's reading of one question's
+// samples.
+type PRMScored struct {
+	ID string `json:"id"`
+	// Right is the fraction of the samples judged right.
+	Right float64 `json:"right"`
+	// Samples are the step scores and verdicts, one per probe sample.
+	Samples []prm.Score `json:"samples"`
+}
 
 // DifficultyConfig is the difficulty section: which validation questions
 // the student finds difficult.
 //
 //	difficulty:
 //	  method: accuracy   # accuracy | consistency | prm
-//	  threshold: 0.5     # accuracy: difficult when accuracy < threshold
+//	  threshold: 0.5     # accuracy: difficult when accuracy < threshold; prm: when the fraction judged right < threshold
 //	  min_agree: 2       # consistency: difficult when the largest cluster of equal answers < min_agree
+//	  prm:               # prm: the process reward model and its rule (train/prm.Config)
+//	    model: gs://bucket/models/Llama3.1-8B-PRM-Mistral-Data
+//	    tau1: 0.85
+//	    tau2: 0.7
+//
+// The prm method computes on the student's backend (student.backend).
 type DifficultyConfig struct {
-	Method    string  `yaml:"method"`
-	Threshold float64 `yaml:"threshold"`
-	MinAgree  int     `yaml:"min_agree"`
+	Method    string     `yaml:"method"`
+	Threshold float64    `yaml:"threshold"`
+	MinAgree  int        `yaml:"min_agree"`
+	PRM       prm.Config `yaml:"prm"`
 }
 
 // DefaultDifficultyConfig is ground-truth accuracy below 0.5 (fewer than
 // half of the samples correct), and for the consistency method an answer
 // that no two samples agree on.
 func DefaultDifficultyConfig() DifficultyConfig {
-	return DifficultyConfig{Method: ByAccuracy, Threshold: 0.5, MinAgree: 2}
+	return DifficultyConfig{Method: ByAccuracy, Threshold: 0.5, MinAgree: 2, PRM: prm.DefaultConfig()}
 }
-
-// ErrNoPRM: the prm method needs a process reward model, which this build
-// does not run.
-var ErrNoPRM = errors.New("the prm method needs a process reward model (e.g. RLHFlow/Llama3.1-8B-PRM-Mistral-Data), which this build does not run; use accuracy or consistency")
 
 // Validate names the first bad field.
 func (c *DifficultyConfig) Validate() error {
 	switch c.Method {
-	case ByAccuracy:
+	case ByAccuracy, ByPRM:
 		if !(c.Threshold > 0 && c.Threshold <= 1) || math.IsNaN(c.Threshold) {
 			return fmt.Errorf("threshold: %g is not in (0, 1]", c.Threshold)
+		}
+		if c.Method == ByPRM {
+			if err := c.PRM.Validate(); err != nil {
+				return fmt.Errorf("prm.%w", err)
+			}
 		}
 	case ByConsistency:
 		if c.MinAgree < 2 {
 			return fmt.Errorf("min_agree: %d, want at least 2", c.MinAgree)
 		}
-	case ByPRM:
-		return fmt.Errorf("method: %w", ErrNoPRM)
 	default:
 		return fmt.Errorf("method: %q is not %q, %q or %q", c.Method, ByAccuracy, ByConsistency, ByPRM)
 	}
@@ -85,7 +117,25 @@ func (s *difficultyStage) Fingerprint(spec *job.Spec, upstream map[string]string
 	if err != nil {
 		return "", err
 	}
-	return job.Hash(difficultyVersion, c, upstream)
+	cfg := spec.Section("difficulty").(*DifficultyConfig)
+	// The prm block matters only to the prm method: the other methods hash
+	// as they did before it existed, and batch_tokens changes no score.
+	var doc map[string]map[string]any
+	if err := json.Unmarshal(c, &doc); err != nil {
+		return "", fmt.Errorf("difficulty fingerprint: %w", err)
+	}
+	if cfg.Method != ByPRM {
+		delete(doc["difficulty"], "prm")
+		return job.Hash(difficultyVersion, doc, upstream)
+	}
+	if block, ok := doc["difficulty"]["prm"].(map[string]any); ok {
+		delete(block, "batch_tokens")
+	}
+	files, err := studentHash(context.Background(), &StudentConfig{Model: cfg.PRM.Model}) // any HF directory's files
+	if err != nil {
+		return "", fmt.Errorf("difficulty.prm.model: %w", err)
+	}
+	return job.Hash(difficultyVersion, doc, upstream, prmVersion, files)
 }
 
 func (s *difficultyStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
@@ -98,7 +148,21 @@ func (s *difficultyStage) Run(ctx context.Context, env *job.Env) (job.Metrics, e
 	if err != nil {
 		return nil, fmt.Errorf("grade: %w", err)
 	}
-	hard, err := classify(rs, cfg, g)
+	metrics := job.Metrics{}
+	var judged []PRMScored
+	if cfg.Method == ByPRM {
+		be, err := backend.New(env.Spec().Section("student").(*StudentConfig).Backend)
+		if err != nil {
+			return nil, fmt.Errorf("student.backend: %w", err)
+		}
+		if judged, err = prmJudge(ctx, be, &cfg.PRM, rs, metrics); err != nil {
+			return nil, err
+		}
+		if err := writeRows(ctx, env, PRMScoresFile, judged); err != nil {
+			return nil, err
+		}
+	}
+	hard, err := classify(rs, cfg, g, judged)
 	if err != nil {
 		return nil, err
 	}
@@ -113,13 +177,60 @@ func (s *difficultyStage) Run(ctx context.Context, env *job.Env) (job.Metrics, e
 	if len(rs) > 0 {
 		frac = float64(len(hard)) / float64(len(rs))
 	}
-	return job.Metrics{"questions": len(rs), "difficult": len(hard), "fraction": frac, "by_subject": bySubject}, nil
+	metrics["questions"], metrics["difficult"], metrics["fraction"], metrics["by_subject"] = len(rs), len(hard), frac, bySubject
+	return metrics, nil
 }
 
-// classify returns the difficult responses among rs, in their order.
-func classify(rs []Response, c *DifficultyConfig, g *mathgrade.Grader) ([]Difficult, error) {
-	out := []Difficult{}
+// prmJudge scores every sample of rs with the PRM of c (on backend be) and
+// adds the prm_* counts to metrics.
+func prmJudge(ctx context.Context, be backends.Backend, c *prm.Config, rs []Response, metrics job.Metrics) ([]PRMScored, error) {
+	p, err := prm.Open(ctx, be, *c)
+	if err != nil {
+		return nil, fmt.Errorf("difficulty.prm: %w", err)
+	}
+	defer p.Close()
+	var items []prm.Item
 	for _, r := range rs {
+		for _, s := range r.Samples {
+			items = append(items, prm.Item{Question: r.Question, Response: s.Text})
+		}
+	}
+	scores, err := p.Score(ctx, items)
+	if err != nil {
+		return nil, fmt.Errorf("difficulty.prm: %w", err)
+	}
+	out := make([]PRMScored, len(rs))
+	right, notScored := 0, 0
+	for i, r := range rs {
+		row := PRMScored{ID: r.ID, Samples: scores[:len(r.Samples)]}
+		scores = scores[len(r.Samples):]
+		n := 0
+		for _, s := range row.Samples {
+			if s.Right {
+				n++
+			}
+			if !s.Scored {
+				notScored++
+			}
+		}
+		right += n
+		if len(row.Samples) > 0 {
+			row.Right = float64(n) / float64(len(row.Samples))
+		}
+		out[i] = row
+	}
+	if len(items) > 0 {
+		metrics["prm_right"] = float64(right) / float64(len(items))
+	}
+	metrics["prm_not_scored"] = notScored
+	return out, nil
+}
+
+// classify returns the difficult responses among rs, in their order;
+// judged holds the PRM's verdicts (method prm), row for row.
+func classify(rs []Response, c *DifficultyConfig, g *mathgrade.Grader, judged []PRMScored) ([]Difficult, error) {
+	out := []Difficult{}
+	for q, r := range rs {
 		k := len(r.Samples)
 		if k == 0 {
 			return nil, fmt.Errorf("probe/%s: question %s has no samples", ResponsesFile, r.ID)
@@ -144,6 +255,20 @@ func classify(rs []Response, c *DifficultyConfig, g *mathgrade.Grader) ([]Diffic
 		case ByConsistency:
 			if _, size := g.Majority(answers); size < c.MinAgree {
 				why = fmt.Sprintf("most common answer given %d of %d times < %d", size, k, c.MinAgree)
+			}
+		case ByPRM:
+			// The teacher reads the first sample the PRM judged wrong.
+			right, firstWrong := 0, -1
+			for i, s := range judged[q].Samples {
+				if s.Right {
+					right++
+				} else if firstWrong < 0 {
+					firstWrong = i
+				}
+			}
+			if judged[q].Right < c.Threshold {
+				why = fmt.Sprintf("PRM judged %d of %d right (%.2f < %.2f)", right, k, judged[q].Right, c.Threshold)
+				shown = firstWrong
 			}
 		default:
 			return nil, c.Validate()

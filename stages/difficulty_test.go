@@ -2,12 +2,17 @@ package stages
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/storage/storagetest"
 	"github.com/statjob/statjob/task/problems"
+	"github.com/statjob/statjob/train/backend"
+	"github.com/statjob/statjob/train/prm"
+	"github.com/statjob/statjob/train/prm/prmtest"
 )
 
 // probeFixture is a probe output of five samples per question, graded.
@@ -102,9 +107,180 @@ func TestDifficultyByConsistency(t *testing.T) {
 	}
 }
 
-func TestDifficultyPRMRefused(t *testing.T) {
-	spec := testSpec(t, "m", "difficulty.method=prm")
-	if err := spec.Validate(); err == nil || !strings.Contains(err.Error(), "process reward model") {
-		t.Fatalf("prm: %v", err)
+// prmFixture is probeFixture with questions and some multi-step answers,
+// for the process reward model to read.
+func prmFixture() []Response {
+	rs := probeFixture()
+	for i := range rs {
+		rs[i].Question = fmt.Sprintf("Question %d: what is $2 \\cdot 2$?", i)
+	}
+	rs[1].Samples[1].Text = "Two times two is four.\n\nSo the answer is $\\boxed{4}$."
+	rs[2].Samples[0].Text = "Doubling 2 gives 8.\n\nCheck: $2+2=8$.\n\n$\\boxed{8}$"
+	return rs
+}
+
+// TestDifficultyByPRM runs difficulty with method prm through the job
+// runner on a tiny PRM: every sample is scored as train/prm scores it, the
+// scores are written per question (PRMScoresFile), and a question is
+// difficult when the fraction of its samples judged right is below the
+// threshold, showing the first sample judged wrong.
+func TestDifficultyByPRM(t *testing.T) {
+	ctx := context.Background()
+	dir := prmtest.Write(t, t.TempDir(), prmtest.Llama, 11)
+	rs := prmFixture()
+
+	// The tiny PRM's scores, straight from train/prm, set tau1 so that
+	// some samples pass and some do not.
+	b, err := backend.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Finalize()
+	pc := prm.DefaultConfig()
+	pc.Model = dir
+	p, err := prm.Open(ctx, b, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []prm.Item
+	for _, r := range rs {
+		for _, s := range r.Samples {
+			items = append(items, prm.Item{Question: r.Question, Response: s.Text})
+		}
+	}
+	probe, err := p.Score(ctx, items)
+	p.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last []float64
+	for _, s := range probe {
+		if s.Scored {
+			last = append(last, s.Steps[len(s.Steps)-1])
+		}
+	}
+	slices.Sort(last)
+	pc.Tau1, pc.Tau2 = last[len(last)/2], 0.05
+	want := map[string]int{} // question → samples judged right
+	for i, s := range probe {
+		if ok, _ := pc.Judge(s.Steps); ok && s.Scored {
+			want[rs[i/5].ID]++
+		}
+	}
+
+	st := storagetest.Local(t)
+	spec := testSpec(t, "unused", "difficulty.method=prm", "difficulty.prm.model="+dir,
+		fmt.Sprintf("difficulty.prm.tau1=%v", pc.Tau1), fmt.Sprintf("difficulty.prm.tau2=%v", pc.Tau2))
+	up := fixed{name: "probe", files: map[string]any{ResponsesFile: rs}}
+	if _, err := runStages(t, st, spec, up, NewDifficulty()); err != nil {
+		t.Fatal(err)
+	}
+	scored, err := decodeRows[PRMScored](strings.NewReader(string(readOutput(t, st, "difficulty", PRMScoresFile))), PRMScoresFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hard, err := decodeRows[Difficult](strings.NewReader(string(readOutput(t, st, "difficulty", DifficultFile))), DifficultFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scored) != len(rs) {
+		t.Fatalf("%d scored rows for %d questions", len(scored), len(rs))
+	}
+	var wantHard []string
+	rightSamples := 0
+	for q, row := range scored {
+		r := rs[q]
+		if row.ID != r.ID || len(row.Samples) != 5 || row.Right != float64(want[r.ID])/5 {
+			t.Errorf("question %s: scored row %s, %d samples, right %v; want %d of 5 right", r.ID, row.ID, len(row.Samples), row.Right, want[r.ID])
+		}
+		for k, s := range row.Samples {
+			direct := probe[q*5+k]
+			ok, why := pc.Judge(direct.Steps)
+			if !slices.Equal(s.Steps, direct.Steps) || s.Scored != direct.Scored || (s.Scored && (s.Right != ok || s.Why != why)) {
+				t.Errorf("%s sample %d: stage %+v, train/prm %+v", r.ID, k, s, direct)
+			}
+		}
+		rightSamples += want[r.ID]
+		if want[r.ID] < 3 { // threshold 0.5 of 5 samples
+			wantHard = append(wantHard, r.ID)
+		}
+	}
+	if len(wantHard) == 0 || len(wantHard) == len(rs) {
+		t.Fatalf("tau1 %.3f makes every question or none difficult (%v): the test says little", pc.Tau1, wantHard)
+	}
+	var gotHard []string
+	for _, d := range hard {
+		gotHard = append(gotHard, d.ID)
+		row := scored[slices.IndexFunc(scored, func(s PRMScored) bool { return s.ID == d.ID })]
+		first := slices.IndexFunc(row.Samples, func(s prm.Score) bool { return !s.Right })
+		wantWhy := fmt.Sprintf("PRM judged %d of 5 right (%.2f < 0.50)", want[d.ID], row.Right)
+		if d.Shown != first || d.Why != wantWhy {
+			t.Errorf("%s: shown %d why %q, want %d %q", d.ID, d.Shown, d.Why, first, wantWhy)
+		}
+	}
+	if !slices.Equal(gotHard, wantHard) {
+		t.Errorf("difficult %v, want %v", gotHard, wantHard)
+	}
+	m, err := job.ReadManifest(ctx, st, "r1", "difficulty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// scattered's two samples with no text are not scored
+	if m.Metrics["prm_not_scored"] != 2.0 || m.Metrics["prm_right"] != float64(rightSamples)/25 || m.Metrics["difficult"] != float64(len(wantHard)) {
+		t.Errorf("metrics %v", m.Metrics)
+	}
+}
+
+// TestDifficultyPRMFingerprint: the PRM's files and rule enter the prm
+// method's fingerprint, batch_tokens does not, and the prm block does not
+// touch the other methods' fingerprints.
+func TestDifficultyPRMFingerprint(t *testing.T) {
+	a := prmtest.Write(t, t.TempDir(), prmtest.Llama, 1)
+	b := prmtest.Write(t, t.TempDir(), prmtest.Llama, 2)
+	fp := func(sets ...string) string {
+		t.Helper()
+		f, err := NewDifficulty().Fingerprint(testSpec(t, "m", sets...), map[string]string{"probe": "p"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	base := fp("difficulty.method=prm", "difficulty.prm.model="+a)
+	for _, tc := range []struct {
+		sets []string
+		same bool
+	}{
+		{[]string{"difficulty.method=prm", "difficulty.prm.model=" + a, "difficulty.prm.batch_tokens=64"}, true},
+		{[]string{"difficulty.method=prm", "difficulty.prm.model=" + b}, false},
+		{[]string{"difficulty.method=prm", "difficulty.prm.model=" + a, "difficulty.prm.tau1=0.9"}, false},
+		{[]string{"difficulty.method=prm", "difficulty.prm.model=" + a, "difficulty.threshold=0.6"}, false},
+	} {
+		if got := fp(tc.sets...); (got == base) != tc.same {
+			t.Errorf("%v: same fingerprint %v, want %v", tc.sets, got == base, tc.same)
+		}
+	}
+	if fp() != fp("difficulty.prm.tau1=0.5", "difficulty.prm.model="+a) {
+		t.Error("the prm block changed the accuracy method's fingerprint")
+	}
+}
+
+func TestDifficultyPRMValidate(t *testing.T) {
+	for set, want := range map[string]string{
+		`difficulty.prm.model=""`:      "difficulty: prm.model: no process reward model named",
+		"difficulty.prm.tau1=1.5":      "difficulty: prm.tau1: 1.5 is not in [0, 1]",
+		`difficulty.prm.good_token=""`: "difficulty: prm.good_token: empty",
+		"difficulty.threshold=0":       "difficulty: threshold: 0 is not in (0, 1]",
+	} {
+		spec := testSpec(t, "m", "difficulty.method=prm", "difficulty.prm.model=models/prm", set)
+		if err := spec.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", set, err, want)
+		}
+	}
+	if err := testSpec(t, "m", "difficulty.method=prm", "difficulty.prm.model=models/prm").Validate(); err != nil {
+		t.Errorf("prm with a model: %v", err)
+	}
+	// The prm block is read only by the prm method.
+	if err := testSpec(t, "m", "difficulty.prm.tau1=7").Validate(); err != nil {
+		t.Errorf("accuracy with a bad prm block: %v", err)
 	}
 }
