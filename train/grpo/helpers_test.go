@@ -91,3 +91,11 @@ func runTorchScript(t testing.TB, script, dir string, in, out any) {
 		t.Fatal(err)
 	}
 }
+
+// testLog writes a run's log lines to the test log.
+type testLog struct{ t testing.TB }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}
