@@ -1,8 +1,6 @@
 package grpo
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -153,7 +151,8 @@ func (r *Run) Run(ctx context.Context) (*Result, error) {
 		}
 		done, t.updates, res.ResumedFrom = man.Step, p.Updates, dir
 		t.sft.SetStepsDone(p.Updates)
-		if res.Metrics, err = r.readMetrics(ctx, done); err != nil {
+		res.Metrics, err = sft.ReadMetrics(ctx, r.Store, r.Prefix+MetricsFile, func(m Metric) bool { return m.Step <= done })
+		if err != nil {
 			return nil, err
 		}
 		r.logf("resumed from %s at step %d/%d", r.Store.URI(dir), done, cfg.Steps)
@@ -200,7 +199,7 @@ func (r *Run) checkpoint(ctx context.Context, done int, dataHash, recipe string,
 	extra, _ := json.Marshal(progress{Updates: t.updates})
 	man := sft.Manifest{Step: done, TotalSteps: cfg.Steps, Seed: cfg.Seed, DataHash: dataHash, Recipe: recipe,
 		LR: cfg.lr(done - 1), Created: now().UTC(), Extra: extra}
-	if err := r.writeMetrics(ctx, res.Metrics); err != nil {
+	if err := sft.WriteMetrics(ctx, r.Store, r.Prefix+MetricsFile, res.Metrics); err != nil {
 		return err
 	}
 	dir, err := t.sft.SaveCheckpoint(ctx, r.Store, r.Prefix, man)
@@ -215,43 +214,4 @@ func (r *Run) logf(format string, args ...any) {
 	if r.Log != nil {
 		fmt.Fprintf(r.Log, format+"\n", args...)
 	}
-}
-
-func (r *Run) writeMetrics(ctx context.Context, ms []Metric) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	for _, m := range ms {
-		if err := enc.Encode(m); err != nil {
-			return err
-		}
-	}
-	if _, err := r.Store.Put(ctx, r.Prefix+MetricsFile, &buf, storage.PutOptions{ContentType: "application/jsonl"}); err != nil {
-		return fmt.Errorf("write metrics: %w", err)
-	}
-	return nil
-}
-
-// readMetrics reads the metrics written so far, up to step.
-func (r *Run) readMetrics(ctx context.Context, upTo int) ([]Metric, error) {
-	rc, err := r.Store.Get(ctx, r.Prefix+MetricsFile)
-	if errors.Is(err, storage.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read metrics: %w", err)
-	}
-	defer rc.Close()
-	var out []Metric
-	sc := bufio.NewScanner(rc)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		var m Metric
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", r.Store.URI(r.Prefix+MetricsFile), line, err)
-		}
-		if m.Step <= upTo {
-			out = append(out, m)
-		}
-	}
-	return out, sc.Err()
 }

@@ -1,6 +1,7 @@
 """PyTorch reference of one GRPO mini-batch: the clipped surrogate loss and
 its gradient with respect to every weight of the model core's decoder
-(train/model/testdata/reference.py), or to the LoRA adapters when given.
+(train/model/testdata/reference.py), or to the LoRA adapters when given
+(train/sft/testdata/sft_ref.py's LoRAModel).
 
 usage: /usr/bin/python3 grpo_ref.py CHECKPOINT_DIR in.json out.json
 in:  rows of {tokens, prompt_len, old_logp (per target position), advantage},
@@ -14,21 +15,10 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "model", "testdata"))
-import reference  # noqa: E402
-
-
-class LoRAModel(reference.Model):
-    def __init__(self, directory, adapters, scale):
-        super().__init__(directory)
-        self.adapters, self.scale = adapters, scale
-
-    def linear(self, x, name, bias):
-        y = super().linear(x, name, bias)
-        if name in self.adapters:
-            a, b = self.adapters[name]
-            y = y + self.scale * ((x @ a.T) @ b.T)
-        return y
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "..", "model", "testdata"))
+sys.path.insert(0, os.path.join(here, "..", "..", "sft", "testdata"))
+from sft_ref import LoRAModel  # noqa: E402  (reference.Model with y += scale·(x·Aᵀ)·Bᵀ)
 
 
 def main():
