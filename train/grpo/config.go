@@ -35,6 +35,9 @@ type Config struct {
 	Group      int `yaml:"group"`       // rollouts per question (G)
 	MiniBatch  int `yaml:"mini_batch"`  // rollouts per optimizer step
 	MicroBatch int `yaml:"micro_batch"` // rollouts per forward/backward pass; sets memory, not the update
+	// SampleBatch is the number of rollouts decoded together; it sets
+	// speed and memory, never the rollouts.
+	SampleBatch int `yaml:"sample_batch"`
 
 	LR          float64 `yaml:"lr"`           // constant after warm-up
 	WarmupSteps int     `yaml:"warmup_steps"` // GRPO steps of linear warm-up (0: none)
@@ -53,7 +56,10 @@ type Config struct {
 	Sampling model.Sampling `yaml:"sampling"`
 	Seed     int64          `yaml:"seed"` // question order, rollout seeds, adapter init, dropout
 
-	LoRA      sft.LoRAConfig `yaml:"lora"`      // rank 0: full fine-tuning
+	// LoRA adapters (rank 0: full fine-tuning). Their dropout acts in the
+	// update's forward pass only, as PEFT's in training mode: neither the
+	// rollouts nor the old log-probabilities see it.
+	LoRA      sft.LoRAConfig `yaml:"lora"`
 	Precision string         `yaml:"precision"` // "f32" or "bf16", as sft
 
 	CheckpointEvery int `yaml:"checkpoint_every"` // GRPO steps; 0: only at the end
@@ -71,6 +77,7 @@ func DefaultConfig() Config {
 		Group:           4,
 		MiniBatch:       64,
 		MicroBatch:      4,
+		SampleBatch:     32,
 		LR:              5e-7,
 		ClipEpsilon:     0.2,
 		Beta1:           0.9,
@@ -104,6 +111,8 @@ func (c Config) Validate() error {
 		return bad("mini_batch", "%d, want >= 1", c.MiniBatch)
 	case c.MicroBatch < 1:
 		return bad("micro_batch", "%d, want >= 1", c.MicroBatch)
+	case c.SampleBatch < 1:
+		return bad("sample_batch", "%d, want >= 1", c.SampleBatch)
 	case !(c.LR > 0) || math.IsInf(c.LR, 0):
 		return bad("lr", "%g, want > 0", c.LR)
 	case c.WarmupSteps < 0:

@@ -36,6 +36,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"grpo.group", func(c *Config) { c.Group = 1 }},
 		{"grpo.mini_batch", func(c *Config) { c.MiniBatch = 0 }},
 		{"grpo.micro_batch", func(c *Config) { c.MicroBatch = -1 }},
+		{"grpo.sample_batch", func(c *Config) { c.SampleBatch = 0 }},
 		{"grpo.lr", func(c *Config) { c.LR = 0 }},
 		{"grpo.warmup_steps", func(c *Config) { c.WarmupSteps = -1 }},
 		{"grpo.clip_epsilon", func(c *Config) { c.ClipEpsilon = 1.5 }},

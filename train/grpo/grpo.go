@@ -87,7 +87,7 @@ func NewTrainer(cfg Config, b backends.Backend, m *model.Model, stop []int) (*Tr
 		return nil, fmt.Errorf("grpo: generator: %w", err)
 	}
 	t.gen.ComputeDType, t.gen.Adapter = dt, t.adapter
-	t.gen.MaxBatch = max(t.gen.MaxBatch, cfg.MicroBatch)
+	t.gen.MaxBatch = cfg.SampleBatch
 	t.logp, err = mlctx.NewExec(b, m.Ctx, func(ctx *mlctx.Context, in []*Node) []*Node {
 		ctx.SetTraining(in[0].Graph(), false)
 		return []*Node{t.logProbs(ctx, sft.BatchNodes{Tokens: in[0], Targets: in[1], Positions: in[2], Segments: in[3]})}

@@ -110,10 +110,11 @@ func hashQuestions(qs []Question) string {
 }
 
 // recipeHash covers the settings that fix the sequence of steps and
-// updates; Steps, CheckpointEvery and Keep are left out, so a finished run
-// can be extended.
+// updates; Steps, CheckpointEvery, Keep and SampleBatch are left out, so a
+// finished run can be extended and a resumed one may decode in other
+// batches.
 func recipeHash(c Config) string {
-	c.Steps, c.CheckpointEvery, c.Keep = 0, 0, 0
+	c.Steps, c.CheckpointEvery, c.Keep, c.SampleBatch = 0, 0, 0, 0
 	js, _ := json.Marshal(c)
 	sum := sha256.Sum256(js)
 	return hex.EncodeToString(sum[:8])
