@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -62,16 +63,19 @@ func grpoFixedSFT(t *testing.T, arm, student string) fixed {
 // TestGRPOResumesAndExports runs grpo/x through the job runner on the
 // skills world: the first attempt is stopped after its first checkpoint,
 // the resumed one continues from it, trains (some steps have signal and
-// update), writes a metrics row per step, and exports a student that loads
-// and differs from the one it started from.
+// update), writes a metrics row per step, and exports a student that loads,
+// differs from the one it started from, and is what evaluate/grpo/x
+// evaluates.
 func TestGRPOResumesAndExports(t *testing.T) {
 	ctx := context.Background()
 	student, data, st := grpoTestSetup(t)
 	const steps = 3
 	spec := testSpec(t, student, "data.dir="+data, "grpo.steps=3", "grpo.questions=4", "grpo.group=4",
 		"grpo.mini_batch=8", "grpo.micro_batch=8", "grpo.sampling.max_new_tokens=40", "grpo.lr=0.003",
-		"grpo.checkpoint_every=1", "grpo.keep=1", "job.grace=0s")
-	g, err := job.NewGraph(grpoFixedSFT(t, "x", student), NewGRPO("x"))
+		"grpo.checkpoint_every=1", "grpo.keep=1", "job.grace=0s",
+		"data.validation=60", "data.exclude=[]", "evaluate.benchmarks=[math]", "evaluate.limit=8",
+		"evaluate.skill_map=", "evaluate.catalogue=", "evaluate.sampling.max_new_tokens=32")
+	g, err := job.NewGraph(grpoFixedSFT(t, "x", student), NewGRPO("x"), NewEvaluate(GRPOArm("x"), GRPOArm("x")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +95,7 @@ func TestGRPOResumesAndExports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(sum.Ran, "grpo/x") {
+	if !slices.Contains(sum.Ran, "grpo/x") || !slices.Contains(sum.Ran, "evaluate/grpo/x") {
 		t.Fatalf("resumed run did not run grpo/x: %+v", sum)
 	}
 	man, err := job.ReadManifest(ctx, st, "r1", "grpo/x")
@@ -101,6 +105,7 @@ func TestGRPOResumesAndExports(t *testing.T) {
 	if from, _ := man.Metrics["resumed_from"].(string); !strings.HasPrefix(from, "checkpoints/step-00000000") {
 		t.Fatalf("resumed_from = %q: want a checkpoint", from)
 	}
+	t.Logf("grpo/x metrics: %v", man.Metrics)
 	if man.Metrics["steps"] != float64(steps) {
 		t.Fatalf("metrics %v: want %d steps", man.Metrics, steps)
 	}
@@ -147,6 +152,13 @@ func TestGRPOResumesAndExports(t *testing.T) {
 	}
 	for _, f := range tokenizerFiles {
 		readOutput(t, st, "grpo/x", StudentDir+"/"+f)
+	}
+	var ev Evaluation
+	if err := json.Unmarshal(readOutput(t, st, "evaluate/grpo/x", EvaluationFile), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(strings.TrimSuffix(ev.Model, "/"), "grpo/x/"+StudentDir) || ev.Benchmarks["math"].Problems != 8 {
+		t.Fatalf("evaluate/grpo/x evaluated %q on %+v", ev.Model, ev.Benchmarks["math"])
 	}
 }
 
