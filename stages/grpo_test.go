@@ -71,7 +71,7 @@ func TestGRPOResumesAndExports(t *testing.T) {
 	student, data, st := grpoTestSetup(t)
 	const steps = 3
 	spec := testSpec(t, student, "data.dir="+data, "grpo.steps=3", "grpo.questions=4", "grpo.group=4",
-		"grpo.mini_batch=8", "grpo.micro_batch=8", "grpo.sampling.max_new_tokens=40", "grpo.lr=0.003",
+		"grpo.mini_batch=8", "grpo.micro_batch=8", "grpo.sampling.max_new_tokens=40", "grpo.lr=1e-4",
 		"grpo.checkpoint_every=1", "grpo.keep=1", "job.grace=0s",
 		"data.validation=60", "data.exclude=[]", "evaluate.benchmarks=[math]", "evaluate.limit=8",
 		"evaluate.skill_map=", "evaluate.catalogue=", "evaluate.sampling.max_new_tokens=32")
