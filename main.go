@@ -84,6 +84,7 @@ The job spec is YAML; the default one is built in (statjob spec prints it).`,
 	root.AddCommand(newStagesCmd())
 	root.AddCommand(newSpecCmd())
 	root.AddCommand(newSubmitCmd())
+	root.AddCommand(newPruneCmd())
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the statjob version",
@@ -377,10 +378,11 @@ func newStatusCmd() *cobra.Command {
 			if len(args) == 1 {
 				id = args[0]
 			} else {
-				runs, err := job.ListRuns(ctx, st)
+				runs, skipped, err := job.ListRuns(ctx, st)
 				if err != nil {
 					return err
 				}
+				warnSkipped(cmd, skipped)
 				if len(runs) == 0 {
 					return fmt.Errorf("no runs under %s", st.URI("runs/"))
 				}
@@ -422,6 +424,14 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
+// warnSkipped tells stderr about runs a listing left out, so that one
+// damaged run.json neither hides the others nor goes unnoticed.
+func warnSkipped(cmd *cobra.Command, skipped []error) {
+	for _, err := range skipped {
+		fmt.Fprintf(cmd.ErrOrStderr(), "statjob: skipped %v\n", err)
+	}
+}
+
 func short(fp string) string {
 	if len(fp) > 12 {
 		return fp[:12]
@@ -444,10 +454,11 @@ func newRunsCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			runs, err := job.ListRuns(ctx, st)
+			runs, skipped, err := job.ListRuns(ctx, st)
 			if err != nil {
 				return err
 			}
+			warnSkipped(cmd, skipped)
 			type runRow struct {
 				ID      string    `json:"id"`
 				Created time.Time `json:"created"`
@@ -459,7 +470,8 @@ func newRunsCmd() *cobra.Command {
 			for _, r := range runs {
 				rows, err := job.Status(ctx, st, r.ID, time.Now())
 				if err != nil {
-					return err
+					warnSkipped(cmd, []error{fmt.Errorf("run %s: %w", r.ID, err)})
+					continue
 				}
 				row := runRow{ID: r.ID, Created: r.Created, Stages: len(rows), Version: r.Version}
 				for _, s := range rows {
