@@ -58,7 +58,8 @@ func reportArm(eval string) string { return strings.TrimPrefix(eval, "evaluate/"
 func (r *reportStage) sfts() []string {
 	var out []string
 	for _, e := range r.evals {
-		if a := reportArm(e); a != "base" {
+		// An arm after GRPO (grpo/<arm>) was trained by sft/<arm> first.
+		if a := strings.TrimPrefix(reportArm(e), GRPOArm("")); a != "base" && !slices.Contains(out, "sft/"+a) {
 			out = append(out, "sft/"+a)
 		}
 	}
