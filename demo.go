@@ -123,6 +123,30 @@ func startDemo(dir string, sets ...string) (*demoEnv, error) {
 	return d, nil
 }
 
+// unfinishedRun is the newest run under the demo's store when some of its
+// stages are not done, else a new run id.
+func unfinishedRun(ctx context.Context, d *demoEnv) (string, error) {
+	st, err := d.spec.Storage().Open(ctx)
+	if err != nil {
+		return "", fmt.Errorf("open storage: %w", err)
+	}
+	defer st.Close()
+	runs, _, err := job.ListRuns(ctx, st)
+	if err != nil || len(runs) == 0 {
+		return job.NewRunID(time.Now()), err
+	}
+	rows, err := job.Status(ctx, st, runs[0].ID, time.Now())
+	if err != nil {
+		return "", err
+	}
+	for _, r := range rows {
+		if r.State != "done" && r.State != "reused" {
+			return runs[0].ID, nil
+		}
+	}
+	return job.NewRunID(time.Now()), nil
+}
+
 // listenOracle listens on the loopback address recorded in file, or on a
 // free port (recorded for next time) when there is none or it is taken.
 func listenOracle(file string) (net.Listener, error) {
@@ -152,8 +176,22 @@ func demo(ctx context.Context, cmd *cobra.Command, dir, logFormat string, sets [
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "skills world: %s\nbase student: %s\nteacher:      %s (it knows the world)\nruns:         %s\n\n",
 		d.data, d.student, d.teacher, d.root)
-	id := job.NewRunID(time.Now())
-	if err := work(ctx, cmd, d.spec, job.Options{RunID: id}, logFormat); err != nil {
+	// A demo that was stopped carries on with its run, mid-stage work
+	// included; a changed spec or a finished run gets a new one. Its task
+	// name lets it take over the leases its stopped process left at once.
+	id, err := unfinishedRun(ctx, d)
+	if err != nil {
+		return err
+	}
+	opts := job.Options{RunID: id, Task: "demo"}
+	err = work(ctx, cmd, d.spec, opts, logFormat)
+	if errors.Is(err, job.ErrSpecChanged) {
+		fmt.Fprintf(out, "run %s had another spec; starting a new run\n", id)
+		id = job.NewRunID(time.Now())
+		opts.RunID = id
+		err = work(ctx, cmd, d.spec, opts, logFormat)
+	}
+	if err != nil {
 		return err
 	}
 	report := filepath.Join(d.root, filepath.FromSlash(job.OutputKey(id, "report", "")))

@@ -43,6 +43,9 @@ func main() {
 	if errors.Is(err, job.ErrInterrupted) {
 		os.Exit(job.ExitInterrupted)
 	}
+	if errors.Is(err, errRegression) {
+		os.Exit(exitRegression)
+	}
 	os.Exit(1)
 }
 
@@ -84,6 +87,9 @@ The job spec is YAML; the default one is built in (statjob spec prints it).`,
 	root.AddCommand(newStagesCmd())
 	root.AddCommand(newSpecCmd())
 	root.AddCommand(newSubmitCmd())
+	root.AddCommand(newPruneCmd())
+	root.AddCommand(newReportCmd())
+	root.AddCommand(newCompareCmd())
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the statjob version",
@@ -368,24 +374,11 @@ func newStatusCmd() *cobra.Command {
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			_, st, err := f.open(ctx)
+			st, id, err := f.openRun(ctx, cmd, args)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			var id string
-			if len(args) == 1 {
-				id = args[0]
-			} else {
-				runs, err := job.ListRuns(ctx, st)
-				if err != nil {
-					return err
-				}
-				if len(runs) == 0 {
-					return fmt.Errorf("no runs under %s", st.URI("runs/"))
-				}
-				id = runs[0].ID
-			}
 			rows, err := job.Status(ctx, st, id, time.Now())
 			if err != nil {
 				return err
@@ -422,6 +415,36 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
+// warnSkipped tells stderr about runs a listing left out, so that one
+// damaged run.json neither hides the others nor goes unnoticed.
+func warnSkipped(cmd *cobra.Command, skipped []error) {
+	for _, err := range skipped {
+		fmt.Fprintf(cmd.ErrOrStderr(), "statjob: skipped %v\n", err)
+	}
+}
+
+// openRun opens the store and returns the run args names, or the newest
+// run when args is empty.
+func (f *rootFlag) openRun(ctx context.Context, cmd *cobra.Command, args []string) (storage.Store, string, error) {
+	_, st, err := f.open(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(args) > 0 {
+		return st, args[0], nil
+	}
+	runs, skipped, err := job.ListRuns(ctx, st)
+	warnSkipped(cmd, skipped)
+	if err == nil && len(runs) == 0 {
+		err = fmt.Errorf("no runs under %s", st.URI("runs/"))
+	}
+	if err != nil {
+		st.Close()
+		return nil, "", err
+	}
+	return st, runs[0].ID, nil
+}
+
 func short(fp string) string {
 	if len(fp) > 12 {
 		return fp[:12]
@@ -444,10 +467,11 @@ func newRunsCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			runs, err := job.ListRuns(ctx, st)
+			runs, skipped, err := job.ListRuns(ctx, st)
 			if err != nil {
 				return err
 			}
+			warnSkipped(cmd, skipped)
 			type runRow struct {
 				ID      string    `json:"id"`
 				Created time.Time `json:"created"`
@@ -459,7 +483,8 @@ func newRunsCmd() *cobra.Command {
 			for _, r := range runs {
 				rows, err := job.Status(ctx, st, r.ID, time.Now())
 				if err != nil {
-					return err
+					warnSkipped(cmd, []error{fmt.Errorf("run %s: %w", r.ID, err)})
+					continue
 				}
 				row := runRow{ID: r.ID, Created: r.Created, Stages: len(rows), Version: r.Version}
 				for _, s := range rows {

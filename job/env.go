@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -256,6 +257,43 @@ func stageKey(runID, stage, name string) string { return runKey(runID, stage+"/"
 
 func shardDir(runID, stage string, i, n int) string {
 	return runKey(runID, fmt.Sprintf("%s/_shards/%d-of-%d/", stage, i, n))
+}
+
+// shardSplits maps each shard count that a sharded stage of a run has pieces
+// under (_shards/<i>-of-<n>/) to how many of those pieces are finished.
+func shardSplits(ctx context.Context, store storage.Store, runID, stage string) (map[int]int, error) {
+	prefix := runKey(runID, stage+"/_shards/")
+	splits := map[int]int{}
+	err := store.List(ctx, prefix, func(a storage.Attrs) error {
+		dir, file, _ := strings.Cut(strings.TrimPrefix(a.Key, prefix), "/")
+		_, of, ok := strings.Cut(dir, "-of-")
+		n, err := strconv.Atoi(of)
+		if !ok || err != nil || n < 1 {
+			return nil
+		}
+		if file == manifestName {
+			splits[n]++
+		} else if _, seen := splits[n]; !seen {
+			splits[n] = 0
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list shards of %s: %w", stage, err)
+	}
+	return splits, nil
+}
+
+// bestSplit is the split with the most finished pieces (the smaller count on
+// a tie); splits must not be empty.
+func bestSplit(splits map[int]int) int {
+	best := 0
+	for n, done := range splits {
+		if best == 0 || done > splits[best] || done == splits[best] && n < best {
+			best = n
+		}
+	}
+	return best
 }
 
 func cacheKey(fp, name string) string { return "cache/stages/" + fp + "/" + name }

@@ -210,9 +210,17 @@ func TestRunResumeAndReuse(t *testing.T) {
 		if !mapsEqual(states, wantStates) {
 			t.Errorf("status = %v, want %v", states, wantStates)
 		}
-		runs, err := ListRuns(context.Background(), st)
-		if err != nil || len(runs) != 5 {
-			t.Fatalf("ListRuns: %d runs, %v", len(runs), err)
+		runs, skipped, err := ListRuns(context.Background(), st)
+		if err != nil || len(runs) != 5 || len(skipped) != 0 {
+			t.Fatalf("ListRuns: %d runs, skipped %v, %v", len(runs), skipped, err)
+		}
+		// A damaged run.json is reported by name and hides no other run.
+		if _, err := st.Put(context.Background(), "runs/broken/run.json", strings.NewReader("{not json"), storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		runs, skipped, err = ListRuns(context.Background(), st)
+		if err != nil || len(runs) != 5 || len(skipped) != 1 || !strings.Contains(skipped[0].Error(), "runs/broken/run.json") {
+			t.Fatalf("ListRuns with a damaged run: %d runs, skipped %v, %v", len(runs), skipped, err)
 		}
 	})
 }
@@ -300,6 +308,60 @@ func TestReleasedShardIsTakenOver(t *testing.T) {
 	checkList(t, "worker 0 shards", sum.Shards, "gen 0/2", "gen 1/2")
 	if got := readSum(t, st, "arr"); got != "12450" {
 		t.Errorf("sum = %s, want 12450", got)
+	}
+}
+
+// TestOtherShardCountFinishesTheStartedSplit: a run whose sharded stage was
+// started 3 ways and is resumed by a task with another shard count finishes
+// the 3-way split (its finished piece kept, the missing ones computed, even
+// those nobody started) rather than computing a second split beside it.
+func TestOtherShardCountFinishesTheStartedSplit(t *testing.T) {
+	st := storagetest.Local(t)
+	dir := t.TempDir()
+	run := func(ctx context.Context, holder string, shard, shards int) (*Summary, error) {
+		spec, g, err := testSpec(&hooks{dir: dir, holder: holder})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range fastJob {
+			if err := spec.Set(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return Run(ctx, st, spec, g, Options{RunID: "split", Shard: shard, Shards: shards, Holder: holder, Reporter: NewReporter(io.Discard, false)})
+	}
+	// Task 0 of 3 finishes its piece, then waits for pieces 1 and 2, whose
+	// tasks never come; it is stopped.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := st.Stat(ctx, "runs/split/gen/_shards/0-of-3/MANIFEST.json"); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	if _, err := run(ctx, "w0", 0, 3); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("task 0 of 3: %v, want it interrupted while waiting", err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel2()
+	sum, err := run(ctx2, "solo", 0, 1)
+	if err != nil {
+		t.Fatalf("resume with one shard: %v", err)
+	}
+	checkList(t, "pieces the resume computed", sum.Shards, "gen 1/3", "gen 2/3")
+	if got := readSum(t, st, "split"); got != "12450" {
+		t.Errorf("sum = %s, want 12450", got)
+	}
+	rows, err := Status(context.Background(), st, "split", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows[0].Stage != "gen" || rows[0].State != "done" {
+		t.Errorf("status of gen: %+v", rows[0])
 	}
 }
 

@@ -21,6 +21,14 @@ import (
 // context). Storage is consistent; the next start resumes.
 var ErrInterrupted = errors.New("run interrupted; start it again to resume")
 
+// ErrSpecChanged: a run was joined with a spec other than the one frozen in
+// its run.json.
+var ErrSpecChanged = errors.New("exists with another spec")
+
+// errCacheGone: a stage cache entry lost an output while it was being
+// reused (pruned meanwhile); the stage is computed instead.
+var errCacheGone = errors.New("stage cache entry went away")
+
 // ErrNoCAS: the store cannot do conditional writes, which manifests and
 // leases need.
 var ErrNoCAS = errors.New("this store cannot do conditional writes (create-if-absent, compare-and-swap), which statjob needs for manifests and leases")
@@ -53,10 +61,12 @@ func ReadRun(ctx context.Context, store storage.Store, runID string) (*RunRecord
 	return &rec, nil
 }
 
-// ListRuns returns the runs under the store's root, newest first.
-func ListRuns(ctx context.Context, store storage.Store) ([]*RunRecord, error) {
-	var out []*RunRecord
-	err := store.List(ctx, "runs/", func(a storage.Attrs) error {
+// ListRuns returns the runs under the store's root, newest first. A run.json
+// that cannot be read or parsed does not hide the others: it is left out of
+// runs and reported in skipped, one error per run naming its key. err is
+// for a listing that failed.
+func ListRuns(ctx context.Context, store storage.Store) (runs []*RunRecord, skipped []error, err error) {
+	err = store.List(ctx, "runs/", func(a storage.Attrs) error {
 		rest := strings.TrimPrefix(a.Key, "runs/")
 		id, name, ok := strings.Cut(rest, "/")
 		if !ok || name != "run.json" {
@@ -64,13 +74,17 @@ func ListRuns(ctx context.Context, store storage.Store) ([]*RunRecord, error) {
 		}
 		rec, err := ReadRun(ctx, store, id)
 		if err != nil {
-			return err
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			skipped = append(skipped, fmt.Errorf("run %s: %w", id, err))
+			return nil
 		}
-		out = append(out, rec)
+		runs = append(runs, rec)
 		return nil
 	})
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
-	return out, err
+	sort.SliceStable(runs, func(i, j int) bool { return runs[i].Created.After(runs[j].Created) })
+	return runs, skipped, err
 }
 
 // NewRunID returns a run id that sorts by start time: 20260102-150405-a1b2.
@@ -245,7 +259,7 @@ func (r *runner) freeze(ctx context.Context, frozen json.RawMessage, selected []
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	if !bytes.Equal(ja, jb) || old.From != r.opts.From || old.Until != r.opts.Until {
-		return fmt.Errorf("run %s exists with another spec or --from/--until: resume it with `statjob resume %s`, or leave out --run-id to start a new run", r.runID, r.runID)
+		return fmt.Errorf("run %s %w or --from/--until: resume it with `statjob resume %s`, or leave out --run-id to start a new run", r.runID, ErrSpecChanged, r.runID)
 	}
 	return nil
 }
@@ -333,9 +347,13 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 			return false, "", err
 		}
 		if cached != nil && r.cacheComplete(ctx, cached) {
-			return r.withLease(ctx, leaseKey(r.runID, name, 0, 1), func(ctx context.Context) error {
+			did, wait, err := r.withLease(ctx, leaseKey(r.runID, name, 0, 1), func(ctx context.Context) error {
 				return r.reuse(ctx, st, cached)
 			})
+			if !errors.Is(err, errCacheGone) {
+				return did, wait, err
+			}
+			r.rep.Printf("%v: %s recomputes", err, name)
 		}
 	}
 	_, sharded := st.(Sharded)
@@ -344,11 +362,17 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 			return r.run(ctx, st, 0, 1, false)
 		})
 	}
-	n := r.opts.Shards
+	n, err := r.shardCount(ctx, name)
+	if err != nil {
+		return false, "", err
+	}
 	// This task's own shard first; then any shard whose holder stopped:
 	// its lease expired (no heartbeat) or was released without a manifest
 	// (the holder failed or was stopped by a signal). Never one nobody has
-	// started, which belongs to a task that may still be starting up.
+	// started, which belongs to a task that may still be starting up —
+	// unless this task works on a split it did not start (shardCount), whose
+	// unstarted pieces may have no task left to start them.
+	adopted := n != r.opts.Shards
 	var missing, waits []string
 	for k := 0; k < n; k++ {
 		i := (r.opts.Shard + k) % n
@@ -360,7 +384,7 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 			continue
 		}
 		missing = append(missing, strconv.Itoa(i))
-		if k > 0 {
+		if k > 0 && !adopted {
 			ls, _, err := r.leases.read(ctx, leaseKey(r.runID, name, i, n))
 			if err != nil || (!ls.Released && r.now().Before(ls.Expires)) {
 				continue
@@ -385,6 +409,25 @@ func (r *runner) step(ctx context.Context, st Stage) (did bool, wait string, err
 	return r.withLease(ctx, leaseKey(r.runID, name, 0, 1), func(ctx context.Context) error {
 		return r.run(ctx, st, 0, n, true)
 	})
+}
+
+// shardCount is the split a sharded stage is computed in: this task's
+// shard count, unless the run already holds pieces of other splits only (an
+// earlier attempt, or a task started with another count); then the one of
+// those with the most finished pieces, so that a resumed run finishes the
+// split it started rather than computing a second one beside it.
+func (r *runner) shardCount(ctx context.Context, name string) (int, error) {
+	splits, err := shardSplits(ctx, r.store, r.runID, name)
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := splits[r.opts.Shards]; ok || len(splits) == 0 {
+		return r.opts.Shards, nil
+	}
+	best := bestSplit(splits)
+	r.rep.Printf("%s: run %s already splits it %d ways (%d finished); this task (shard count %d) works on that split",
+		name, r.runID, best, splits[best], r.opts.Shards)
+	return best, nil
 }
 
 // withLease runs fn holding the lease under key. Held by someone else:
@@ -583,6 +626,9 @@ func (r *runner) reuse(ctx context.Context, st Stage, cached *Manifest) error {
 	started := r.now()
 	for _, o := range cached.Outputs {
 		a, err := r.store.Copy(ctx, stageKey(r.runID, name, o.Path), cacheKey(cached.Fingerprint, o.Path))
+		if errors.Is(err, storage.ErrNotExist) { // pruned meanwhile
+			return fmt.Errorf("stage %s: %w: %s is gone", name, errCacheGone, cacheKey(cached.Fingerprint, o.Path))
+		}
 		if err != nil {
 			return fmt.Errorf("stage %s: take %s from the stage cache: %w", name, o.Path, err)
 		}

@@ -57,19 +57,14 @@ func Status(ctx context.Context, store storage.Store, runID string, now time.Tim
 					s.State = "stale"
 				}
 			}
-			// Count finished shards, whatever the shard count.
-			err := store.List(ctx, runKey(runID, name+"/_shards/"), func(a storage.Attrs) error {
-				if strings.HasSuffix(a.Key, "/"+manifestName) {
-					done++
-					rest := strings.TrimPrefix(a.Key, runKey(runID, name+"/_shards/"))
-					if _, of, ok := strings.Cut(strings.SplitN(rest, "/", 2)[0], "-of-"); ok {
-						fmt.Sscan(of, &total)
-					}
-				}
-				return nil
-			})
+			// Count the finished pieces of the split the run works in.
+			splits, err := shardSplits(ctx, store, runID, name)
 			if err != nil {
-				return nil, fmt.Errorf("list shards of %s: %w", name, err)
+				return nil, err
+			}
+			if len(splits) > 0 {
+				total = bestSplit(splits)
+				done = splits[total]
 			}
 			if total > 0 {
 				s.Shards = fmt.Sprintf("%d/%d shards", done, total)

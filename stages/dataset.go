@@ -2,7 +2,6 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -17,7 +16,7 @@ import (
 
 // datasetVersion is bumped whenever the dataset stage's output changes for
 // the same inputs and settings.
-const datasetVersion = "dataset v1"
+const datasetVersion = "dataset v2"
 
 // DatasetConfig is the dataset section: how each strategy builds its
 // training set (DESIGN.md, "The method", step 6).
@@ -41,6 +40,7 @@ type DatasetConfig struct {
 	Sel     DatasetSelConfig     `yaml:"sel"`
 	Syn     DatasetSynConfig     `yaml:"syn"`
 	Augment DatasetAugmentConfig `yaml:"augment"`
+	Embed   DatasetEmbedConfig   `yaml:"embed"`
 }
 
 // DatasetSelConfig is STAT-Sel: training questions that need a missing skill,
@@ -92,6 +92,7 @@ func DefaultDatasetConfig() DatasetConfig {
 		Sel:     DatasetSelConfig{PerPair: 5, Answers: 3, FilterCorrect: true},
 		Syn:     DatasetSynConfig{Examples: 3, Questions: 2, Solutions: 3, MinAgree: 2, QuestionMaxTokens: 1024},
 		Augment: DatasetAugmentConfig{Answers: 3, FilterCorrect: true},
+		Embed:   DefaultDatasetEmbedConfig(),
 	}
 }
 
@@ -124,12 +125,13 @@ func (c *DatasetConfig) Validate() error {
 	if !(c.Temperature >= 0 && c.Temperature <= 2) {
 		return fmt.Errorf("temperature: %v is not in [0, 2]", c.Temperature)
 	}
-	return nil
+	return c.Embed.Validate()
 }
 
 // NewDataset returns the dataset/<strategy> stage. The STAT strategies
-// read diagnose's diagnoses and label's labelled training questions; the
-// baselines read only the training questions.
+// read diagnose's diagnoses and label's labelled training questions;
+// embed-sel reads difficulty's difficult questions and the training
+// questions; the other baselines read only the training questions.
 func NewDataset(strategy string) job.Stage {
 	return &datasetStage{strategy: strategy}
 }
@@ -144,6 +146,9 @@ func (d *datasetStage) Needs() []string {
 	if d.stat() {
 		return []string{"diagnose", "label"}
 	}
+	if d.strategy == "embed-sel" {
+		return []string{"difficulty", "label"}
+	}
 	return []string{"label"}
 }
 
@@ -151,7 +156,9 @@ func (d *datasetStage) stat() bool { return d.strategy == "stat-sel" || d.strate
 
 // usesTeacher says whether the strategy asks the teacher (and grades its
 // answers).
-func (d *datasetStage) usesTeacher() bool { return d.stat() || d.strategy == "augment" }
+func (d *datasetStage) usesTeacher() bool {
+	return d.stat() || d.strategy == "augment" || d.strategy == "embed-sel"
+}
 
 // Fingerprint covers only what shapes this strategy's set: the shared draw
 // settings, its own subsection, and for teacher strategies the teacher's
@@ -170,6 +177,14 @@ func (d *datasetStage) Fingerprint(spec *job.Spec, upstream map[string]string) (
 	case "augment":
 		settings["augment"] = c.Augment
 		prompts = []string{teacher.Solve.Hash()}
+	case "embed-sel":
+		id, err := embedID(context.Background(), spec)
+		if err != nil {
+			return "", err
+		}
+		settings["embed"] = map[string]any{"k": c.Embed.K, "embedder": id}
+		settings["answers"], settings["filter_correct"] = c.Sel.Answers, c.Sel.FilterCorrect
+		prompts = []string{teacher.Solve.Hash()}
 	}
 	var tid, grade any
 	if d.usesTeacher() {
@@ -181,9 +196,6 @@ func (d *datasetStage) Fingerprint(spec *job.Spec, upstream map[string]string) (
 }
 
 func (d *datasetStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	if d.strategy == "embed-sel" {
-		return nil, errors.New("embed-sel needs an embedding model; not available in this build")
-	}
 	if !slices.Contains(Strategies, d.strategy) {
 		return nil, fmt.Errorf("strategy %q is not one of %v", d.strategy, Strategies)
 	}
@@ -210,6 +222,8 @@ func (d *datasetStage) Run(ctx context.Context, env *job.Env) (job.Metrics, erro
 		pool = b.reference(train, 4)
 	case "augment":
 		pool, err = b.augment(ctx, train)
+	case "embed-sel":
+		pool, err = b.embedSel(ctx, env, train)
 	case "stat-sel", "stat-syn":
 		var diags []Diagnosed
 		if diags, err = readRows[Diagnosed](ctx, env, "diagnose", DiagnosesFile); err != nil {

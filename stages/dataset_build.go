@@ -122,7 +122,7 @@ func (b *datasetBuild) pairs(diags []Diagnosed, train []problems.Problem) []data
 	}
 	diags = append([]Diagnosed(nil), diags...)
 	sort.SliceStable(diags, func(i, j int) bool { return diags[i].ID < diags[j].ID })
-	for _, name := range []string{"diagnoses", "diagnoses_failed", "pairs", "pairs_without_candidates"} {
+	for _, name := range []string{"diagnoses", "diagnoses_failed", "diagnoses_judged_correct", "pairs", "pairs_without_candidates"} {
 		b.add(name, 0)
 	}
 	var out []datasetPair
@@ -131,6 +131,10 @@ func (b *datasetBuild) pairs(diags []Diagnosed, train []problems.Problem) []data
 		b.add("diagnoses", 1)
 		if d.Error != "" {
 			b.add("diagnoses_failed", 1)
+			continue
+		}
+		if d.Diagnosis.Correct { // the teacher found nothing missing
+			b.add("diagnoses_judged_correct", 1)
 			continue
 		}
 		for _, s := range d.Diagnosis.Missing {

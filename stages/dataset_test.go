@@ -36,6 +36,9 @@ var dsDiagnoses = []Diagnosed{
 	{ID: "test/geometry/3.json", Subject: "geometry", Diagnosis: teacher.Diagnosis{Missing: []string{"skill_a", "skill_c"}}},
 	{ID: "test/algebra/9.json", Subject: "algebra", Diagnosis: teacher.Diagnosis{Missing: []string{"skill_a", "skill_b"}}},
 	{ID: "test/algebra/1.json", Subject: "algebra", Error: "reply does not parse", Raw: "???"},
+	// The teacher judged this response right: nothing is missing, whatever
+	// skills it named.
+	{ID: "test/algebra/4.json", Subject: "algebra", Diagnosis: teacher.Diagnosis{Correct: true, Missing: []string{"skill_b"}}},
 }
 
 // dsCands are the training questions each pair may draw from.
@@ -208,7 +211,7 @@ func TestDatasetSelPairsAnswersAndFilter(t *testing.T) {
 	}
 	_, exs, m := dsOutput(t, st, "r1", "dataset/stat-sel")
 
-	for name, want := range map[string]int{"diagnoses": 3, "diagnoses_failed": 1, "pairs": 4,
+	for name, want := range map[string]int{"diagnoses": 4, "diagnoses_failed": 1, "diagnoses_judged_correct": 1, "pairs": 4,
 		"pairs_without_candidates": 1, "picks": 15, "examples": len(exs), "candidates": len(exs)} {
 		if got := metric(t, m, name); got != want {
 			t.Errorf("metric %s = %d, want %d", name, got, want)
@@ -625,17 +628,13 @@ func TestDatasetBudgetStopFailsTheStage(t *testing.T) {
 	}
 }
 
-func TestDatasetNeedsAndEmbedSel(t *testing.T) {
+func TestDatasetNeeds(t *testing.T) {
 	for s, want := range map[string]string{"stat-sel": "diagnose label", "stat-syn": "diagnose label",
-		"train": "label", "augment": "label", "hard": "label", "embed-sel": "label"} {
+		"train": "label", "augment": "label", "hard": "label", "embed-sel": "difficulty label"} {
 		st := NewDataset(s)
 		if st.Name() != "dataset/"+s || strings.Join(st.Needs(), " ") != want {
 			t.Errorf("%s: name %s, needs %v, want %s", s, st.Name(), st.Needs(), want)
 		}
-	}
-	err := dsRun(t, dsStore(t), dsSpec(t, nil), job.Options{}, append(dsUpstream(dsTrain, nil), NewDataset("embed-sel"))...)
-	if err == nil || !strings.Contains(err.Error(), "embed-sel needs an embedding model") {
-		t.Errorf("embed-sel: %v", err)
 	}
 }
 

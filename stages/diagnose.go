@@ -44,7 +44,9 @@ func (c *DiagnoseConfig) Validate() error {
 	return c.TeacherCall.Validate()
 }
 
-const diagnoseVersion = "diagnose v1"
+// diagnoseVersion v2: responses the teacher judges correct no longer count
+// in the profile.
+const diagnoseVersion = "diagnose v2"
 
 type diagnoseStage struct{}
 
@@ -110,7 +112,6 @@ func (s *diagnoseStage) Run(ctx context.Context, env *job.Env) (job.Metrics, err
 	prof := Profile{Questions: len(rows)}
 	counts := map[[2]string]int{}
 	var firstErr error
-	judgedCorrect := 0
 	for i, r := range results {
 		if r.Err != nil {
 			if firstErr == nil {
@@ -122,7 +123,11 @@ func (s *diagnoseStage) Run(ctx context.Context, env *job.Env) (job.Metrics, err
 		}
 		out[i].Diagnosis = r.Value
 		if r.Value.Correct {
-			judgedCorrect++
+			// The student's response was right after all (a grader's
+			// miss, or a lucky wrong sample): it shows no missing skill.
+			// The row keeps what the teacher named.
+			prof.JudgedCorrect++
+			continue
 		}
 		for _, sk := range r.Value.Missing {
 			counts[[2]string{out[i].Subject, sk}]++
@@ -145,7 +150,7 @@ func (s *diagnoseStage) Run(ctx context.Context, env *job.Env) (job.Metrics, err
 		return nil, err
 	}
 	metrics := job.Metrics{"questions": len(rows), "diagnosed": len(rows) - prof.Failed, "failed": prof.Failed,
-		"judged_correct": judgedCorrect, "skills": len(prof.Skills)}
+		"judged_correct": prof.JudgedCorrect, "skills": len(prof.Skills)}
 	if t != nil {
 		metrics["teacher"] = t.Stats()
 	}

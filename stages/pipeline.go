@@ -8,6 +8,7 @@ import (
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/task/problems"
 	"github.com/statjob/statjob/teacher"
+	"github.com/statjob/statjob/train/grpo"
 	"github.com/statjob/statjob/train/sft"
 )
 
@@ -21,6 +22,10 @@ type PipelineConfig struct {
 	// stat-sel and stat-syn, and the baselines train, augment, hard and
 	// embed-sel.
 	Strategies []string `yaml:"strategies"`
+	// GRPO lists the arms that get the optional RL step after SFT: "base"
+	// (GRPO on the base student) or one of Strategies. Each adds
+	// grpo/<arm> and its evaluation, evaluate/grpo/<arm>.
+	GRPO []string `yaml:"grpo,omitempty"`
 }
 
 // DefaultPipelineConfig runs both STAT arms.
@@ -43,12 +48,20 @@ func (c *PipelineConfig) Validate() error {
 		}
 		seen[s] = true
 	}
+	for i, a := range c.GRPO {
+		if a != "base" && !seen[a] {
+			return fmt.Errorf("grpo[%d]: %q is neither \"base\" nor one of strategies %v", i, a, c.Strategies)
+		}
+		if slices.Index(c.GRPO, a) != i {
+			return fmt.Errorf("grpo[%d]: %q appears twice", i, a)
+		}
+	}
 	return nil
 }
 
 // Register adds every section the stages read to spec, over their
 // defaults: the stages' own and those of the packages they use (data,
-// grade, teacher, sft).
+// grade, teacher, sft, grpo).
 func Register(spec *job.Spec) {
 	data := problems.DefaultConfig()
 	spec.Register("data", &data)
@@ -58,6 +71,8 @@ func Register(spec *job.Spec) {
 	spec.Register("teacher", &tc)
 	tr := sft.DefaultConfig()
 	spec.Register("sft", &tr)
+	rl := grpo.DefaultConfig()
+	spec.Register("grpo", &rl)
 	p := DefaultPipelineConfig()
 	spec.Register("pipeline", &p)
 	st := DefaultStudentConfig()
@@ -92,16 +107,16 @@ func Graph(spec *job.Spec) (*job.Graph, error) {
 	}
 	evals := []string{"evaluate/base"}
 	for _, s := range p.Strategies {
-		dataset := NewDataset(s)
-		if s == "embed-sel" { // needs an embedding model this build does not have
-			dataset = job.NotInstalled("dataset/embed-sel", "label")
-		}
 		stages = append(stages,
-			dataset,
+			NewDataset(s),
 			NewSFT(s),
 			NewEvaluate(s, "sft/"+s),
 		)
 		evals = append(evals, "evaluate/"+s)
+	}
+	for _, a := range p.GRPO {
+		stages = append(stages, NewGRPO(a), NewEvaluate(GRPOArm(a), GRPOArm(a)))
+		evals = append(evals, "evaluate/"+GRPOArm(a))
 	}
 	stages = append(stages, NewReport(evals...))
 	return job.NewGraph(stages...)

@@ -89,9 +89,12 @@ type Diagnosed struct {
 // Profile is the Missing-Skill-Profile: how often each skill was named
 // missing over the difficult questions.
 type Profile struct {
-	Questions int          `json:"questions"` // difficult questions diagnosed
-	Failed    int          `json:"failed"`    // of which no diagnosis was kept
-	Skills    []SkillCount `json:"skills"`    // most frequent first, then by subject and name
+	Questions int `json:"questions"` // difficult questions diagnosed
+	Failed    int `json:"failed"`    // of which no diagnosis was kept
+	// JudgedCorrect are the diagnosed questions whose shown response the
+	// teacher judged correct after all: their skills are not counted.
+	JudgedCorrect int          `json:"judged_correct"`
+	Skills        []SkillCount `json:"skills"` // most frequent first, then by subject and name
 }
 
 // SkillCount is one entry of a Profile.

@@ -19,7 +19,8 @@ import (
 
 // reportVersion is bumped when the report's content changes for the same
 // inputs.
-const reportVersion = "report v1"
+// v2: the profile's questions judged correct.
+const reportVersion = "report v2"
 
 // ReportSummary is the report's machine-readable output: the numbers the
 // page shows.
@@ -57,7 +58,8 @@ func reportArm(eval string) string { return strings.TrimPrefix(eval, "evaluate/"
 func (r *reportStage) sfts() []string {
 	var out []string
 	for _, e := range r.evals {
-		if a := reportArm(e); a != "base" {
+		// An arm after GRPO (grpo/<arm>) was trained by sft/<arm> first.
+		if a := strings.TrimPrefix(reportArm(e), GRPOArm("")); a != "base" && !slices.Contains(out, "sft/"+a) {
 			out = append(out, "sft/"+a)
 		}
 	}
@@ -150,26 +152,17 @@ type (
 )
 
 func (r *reportStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
-	s, err := r.collect(ctx, env)
+	s, rep, err := r.render(ctx, env)
 	if err != nil {
 		return nil, err
 	}
-	page, err := reportRenderHTML(s)
-	if err != nil {
-		return nil, err
-	}
-	md, err := reportRenderMD(s)
-	if err != nil {
-		return nil, err
-	}
-	if err := env.WriteFile(ctx, ReportHTML, page); err != nil {
-		return nil, err
-	}
-	if err := env.WriteFile(ctx, ReportMD, md); err != nil {
-		return nil, err
-	}
-	if err := writeJSON(ctx, env, ReportSummary, s); err != nil {
-		return nil, err
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{ReportHTML, rep.HTML}, {ReportMD, rep.Markdown}, {ReportSummary, rep.Summary}} {
+		if err := env.WriteFile(ctx, f.name, f.data); err != nil {
+			return nil, err
+		}
 	}
 	m := job.Metrics{"arms": len(s.Arms), "benchmarks": len(s.Benchmarks)}
 	if s.MathD != nil {
@@ -181,8 +174,72 @@ func (r *reportStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error
 	return m, nil
 }
 
+// Report is a rendered report: the page (report.html), the same in
+// Markdown (report.md) and summary.json.
+type Report struct {
+	HTML, Markdown, Summary []byte
+}
+
+// render collects the upstream results and renders the three files.
+func (r *reportStage) render(ctx context.Context, env reportInputs) (*reportSummary, *Report, error) {
+	s, err := r.collect(ctx, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep := &Report{}
+	if rep.HTML, err = reportRenderHTML(s); err != nil {
+		return nil, nil, err
+	}
+	if rep.Markdown, err = reportRenderMD(s); err != nil {
+		return nil, nil, err
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode %s: %w", ReportSummary, err)
+	}
+	rep.Summary = append(b, '\n')
+	return s, rep, nil
+}
+
+// RenderReport renders a run's report again from its stage outputs, with
+// this build's report code, without running anything: the report stage of
+// the run's frozen spec over the run's finished stages. Every stage the
+// report reads must be done.
+func RenderReport(ctx context.Context, run *FinishedRun) (*Report, error) {
+	g, err := Graph(run.Spec())
+	if err != nil {
+		return nil, err
+	}
+	r, ok := g.Stage("report").(*reportStage)
+	if !ok {
+		return nil, fmt.Errorf("run %s: its spec has no report stage", run.RunID())
+	}
+	var missing []string
+	for _, n := range r.Needs() {
+		if !run.Done(n) {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("run %s: the report reads stages that are not done: %s (statjob resume %s finishes them)",
+			run.RunID(), strings.Join(missing, ", "), run.RunID())
+	}
+	_, rep, err := r.render(ctx, run)
+	return rep, err
+}
+
+// reportInputs is where the report reads its upstream results: the running
+// stage's *job.Env, or a FinishedRun when statjob report re-renders a run.
+type reportInputs interface {
+	outputReader
+	RunID() string
+	Spec() *job.Spec
+	Store() storage.Store
+	Upstream(stage string) (*job.Manifest, error)
+}
+
 // collect reads every upstream result into the summary.
-func (r *reportStage) collect(ctx context.Context, env *job.Env) (*reportSummary, error) {
+func (r *reportStage) collect(ctx context.Context, env reportInputs) (*reportSummary, error) {
 	s := &reportSummary{RunID: env.RunID(), Curves: map[string][]reportPoint{}}
 	r.settings(env.Spec(), s)
 	evals := map[string]*Evaluation{}
@@ -271,7 +328,7 @@ func (e *Evaluation) benchmark(name string) (BenchmarkResult, bool) {
 }
 
 // reportHas reports whether upstream stage wrote output name.
-func reportHas(env *job.Env, stage, name string) bool {
+func reportHas(env reportInputs, stage, name string) bool {
 	m, err := env.Upstream(stage)
 	if err != nil {
 		return false
@@ -283,7 +340,7 @@ func reportHas(env *job.Env, stage, name string) bool {
 // mathD finds the MATH test questions the base student finds difficult and
 // scores every arm on them; it also compares each arm with the base on
 // the whole MATH test, question by question.
-func (r *reportStage) mathD(ctx context.Context, env *job.Env, s *reportSummary) error {
+func (r *reportStage) mathD(ctx context.Context, env reportInputs, s *reportSummary) error {
 	file := problems.MATH + ".jsonl"
 	if !slices.Contains(r.evals, "evaluate/base") || !reportHas(env, "evaluate/base", file) {
 		s.Notes = append(s.Notes, "MATH_D and the paired comparison need evaluate/base's "+file+": not available.")
@@ -396,7 +453,7 @@ func reportOne(ok bool) float64 {
 
 // profile reads the Missing-Skill-Profile and the difficult validation
 // questions.
-func (r *reportStage) profile(ctx context.Context, env *job.Env, s *reportSummary) error {
+func (r *reportStage) profile(ctx context.Context, env reportInputs, s *reportSummary) error {
 	if reportHas(env, "diagnose", ProfileFile) {
 		var p Profile
 		if err := readJSON(ctx, env, "diagnose", ProfileFile, &p); err != nil {
@@ -436,7 +493,7 @@ func (r *reportStage) profile(ctx context.Context, env *job.Env, s *reportSummar
 
 // training reads each arm's training metrics: the manifest's totals and the
 // per-step loss curve.
-func (r *reportStage) training(ctx context.Context, env *job.Env, s *reportSummary) error {
+func (r *reportStage) training(ctx context.Context, env reportInputs, s *reportSummary) error {
 	for _, st := range r.sfts() {
 		arm := strings.TrimPrefix(st, "sft/")
 		man, err := env.Upstream(st)
@@ -491,7 +548,7 @@ func reportMetrics(m job.Metrics, v any) error {
 
 // cost sums the teacher usage the pipeline's stages recorded under the
 // metrics key "teacher" (a teacher.Stats).
-func (r *reportStage) cost(ctx context.Context, env *job.Env, s *reportSummary) {
+func (r *reportStage) cost(ctx context.Context, env reportInputs, s *reportSummary) {
 	names := map[string]bool{"skills": true, "label": true}
 	for _, n := range r.Needs() {
 		names[n] = true

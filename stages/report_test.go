@@ -70,7 +70,7 @@ func reportUpstream(full bool) []job.Stage {
 		// Base: q4 and q5 are half right (not difficult), q6..q9 all wrong.
 		base["math.jsonl"] = reportResponses([][]bool{{T, T}, {T, T}, {T, T}, {T, T}, {F, T}, {T, F}, {F, F}, {F, F}, {F, F}, {F, F}})
 		arm["math.jsonl"] = reportResponses([][]bool{{T}, {T}, {T}, {T}, {T}, {F}, {T}, {T}, {F}, {F}})
-		diag[ProfileFile] = Profile{Questions: 4, Failed: 1, Skills: []SkillCount{
+		diag[ProfileFile] = Profile{Questions: 4, Failed: 1, JudgedCorrect: 1, Skills: []SkillCount{
 			{Subject: "geometry", Skill: "angle chasing", Count: 1},
 			{Subject: "algebra", Skill: reportScriptSkill, Count: 2},
 			{Subject: "algebra", Skill: "completing the square", Count: 5},
@@ -151,7 +151,7 @@ func TestReportNumbers(t *testing.T) {
 	}
 
 	// The profile, most named first; the difficult validation questions.
-	if sum.Profile == nil || sum.Profile.Skills[0].Skill != "completing the square" || sum.Profile.Skills[1].Skill != reportScriptSkill {
+	if sum.Profile == nil || sum.Profile.JudgedCorrect != 1 || sum.Profile.Skills[0].Skill != "completing the square" || sum.Profile.Skills[1].Skill != reportScriptSkill {
 		t.Fatalf("profile %+v", sum.Profile)
 	}
 	if sum.Difficult == nil || sum.Difficult.Questions != 3 || sum.Difficult.BySubject["algebra"] != 2 {
@@ -170,7 +170,8 @@ func TestReportNumbers(t *testing.T) {
 	raw := string(page)
 	text := html.UnescapeString(raw)
 	for _, want := range []string{"70.0%", "+20.0 pp", "+5.0 pp", "MATH_D holds 4 of 10", reportMathDRule,
-		"completing the square", "$0.25", "<polyline", "better than base"} {
+		"completing the square", "$0.25", "<polyline", "better than base",
+		"On 1 of them the teacher judged the student's response correct after all: their skills are not counted."} {
 		if !strings.Contains(text, want) {
 			t.Errorf("page lacks %q", want)
 		}
@@ -185,7 +186,8 @@ func TestReportNumbers(t *testing.T) {
 	}
 	text = string(md)
 	for _, want := range []string{"| math | 10 | 50.0% (CI \\[40.0, 60.0\\]) | 70.0% (+20.0 pp vs base, CI \\[60.0, 80.0\\]) |",
-		"&lt;script&gt;alert(1)&lt;/script&gt;", "MATH_D holds 4 of 10", "completing the square (algebra)"} {
+		"&lt;script&gt;alert(1)&lt;/script&gt;", "MATH_D holds 4 of 10", "completing the square (algebra)",
+		"4 difficult validation questions diagnosed (1 without a usable diagnosis). The teacher judged the student's response correct on 1 of them; their skills are not counted."} {
 		if !strings.Contains(text, want) {
 			t.Errorf("markdown lacks %q", want)
 		}

@@ -23,9 +23,15 @@ func dataFile(dir, p string) string {
 	return filepath.Join(dir, p)
 }
 
+// outputReader opens a stage's output: a running stage's *job.Env (its
+// upstream stages), or a FinishedRun (a finished run's stages).
+type outputReader interface {
+	Open(ctx context.Context, stage, name string) (io.ReadCloser, error)
+}
+
 // readRows reads upstream stage's JSONL output name into rows of T. A line
 // that does not decode is an error naming the stage, file and line.
-func readRows[T any](ctx context.Context, env *job.Env, stage, name string) ([]T, error) {
+func readRows[T any](ctx context.Context, env outputReader, stage, name string) ([]T, error) {
 	rc, err := env.Open(ctx, stage, name)
 	if err != nil {
 		return nil, err
@@ -71,10 +77,15 @@ func writeRows[T any](ctx context.Context, env *job.Env, name string, rows []T) 
 }
 
 // readJSON decodes upstream stage's JSON output name into v.
-func readJSON(ctx context.Context, env *job.Env, stage, name string, v any) error {
-	b, err := env.ReadFile(ctx, stage, name)
+func readJSON(ctx context.Context, env outputReader, stage, name string, v any) error {
+	rc, err := env.Open(ctx, stage, name)
 	if err != nil {
 		return err
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("read %s/%s: %w", stage, name, err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%s/%s: %w", stage, name, err)

@@ -53,10 +53,14 @@ func teachOrder(ps []problems.Problem, seed uint64) []problems.Problem {
 }
 
 // teachNew builds the teacher of the spec's teacher section over the run's
-// store (its reply cache lives there).
+// store (its reply cache lives there); its fan-outs show their progress, and
+// its budget holds across restarts of the stage.
 func teachNew(ctx context.Context, env *job.Env) (*teacher.Teacher, error) {
 	cfg := *env.Spec().Section("teacher").(*teacher.Config)
-	return teacher.New(ctx, cfg, env.Store(), &teacher.Options{Logger: env.Log()})
+	// The payer is this stage of this run: a restarted stage's budget
+	// counts the replies it paid for before, another run's stay free.
+	return teacher.New(ctx, cfg, env.Store(), &teacher.Options{Logger: env.Log(), Progress: newTeachProgress(env).report,
+		Payer: env.RunID() + "/" + env.Name()})
 }
 
 // teachFingerprint is the part of the teacher section that shapes replies:

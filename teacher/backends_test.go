@@ -49,7 +49,7 @@ func TestCacheOnEveryBackend(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if r, err := c.lookup(context.Background(), k); err != nil || r.Text[:7] != "writer " {
+			if r, err := c.lookup(context.Background(), k); err != nil || r.Reply.Text[:7] != "writer " {
 				t.Fatalf("after racing writes: %v, %v", r, err)
 			}
 		})

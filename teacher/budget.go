@@ -61,16 +61,34 @@ func (b *budget) Call(ctx context.Context, req *Request) (*Reply, error) {
 	b.reservedTok -= tok
 	b.reservedUSD -= usd
 	if r != nil {
-		real := r.Usage
-		if real.Input == 0 && real.Output == 0 {
-			// A server that reports no usage is charged the estimate.
-			real = Usage{Input: u.Input, Output: (len(r.Text) + 2) / 3}
-		}
+		real := billed(req, r)
 		b.spentTok += int64(real.Input + real.Output)
 		b.spentUSD += b.cfg.Cost(real)
 	}
 	b.mu.Unlock()
 	return r, err
+}
+
+// billed is what a reply is charged: its usage, or the estimate when the
+// server reported none.
+func billed(req *Request, r *Reply) Usage {
+	if r.Usage.Input == 0 && r.Usage.Output == 0 {
+		return Usage{Input: estimateInput(req), Output: (len(r.Text) + 2) / 3}
+	}
+	return r.Usage
+}
+
+// carry books a reply this work paid for before a restart (the cache read
+// it back, see cache): it is spent, as it was then.
+func (b *budget) carry(req *Request, r *Reply) {
+	u := billed(req, r)
+	b.stats.carried.Add(1)
+	b.stats.inputTokens.Add(int64(u.Input))
+	b.stats.outputTokens.Add(int64(u.Output))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.spentTok += int64(u.Input + u.Output)
+	b.spentUSD += b.cfg.Cost(u)
 }
 
 // BudgetState is what the budget has spent and what refused calls would need.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/statjob/statjob/storage"
@@ -28,6 +29,8 @@ type cacheEntry struct {
 	Reply    Reply     `json:"reply"`
 	Created  time.Time `json:"created"`
 	Source   string    `json:"source"` // online or batch:<id>
+	// Payer is the work that paid for the reply (Options.Payer).
+	Payer string `json:"payer,omitempty"`
 }
 
 // CacheKey is the hex sha256 of everything that determines a reply:
@@ -51,15 +54,25 @@ func cacheObject(key string) string { return CachePrefix + "/" + key[:2] + "/" +
 
 // cache answers from the store when it can and writes every new reply to it
 // before returning it.
+//
+// A reply this work (payer) paid for before a restart counts against the
+// budget when it is read, once per process: the work did pay for it, and a
+// restart must not reset what it may still spend. Replies other work paid
+// for (another run, a stage that reuses the same calls) cost nothing.
 type cache struct {
 	next            Model
 	store           storage.Store
 	provider, model string
+	payer           string
+	budget          *budget
 	stats           *counters
 	log             *slog.Logger
+	// counted: keys whose reply this process has booked (paid, or carried
+	// from before a restart).
+	counted sync.Map
 }
 
-func (c *cache) lookup(ctx context.Context, key string) (*Reply, error) {
+func (c *cache) lookup(ctx context.Context, key string) (*cacheEntry, error) {
 	rc, err := c.store.Get(ctx, cacheObject(key))
 	if err != nil {
 		return nil, err
@@ -70,24 +83,29 @@ func (c *cache) lookup(ctx context.Context, key string) (*Reply, error) {
 		return nil, fmt.Errorf("decode %s: %w: %v", c.store.URI(cacheObject(key)), errDamaged, err)
 	}
 	e.Reply.Cached = true
-	return &e.Reply, nil
+	return &e, nil
 }
 
 func (c *cache) Call(ctx context.Context, req *Request) (*Reply, error) {
 	key := CacheKey(c.provider, c.model, req)
-	r, err := c.lookup(ctx, key)
+	e, err := c.lookup(ctx, key)
 	damaged := errors.Is(err, errDamaged)
 	switch {
 	case err == nil:
 		c.stats.cacheHits.Add(1)
-		return r, nil
+		if c.payer != "" && e.Payer == c.payer {
+			if _, booked := c.counted.LoadOrStore(key, true); !booked {
+				c.budget.carry(req, &e.Reply)
+			}
+		}
+		return &e.Reply, nil
 	case !errors.Is(err, storage.ErrNotExist):
 		// A damaged or unreadable entry costs one call, not the stage; a
 		// damaged one is replaced by the new reply.
 		c.log.Warn("teacher cache read failed; calling the model", "key", key, "err", err)
 	}
 	c.stats.cacheMisses.Add(1)
-	r, err = c.next.Call(ctx, req)
+	r, err := c.next.Call(ctx, req)
 	if err != nil {
 		c.stats.cacheFailures.Add(1)
 		return nil, err
@@ -115,11 +133,13 @@ const cacheWriteTimeout = time.Minute
 
 func (c *cache) entry(req *Request, r *Reply, source string) ([]byte, error) {
 	return json.Marshal(cacheEntry{Provider: c.provider, Model: c.model, Prompt: req.Prompt,
-		Sample: req.Sample, Reply: *r, Created: time.Now().UTC(), Source: source})
+		Sample: req.Sample, Reply: *r, Created: time.Now().UTC(), Source: source, Payer: c.payer})
 }
 
-// put stores a reply under key unless one is there already.
+// put stores a reply under key unless one is there already. The reply was
+// booked against the budget (online, or with its batch).
 func (c *cache) put(ctx context.Context, key string, req *Request, r *Reply, source string) error {
+	c.counted.Store(key, true)
 	b, err := c.entry(req, r, source)
 	if err != nil {
 		return err
@@ -129,6 +149,7 @@ func (c *cache) put(ctx context.Context, key string, req *Request, r *Reply, sou
 
 // replace overwrites a damaged entry.
 func (c *cache) replace(ctx context.Context, key string, req *Request, r *Reply, source string) error {
+	c.counted.Store(key, true)
 	b, err := c.entry(req, r, source)
 	if err != nil {
 		return err

@@ -26,9 +26,24 @@ type Options struct {
 	// Provider replaces the SDK provider at the bottom of the chain (tests,
 	// or a model the package does not know).
 	Provider Model
-	// Spent is what earlier runs of the same work already spent (a resumed
-	// stage passes the Stats().Budget it recorded), so the budget holds
-	// across restarts, not per process.
+	// Progress, when set, is called each time an item of a fan-out (Each,
+	// Map, Run) is finished, answered or failed, with the fan-out's name
+	// (Run's name; "" for Each and Map), the items finished so far and the
+	// fan-out's size. It is called from the fan-out's goroutines, several
+	// at once, so it must be safe for concurrent use; done counts up to
+	// total, though calls may arrive slightly out of order.
+	Progress func(name string, done, total int)
+	// Payer names the work that pays for these calls, e.g. "<run>/<stage>".
+	// Every reply it pays for is cached with this name, and a reply the
+	// same payer paid for before (a restarted stage reading its replies
+	// back from the cache) counts against the budget again, once, at the
+	// usage it was billed: the budget holds across restarts, not per
+	// process. Replies other work paid for stay free. Empty: no reply read
+	// from the cache counts. (An attempt that timed out before a restart,
+	// charged its worst case then, is not carried: it left no reply.)
+	Payer string
+	// Spent is spending from before this Teacher that Payer cannot see
+	// (e.g. with the cache off): it starts the budget's count.
 	Spent BudgetState
 }
 
@@ -47,6 +62,7 @@ type Teacher struct {
 	key      redactor
 	hc       *http.Client
 	creds    *auth.Credentials
+	progress func(name string, done, total int) // Options.Progress
 	// collected: batch records whose results this process has read.
 	collected sync.Map
 }
@@ -64,7 +80,8 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 	if (cfg.Cache || cfg.Batch.Enabled) && store == nil {
 		return nil, fmt.Errorf("teacher: the response cache and batch mode need a store")
 	}
-	t := &Teacher{cfg: cfg, store: store, log: opts.Logger, stats: &counters{}, creds: opts.GoogleCredentials}
+	t := &Teacher{cfg: cfg, store: store, log: opts.Logger, stats: &counters{}, creds: opts.GoogleCredentials,
+		progress: opts.Progress}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -99,7 +116,8 @@ func New(ctx context.Context, cfg Config, store storage.Store, opts *Options) (*
 	retry.lost = t.budget.lostAttempt
 	m = t.budget
 	if cfg.Cache {
-		t.cache = &cache{next: m, store: store, provider: cfg.Provider, model: cfg.Model, stats: t.stats, log: t.log}
+		t.cache = &cache{next: m, store: store, provider: cfg.Provider, model: cfg.Model, payer: opts.Payer,
+			budget: t.budget, stats: t.stats, log: t.log}
 		m = t.cache
 	}
 	t.chain = m
@@ -148,6 +166,7 @@ type counters struct {
 	cacheHits, cacheMisses, cacheFailures, cacheWriteErrors atomic.Int64
 	attempts, retries, rateLimited                          atomic.Int64
 	reasks, malformed, truncated, budgetDenied              atomic.Int64
+	carried                                                 atomic.Int64
 	inputTokens, outputTokens                               atomic.Int64
 	batchItems, batchFailed                                 atomic.Int64
 }
@@ -165,10 +184,13 @@ type Stats struct {
 	Malformed     int64 `json:"malformed"` // items failed: did not parse after re-asks
 	Truncated     int64 `json:"truncated"`
 	BudgetDenied  int64 `json:"budget_denied"`
-	InputTokens   int64 `json:"input_tokens"` // paid this run (online)
-	OutputTokens  int64 `json:"output_tokens"`
-	BatchItems    int64 `json:"batch_items,omitempty"`
-	BatchFailed   int64 `json:"batch_failed,omitempty"`
+	InputTokens   int64 `json:"input_tokens"` // paid by this work: online and batch, and Carried
+	// Carried are cached replies this work (Options.Payer) paid for
+	// before a restart, counted in the tokens and the budget again.
+	Carried      int64 `json:"carried,omitempty"`
+	OutputTokens int64 `json:"output_tokens"`
+	BatchItems   int64 `json:"batch_items,omitempty"`
+	BatchFailed  int64 `json:"batch_failed,omitempty"`
 	// Concurrency is the adaptive limit now.
 	Concurrency float64     `json:"concurrency"`
 	Budget      BudgetState `json:"budget"`
@@ -181,7 +203,7 @@ func (t *Teacher) Stats() Stats {
 		CacheHits: c.cacheHits.Load(), CacheMisses: c.cacheMisses.Load(), CacheFailures: c.cacheFailures.Load(),
 		CacheWriteErr: c.cacheWriteErrors.Load(), Attempts: c.attempts.Load(), Retries: c.retries.Load(),
 		RateLimited: c.rateLimited.Load(), Reasks: c.reasks.Load(), Malformed: c.malformed.Load(),
-		Truncated: c.truncated.Load(), BudgetDenied: c.budgetDenied.Load(),
+		Truncated: c.truncated.Load(), BudgetDenied: c.budgetDenied.Load(), Carried: c.carried.Load(),
 		InputTokens: c.inputTokens.Load(), OutputTokens: c.outputTokens.Load(),
 		BatchItems: c.batchItems.Load(), BatchFailed: c.batchFailed.Load(),
 		Concurrency: t.pacer.limit.current(), Budget: t.budget.state(),

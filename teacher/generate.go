@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/sourcegraph/conc/stream"
 )
@@ -68,8 +69,13 @@ func Generate[T any](ctx context.Context, t *Teacher, req *Request, parse ParseF
 // Map generates every request concurrently and returns the results in input
 // order; see Each.
 func Map[T any](ctx context.Context, t *Teacher, reqs []*Request, parse ParseFunc[T]) []Result[T] {
+	return mapNamed(ctx, t, "", reqs, parse)
+}
+
+// mapNamed is Map with the name Options.Progress reports.
+func mapNamed[T any](ctx context.Context, t *Teacher, name string, reqs []*Request, parse ParseFunc[T]) []Result[T] {
 	out := make([]Result[T], len(reqs))
-	Each(ctx, t, reqs, parse, func(i int, r Result[T]) { out[i] = r })
+	each(ctx, t, name, reqs, parse, func(i int, r Result[T]) { out[i] = r })
 	return out
 }
 
@@ -87,6 +93,14 @@ func Map[T any](ctx context.Context, t *Teacher, reqs []*Request, parse ParseFun
 // provider to the limit, and the extra goroutines read and write the cache
 // and parse while the provider's slots are busy with the next calls.
 func Each[T any](ctx context.Context, t *Teacher, reqs []*Request, parse ParseFunc[T], fn func(i int, r Result[T])) {
+	each(ctx, t, "", reqs, parse, fn)
+}
+
+// each is Each with the name Options.Progress reports. An item counts as
+// finished when its result is known, not when fn gets it (fn waits for the
+// items before it).
+func each[T any](ctx context.Context, t *Teacher, name string, reqs []*Request, parse ParseFunc[T], fn func(i int, r Result[T])) {
+	var done atomic.Int64
 	s := stream.New().WithMaxGoroutines(2 * t.cfg.Limits.Concurrency)
 	for i, req := range reqs {
 		if err := ctx.Err(); err != nil {
@@ -101,6 +115,9 @@ func Each[T any](ctx context.Context, t *Teacher, reqs []*Request, parse ParseFu
 		}
 		s.Go(func() stream.Callback {
 			r := Generate(ctx, t, req, parse)
+			if t.progress != nil {
+				t.progress(name, int(done.Add(1)), len(reqs))
+			}
 			return func() { fn(i, r) }
 		})
 	}
@@ -139,5 +156,5 @@ func Run[T any](ctx context.Context, t *Teacher, name string, reqs []*Request, p
 			t.log.Info("teacher batch done", "name", name, "job", rep.ID, "answered", rep.Answered, "failed", rep.Failed)
 		}
 	}
-	return Map(ctx, t, reqs, parse)
+	return mapNamed(ctx, t, name, reqs, parse)
 }

@@ -76,6 +76,10 @@ type Generator struct {
 	// ComputeDType is the dtype of the matrix products (UseComputeDType);
 	// zero means float32. Set it before the first Generate.
 	ComputeDType dtypes.DType
+	// Adapter, when set, acts on every projection as in training
+	// (UseAdapter), so a model with LoRA adapters samples as it trains.
+	// Set it before the first Generate.
+	Adapter Adapter
 }
 
 // ErrEmptyPrompt: a request has no prompt tokens.
@@ -89,6 +93,9 @@ func NewGenerator(b backends.Backend, m *Model) (*Generator, error) {
 	gen.prefill, err = context.NewExec(b, m.Ctx, func(ctx *context.Context, in []*Node) []*Node {
 		tokens, lengths, cacheLen := in[0], in[1], in[2].Shape().Dimensions[0]
 		UseComputeDType(ctx, tokens.Graph(), gen.ComputeDType)
+		if gen.Adapter != nil {
+			UseAdapter(ctx, tokens.Graph(), gen.Adapter)
+		}
 		return prefillGraph(ctx, cfg, tokens, lengths, cacheLen)
 	})
 	if err != nil {
@@ -96,6 +103,9 @@ func NewGenerator(b backends.Backend, m *Model) (*Generator, error) {
 	}
 	gen.decode, err = context.NewExec(b, m.Ctx, func(ctx *context.Context, in []*Node) []*Node {
 		UseComputeDType(ctx, in[0].Graph(), gen.ComputeDType)
+		if gen.Adapter != nil {
+			UseAdapter(ctx, in[0].Graph(), gen.Adapter)
+		}
 		return decodeGraph(ctx, cfg, in[0], in[1], in[2:])
 	})
 	if err != nil {

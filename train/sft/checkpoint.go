@@ -49,6 +49,9 @@ type Manifest struct {
 	StateSHA256 string    `json:"state_sha256"`
 	RNG         string    `json:"rng,omitempty"` // hex of the context's random-number state
 	Created     time.Time `json:"created"`
+	// Extra is the state of a training loop built on the Trainer (e.g.
+	// GRPO's step), stored with the checkpoint it belongs to.
+	Extra json.RawMessage `json:"extra,omitempty"`
 }
 
 // ErrIncompatible: a checkpoint was written by a run with other settings or
@@ -253,4 +256,49 @@ func pruneCheckpoints(ctx context.Context, store storage.Store, prefix string, k
 		}
 	}
 	return nil
+}
+
+// SaveCheckpoint writes the trained tensors, their AdamW moments and the
+// RNG state under prefix as checkpoints/step-<man.Step>/, manifest last,
+// and returns the checkpoint's key prefix. For training loops other than
+// Run (which checkpoints by itself).
+func (t *Trainer) SaveCheckpoint(ctx context.Context, store storage.Store, prefix string, man Manifest) (string, error) {
+	return t.saveCheckpoint(ctx, store, prefix, man)
+}
+
+// LoadLatest restores the newest complete checkpoint under prefix once
+// accept (which may be nil) approves its manifest, and sets the steps done
+// to its Step. It returns the manifest and the checkpoint's key prefix, or
+// an empty dir when there is none. Call Prepare first.
+func (t *Trainer) LoadLatest(ctx context.Context, store storage.Store, prefix string, accept func(Manifest) error) (Manifest, string, error) {
+	refs, err := listCheckpoints(ctx, store, prefix)
+	if err != nil {
+		return Manifest{}, "", err
+	}
+	for i := len(refs) - 1; i >= 0; i-- {
+		if !refs[i].complete {
+			continue
+		}
+		man, err := readManifest(ctx, store, refs[i].dir)
+		if err != nil {
+			return man, "", err
+		}
+		if accept != nil {
+			if err := accept(man); err != nil {
+				return man, "", fmt.Errorf("%s: %w", store.URI(refs[i].dir), err)
+			}
+		}
+		if err := t.loadCheckpoint(ctx, store, refs[i].dir, man); err != nil {
+			return man, "", err
+		}
+		t.step = man.Step
+		return man, refs[i].dir, nil
+	}
+	return Manifest{}, "", nil
+}
+
+// PruneCheckpoints keeps the newest keep complete checkpoints under prefix
+// and never removes protect (the one a run resumed from).
+func PruneCheckpoints(ctx context.Context, store storage.Store, prefix string, keep int, protect string) error {
+	return pruneCheckpoints(ctx, store, prefix, keep, protect)
 }

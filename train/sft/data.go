@@ -180,6 +180,9 @@ type Batch struct {
 	Segments  []int32
 	Weights   []float32
 	Examples  int // examples in the batch
+	// Aux are optional extra per-token inputs of the Forward (BatchNodes.Aux),
+	// Rows × Len each.
+	Aux [][]float32
 }
 
 // TargetCount is the number of loss tokens.

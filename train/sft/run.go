@@ -222,22 +222,34 @@ func (r *Run) logf(format string, args ...any) {
 }
 
 func (r *Run) writeMetrics(ctx context.Context, ms []Metric) error {
+	return WriteMetrics(ctx, r.Store, r.Prefix+metricsFile, ms)
+}
+
+// readMetrics reads the metrics written so far, up to step.
+func (r *Run) readMetrics(ctx context.Context, upTo int) ([]Metric, error) {
+	return ReadMetrics(ctx, r.Store, r.Prefix+metricsFile, func(m Metric) bool { return m.Step <= upTo })
+}
+
+// WriteMetrics writes rows as JSON lines to key in store (a training loop's
+// metrics file, rewritten whole at each checkpoint).
+func WriteMetrics[T any](ctx context.Context, store storage.Store, key string, rows []T) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	for _, m := range ms {
+	for _, m := range rows {
 		if err := enc.Encode(m); err != nil {
 			return err
 		}
 	}
-	if _, err := r.Store.Put(ctx, r.Prefix+metricsFile, &buf, storage.PutOptions{ContentType: "application/jsonl"}); err != nil {
+	if _, err := store.Put(ctx, key, &buf, storage.PutOptions{ContentType: "application/jsonl"}); err != nil {
 		return fmt.Errorf("write metrics: %w", err)
 	}
 	return nil
 }
 
-// readMetrics reads the metrics written so far, up to step.
-func (r *Run) readMetrics(ctx context.Context, upTo int) ([]Metric, error) {
-	rc, err := r.Store.Get(ctx, r.Prefix+metricsFile)
+// ReadMetrics reads the rows of key that keep accepts (none when key does
+// not exist), naming the line of a bad one.
+func ReadMetrics[T any](ctx context.Context, store storage.Store, key string, keep func(T) bool) ([]T, error) {
+	rc, err := store.Get(ctx, key)
 	if errors.Is(err, storage.ErrNotExist) {
 		return nil, nil
 	}
@@ -245,15 +257,15 @@ func (r *Run) readMetrics(ctx context.Context, upTo int) ([]Metric, error) {
 		return nil, fmt.Errorf("read metrics: %w", err)
 	}
 	defer rc.Close()
-	var out []Metric
+	var out []T
 	sc := bufio.NewScanner(rc)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for line := 1; sc.Scan(); line++ {
-		var m Metric
+		var m T
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", r.Store.URI(r.Prefix+metricsFile), line, err)
+			return nil, fmt.Errorf("%s:%d: %w", store.URI(key), line, err)
 		}
-		if m.Step <= upTo {
+		if keep(m) {
 			out = append(out, m)
 		}
 	}

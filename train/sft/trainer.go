@@ -16,6 +16,10 @@ import (
 type BatchNodes struct {
 	Tokens, Targets, Positions, Segments *Node // int32
 	Weights                              *Node // float32: 1 on loss tokens
+	// Aux are the batch's extra per-token inputs, [rows, len] float32
+	// each (Batch.Aux), for losses that need more than the targets (e.g.
+	// GRPO's old log-probabilities and advantages).
+	Aux []*Node
 }
 
 // Forward builds the loss of one micro-batch: the sum over tokens of
@@ -31,6 +35,31 @@ type StepStats struct {
 	GradNorm float64 // global gradient norm before clipping
 	Targets  int     // loss tokens
 	Tokens   int     // non-padding tokens
+	// Stats are the sums over the step's micro-batches of what the
+	// Forward reported with AddStats, in the order it added them.
+	Stats []float64
+}
+
+const statsParam = "statjob_sft_stats"
+
+// AddStats lets a Forward report extra scalar sums of its micro-batch
+// (e.g. a count of clipped tokens) without changing the loss: the trainer
+// adds them up over a step's micro-batches into StepStats.Stats. Call it in
+// the Forward, with ctx and the graph it builds.
+func AddStats(ctx *mlctx.Context, g *Graph, sums ...*Node) {
+	var prev []*Node
+	if v, ok := ctx.GetGraphParam(g, statsParam); ok {
+		prev, _ = v.([]*Node)
+	}
+	ctx.SetGraphParam(g, statsParam, append(prev, sums...))
+}
+
+func graphStats(ctx *mlctx.Context, g *Graph) []*Node {
+	if v, ok := ctx.GetGraphParam(g, statsParam); ok {
+		s, _ := v.([]*Node)
+		return s
+	}
+	return nil
 }
 
 // Trainer runs optimizer steps of a Forward on a backend. It owns the
@@ -75,17 +104,21 @@ func NewTrainer(cfg Config, backend backends.Backend, ctx *mlctx.Context, forwar
 }
 
 func batchNodes(in []*Node) BatchNodes {
-	return BatchNodes{Tokens: in[0], Targets: in[1], Positions: in[2], Segments: in[3], Weights: in[4]}
+	return BatchNodes{Tokens: in[0], Targets: in[1], Positions: in[2], Segments: in[3], Weights: in[4], Aux: in[5:]}
 }
 
 func batchArgs(b *Batch) []any {
-	return []any{
+	args := []any{
 		tensors.FromFlatDataAndDimensions(b.Tokens, b.Rows, b.Len),
 		tensors.FromFlatDataAndDimensions(b.Targets, b.Rows, b.Len),
 		tensors.FromFlatDataAndDimensions(b.Positions, b.Rows, b.Len),
 		tensors.FromFlatDataAndDimensions(b.Segments, b.Rows, b.Len),
 		tensors.FromFlatDataAndDimensions(b.Weights, b.Rows, b.Len),
 	}
+	for _, a := range b.Aux {
+		args = append(args, tensors.FromFlatDataAndDimensions(a, b.Rows, b.Len))
+	}
+	return args
 }
 
 // microGraph adds one micro-batch's summed-loss gradients to the
@@ -105,7 +138,11 @@ func (t *Trainer) microGraph(ctx *mlctx.Context, in []*Node) []*Node {
 	for i, a := range t.acc {
 		a.SetValueGraph(Add(a.ValueGraph(g), ConvertDType(grads[i], dtypes.Float32)))
 	}
-	return []*Node{loss}
+	out := []*Node{loss}
+	for _, s := range graphStats(ctx, g) {
+		out = append(out, ConvertDType(s, dtypes.Float32))
+	}
+	return out
 }
 
 func (t *Trainer) evalGraph(ctx *mlctx.Context, in []*Node) []*Node {
@@ -200,11 +237,20 @@ func (t *Trainer) applyGraph(ctx *mlctx.Context, in []*Node) []*Node {
 	return []*Node{norm}
 }
 
+// Prepare creates the trained variables and the optimizer state from the
+// shapes of b (a graph is built, nothing is trained), so that a checkpoint
+// can be loaded into them before the first step.
+func (t *Trainer) Prepare(b *Batch) error { return t.prepare(b) }
+
 // Params returns the trained variables (known after the first step).
 func (t *Trainer) Params() []*mlctx.Variable { return t.params }
 
 // StepsDone is the number of optimizer steps taken.
 func (t *Trainer) StepsDone() int { return t.step }
+
+// SetStepsDone sets the optimizer steps taken (AdamW's bias correction
+// counts them), for a loop whose checkpoints count other steps.
+func (t *Trainer) SetStepsDone(n int) { t.step = n }
 
 // Step runs one optimizer step over micro-batches at learning rate lr: the
 // loss is the mean over all their target tokens (not a mean of per-batch
@@ -228,6 +274,12 @@ func (t *Trainer) Step(batches []*Batch, lr float64) (st StepStats, err error) {
 			return st, fmt.Errorf("sft step %d: forward/backward: %w", t.step+1, err)
 		}
 		lossSum += float64(tensors.ToScalar[float32](out[0]))
+		if st.Stats == nil {
+			st.Stats = make([]float64, len(out)-1)
+		}
+		for i, o := range out[1:] {
+			st.Stats[i] += float64(tensors.ToScalar[float32](o))
+		}
 	}
 	if st.Targets == 0 {
 		return st, fmt.Errorf("sft step %d: %w: no target tokens in the step's batches", t.step+1, ErrData)

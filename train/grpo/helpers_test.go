@@ -1,0 +1,101 @@
+package grpo
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/gomlx/gomlx/backends"
+	_ "github.com/gomlx/gomlx/backends/simplego"
+
+	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/train/backend"
+	"github.com/statjob/statjob/train/model"
+)
+
+// tinyConfig is a two-layer Qwen2 decoder with a 16-token vocabulary and an
+// untied lm_head: every part of the model core, at test size.
+func tinyConfig(t testing.TB) *model.Config {
+	t.Helper()
+	cfg, err := model.ParseConfig([]byte(`{"model_type": "qwen2", "vocab_size": 16, "hidden_size": 16,
+		"intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+		"rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 512,
+		"tie_word_embeddings": false, "hidden_act": "silu"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// tinyModel is a seeded random tiny model.
+func tinyModel(t testing.TB, seed uint64) *model.Model {
+	return model.NewRandom(tinyConfig(t), seed, 0.3)
+}
+
+// testBackend is SimpleGo on the CPU unless GOMLX_BACKEND names another.
+func testBackend(t testing.TB) backends.Backend {
+	t.Helper()
+	b, err := backend.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func openStore(t testing.TB, dir string) storage.Store {
+	t.Helper()
+	st, err := storage.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// torchPython is Debian's interpreter with python3-torch.
+const torchPython = "/usr/bin/python3"
+
+// requireTorch skips (or fails under STATJOB_TEST_STRICT=1) without torch.
+func requireTorch(t testing.TB) {
+	t.Helper()
+	if err := exec.Command(torchPython, "-c", "import torch").Run(); err != nil {
+		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
+			t.Fatalf("python3-torch is required (scripts/test-deps.sh installs it): %v", err)
+		}
+		t.Skipf("python3-torch not installed: %v", err)
+	}
+}
+
+// runTorchScript runs script DIR in.json out.json and decodes out.json.
+func runTorchScript(t testing.TB, script, dir string, in, out any) {
+	t.Helper()
+	tmp := t.TempDir()
+	inPath, outPath := filepath.Join(tmp, "in.json"), filepath.Join(tmp, "out.json")
+	data, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(torchPython, script, dir, inPath, outPath).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, b)
+	}
+	if data, err = os.ReadFile(outPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testLog writes a run's log lines to the test log.
+type testLog struct{ t testing.TB }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}
