@@ -31,12 +31,10 @@
 //
 // Cost. Conversations are sorted by length and padded to a few bucket
 // lengths (32·2ᵏ and 48·2ᵏ tokens), with up to BatchTokens padded tokens
-// per pass, so only a handful of graphs is compiled. Only the two rows of
-// lm_head for the good and bad tokens are multiplied (the final hidden
-// state is read where the model's lm_head projection sees it), so no
-// vocabulary-sized logits are built — except for a model with tied
-// embeddings, whose head does not go through that projection: there the
-// full logits of a pass are computed and the two columns taken.
+// per pass, so only a handful of graphs is compiled. The final hidden
+// states (model.Hidden) are multiplied by only the two rows of the head
+// (lm_head, or embed_tokens when tied) for the good and bad tokens, so no
+// vocabulary-sized logits are built.
 //
 //	p, err := prm.Open(ctx, backend, cfg) // cfg.Model: a path, gs:// or s3://
 //	scores, err := p.Score(ctx, []prm.Item{{Question: q, Response: r}})
@@ -184,20 +182,14 @@ func (p *PRM) graph(ctx *mlctx.Context, tokens, lengths *Node) *Node {
 	b, t := tokens.Shape().Dimensions[0], tokens.Shape().Dimensions[1]
 	positions := Iota(g, shapes.Make(dtypes.Int32, b, t), 1)
 	valid := LessThan(positions, InsertAxes(lengths, -1))
-	var two *Node
-	model.UseAdapter(ctx, g, func(ctx *mlctx.Context, module string, x, y *Node) *Node {
-		if module == "lm_head" { // x: the final hidden state [B, T, D]
-			w := ctx.GetVariableByScopeAndName(ctx.Scope(), "weight").ValueGraph(g) // [V, D]
-			rows := Concatenate([]*Node{SliceAxis(w, 0, AxisElem(p.good)), SliceAxis(w, 0, AxisElem(p.bad))}, 0)
-			two = model.ComputeDot(ctx, x, []int{x.Rank() - 1}, nil, rows, []int{1}, nil)
-		}
-		return y
-	})
-	logits := model.Forward(ctx, p.m.Config, tokens, positions, valid) // [B, T, V]: unused (and not computed) when two is set
-	if two != nil {
-		return two
+	hidden := model.Hidden(ctx, p.m.Config, tokens, positions, valid) // [B, T, D]
+	head := "lm_head"
+	if p.m.Config.TieWordEmbeddings {
+		head = "model/embed_tokens"
 	}
-	return Concatenate([]*Node{SliceAxis(logits, 2, AxisElem(p.good)), SliceAxis(logits, 2, AxisElem(p.bad))}, 2)
+	w := ctx.GetVariableByScopeAndName("/"+head, "weight").ValueGraph(g)                                 // [V, D]
+	rows := Concatenate([]*Node{SliceAxis(w, 0, AxisElem(p.good)), SliceAxis(w, 0, AxisElem(p.bad))}, 0) // [2, D]
+	return model.ComputeDot(ctx, hidden, []int{2}, nil, rows, []int{1}, nil)
 }
 
 // conversation is one response rendered for scoring.

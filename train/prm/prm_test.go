@@ -64,7 +64,7 @@ func python(t testing.TB) string {
 // bucket equal, within 1e-4, PyTorch's scores computed as RLHFlow's loop
 // does (the conversation cut after each step, re-run, logits at position
 // -3), on the same tiny checkpoint and token ids — with the model's own
-// lm_head (the two-row product) and with tied embeddings (full logits).
+// lm_head and with tied embeddings (the head rows from embed_tokens).
 func TestScoresMatchTorch(t *testing.T) {
 	for _, tc := range []struct{ name, config string }{{"llama", prmtest.Llama}, {"tied", prmtest.Tied}} {
 		t.Run(tc.name, func(t *testing.T) {
