@@ -1,7 +1,7 @@
-// Package infratest runs fakes of the Cloud Batch and AWS Batch APIs on
-// loopback for tests: neither service has an emulator, so each fake speaks
-// the real wire format (gRPC for Cloud Batch, REST-JSON with SigV4 for AWS
-// Batch) to the real SDK client, records what it received, and refuses
+// Package infratest runs fakes of the Cloud Batch, AWS Batch and Vertex AI
+// job APIs on loopback for tests: none has an emulator, so each fake speaks
+// the real wire format (gRPC for Cloud Batch and Vertex AI, REST-JSON with
+// SigV4 for AWS Batch) to the real SDK client, records what it received, and refuses
 // requests the real service would refuse for the fields statjob sets.
 package infratest
 
