@@ -129,7 +129,9 @@ func TestFakeVertexRefuses(t *testing.T) {
 	for name, spoil := range map[string]func(*aiplatformpb.CreateCustomJobRequest){
 		"display_name":  func(r *aiplatformpb.CreateCustomJobRequest) { r.CustomJob.DisplayName = strings.Repeat("x", 129) },
 		"replica_count": func(r *aiplatformpb.CreateCustomJobRequest) { r.CustomJob.JobSpec.WorkerPoolSpecs[0].ReplicaCount = 4 },
-		"machine_type":  func(r *aiplatformpb.CreateCustomJobRequest) { r.CustomJob.JobSpec.WorkerPoolSpecs[1].MachineSpec.MachineType = "" },
+		"machine_type": func(r *aiplatformpb.CreateCustomJobRequest) {
+			r.CustomJob.JobSpec.WorkerPoolSpecs[1].MachineSpec.MachineType = ""
+		},
 	} {
 		var req aiplatformpb.CreateCustomJobRequest
 		if err := protojson.Unmarshal(good, &req); err != nil {
