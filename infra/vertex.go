@@ -21,7 +21,8 @@ import (
 // to hold exactly one replica (the primary), so Tasks > 1 becomes a second
 // pool of Tasks-1 replicas with the same machine and container. Each
 // replica learns its place from the CLUSTER_SPEC variable Vertex sets
-// (ShardFromClusterSpec), and the shard count from STATJOB_SHARD_COUNT.
+// (statjob run reads it: workerpool0 is shard 0, workerpool1's replica i is
+// shard 1+i) and the shard count from STATJOB_SHARD_COUNT.
 //
 // Vertex has no secret references in a custom job's environment, so
 // Job.Secrets are refused: the tasks authenticate with the job's service
