@@ -43,21 +43,28 @@ type GCPBatch struct {
 // FakeGCPBatch starts a Cloud Batch gRPC server for the length of t.
 func FakeGCPBatch(t testing.TB) *GCPBatch {
 	t.Helper()
+	f := &GCPBatch{}
+	f.Options = serveGRPC(t, func(s *grpc.Server) { batchpb.RegisterBatchServiceServer(s, f) })
+	return f
+}
+
+// serveGRPC serves what register adds on loopback for the length of t and
+// returns the options that point a Google Cloud client at it.
+func serveGRPC(t testing.TB, register func(*grpc.Server)) []option.ClientOption {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &GCPBatch{}
 	srv := grpc.NewServer()
-	batchpb.RegisterBatchServiceServer(srv, f)
+	register(srv)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	f.Options = []option.ClientOption{
+	return []option.ClientOption{
 		option.WithEndpoint(lis.Addr().String()),
 		option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
 	}
-	return f
 }
 
 var (

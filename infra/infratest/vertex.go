@@ -3,7 +3,6 @@ package infratest
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"unicode/utf8"
@@ -12,7 +11,6 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -31,20 +29,8 @@ type VertexJobs struct {
 // FakeVertex starts a Vertex AI JobService gRPC server for the length of t.
 func FakeVertex(t testing.TB) *VertexJobs {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := &VertexJobs{}
-	srv := grpc.NewServer()
-	aiplatformpb.RegisterJobServiceServer(srv, f)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	f.Options = []option.ClientOption{
-		option.WithEndpoint(lis.Addr().String()),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
+	f.Options = serveGRPC(t, func(s *grpc.Server) { aiplatformpb.RegisterJobServiceServer(s, f) })
 	return f
 }
 
