@@ -69,6 +69,8 @@ func (v *Vertex) createRequest(j Job) (*aiplatformpb.CreateCustomJobRequest, err
 		return nil, fmt.Errorf("--machine-type is required with --cloud vertex, e.g. g2-standard-8 (L4) or a2-highgpu-1g (A100)")
 	case len(j.Secrets) > 0:
 		return nil, fmt.Errorf("--secret %s: %w; give the job's --service-account access instead (Workload Identity / Application Default Credentials; a Gemini teacher on Vertex AI needs no key), or use --cloud gcp", j.Secrets[0].Env, ErrVertexSecret)
+	case gpuMachine.MatchString(v.MachineType) && v.GPUs == 0:
+		return nil, fmt.Errorf("--machine-type %s comes with GPUs, which Vertex AI wants named: add --gpu-type and --gpus (e.g. --gpu-type nvidia-l4 --gpus 1 for g2-standard-8)", v.MachineType)
 	case j.RunPerJob:
 		return nil, fmt.Errorf("--run-per-job is not supported with --cloud vertex: give every submission its --run-id")
 	}

@@ -129,6 +129,10 @@ func TestFakeVertexRefuses(t *testing.T) {
 	for name, spoil := range map[string]func(*aiplatformpb.CreateCustomJobRequest){
 		"display_name":  func(r *aiplatformpb.CreateCustomJobRequest) { r.CustomJob.DisplayName = strings.Repeat("x", 129) },
 		"replica_count": func(r *aiplatformpb.CreateCustomJobRequest) { r.CustomJob.JobSpec.WorkerPoolSpecs[0].ReplicaCount = 4 },
+		"accelerator_count": func(r *aiplatformpb.CreateCustomJobRequest) {
+			r.CustomJob.JobSpec.WorkerPoolSpecs[0].MachineSpec.AcceleratorCount = 0
+			r.CustomJob.JobSpec.WorkerPoolSpecs[0].MachineSpec.AcceleratorType = 0
+		},
 		"machine_type": func(r *aiplatformpb.CreateCustomJobRequest) {
 			r.CustomJob.JobSpec.WorkerPoolSpecs[1].MachineSpec.MachineType = ""
 		},
@@ -155,6 +159,7 @@ func TestVertexErrorsNameTheFlag(t *testing.T) {
 		{"--machine-type", func(v *infra.Vertex, _ *infra.Job) { v.MachineType = "" }},
 		{"--gpu-type", func(v *infra.Vertex, _ *infra.Job) { v.GPUType = "nvidia-l5" }},
 		{"--image", func(_ *infra.Vertex, j *infra.Job) { j.Image = "" }},
+		{"--gpu-type and --gpus", func(v *infra.Vertex, _ *infra.Job) { v.GPUs, v.GPUType = 0, "" }},
 		{"--tasks", func(_ *infra.Vertex, j *infra.Job) { j.Tasks = 0 }},
 		{"--run-per-job", func(_ *infra.Vertex, j *infra.Job) { j.RunPerJob = true }},
 		{"--secret OPENAI_API_KEY", func(_ *infra.Vertex, j *infra.Job) { *j = testJob() }},

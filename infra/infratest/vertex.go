@@ -3,6 +3,7 @@ package infratest
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sync"
 	"testing"
 	"unicode/utf8"
@@ -55,6 +56,10 @@ func (f *VertexJobs) Created() []*aiplatformpb.CreateCustomJobRequest {
 	return append([]*aiplatformpb.CreateCustomJobRequest(nil), f.created...)
 }
 
+// gpuMachine: machine families that come with GPUs, which a custom job
+// must name.
+var gpuMachine = regexp.MustCompile(`^(a2|a3|a4|g2|g4)-`)
+
 // checkCustomJob applies the service's documented rules to the fields
 // statjob sets.
 func checkCustomJob(req *aiplatformpb.CreateCustomJobRequest) error {
@@ -78,6 +83,8 @@ func checkCustomJob(req *aiplatformpb.CreateCustomJobRequest) error {
 			return fmt.Errorf("worker_pool_specs[%d].machine_spec.machine_type is required", i)
 		case (m.AcceleratorType == aiplatformpb.AcceleratorType_ACCELERATOR_TYPE_UNSPECIFIED) != (m.AcceleratorCount == 0):
 			return fmt.Errorf("worker_pool_specs[%d].machine_spec: accelerator_type and accelerator_count go together", i)
+		case gpuMachine.MatchString(m.MachineType) && m.AcceleratorCount == 0:
+			return fmt.Errorf("worker_pool_specs[%d].machine_spec: machine type %s needs its accelerator_type and accelerator_count", i, m.MachineType)
 		case p.GetContainerSpec().GetImageUri() == "":
 			return fmt.Errorf("worker_pool_specs[%d].container_spec.image_uri is required", i)
 		}
