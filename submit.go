@@ -18,8 +18,9 @@ import (
 	"github.com/statjob/statjob/teacher"
 )
 
-// gcpClientOptions reach the Cloud Batch client (tests point it at a fake).
-var gcpClientOptions []option.ClientOption
+// gcpClientOptions reach the Cloud Batch client, vertexClientOptions the
+// Vertex AI job client (tests point them at fakes).
+var gcpClientOptions, vertexClientOptions []option.ClientOption
 
 // Flags that belong to one cloud only.
 var (
@@ -41,7 +42,7 @@ func newSubmitCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "submit",
-		Short: "Run the job on Cloud Batch or AWS Batch: an array of tasks sharing one run",
+		Short: "Run the job on Cloud Batch, AWS Batch or Vertex AI: an array of tasks sharing one run",
 		Long: `Submit the job as a cloud batch job. The resolved spec is uploaded to
 <storage.root>/submit/<run-id>/spec.yaml and every task of the array runs
 "statjob run --config <that URI> --run-id <run-id>", so the tasks work on one
@@ -54,7 +55,14 @@ same --run-id and spec resumes the run: finished stages are skipped.
 Secrets are passed by reference only: --secret NAME=REFERENCE makes the
 service set $NAME from Secret Manager (gcp: projects/P/secrets/S/versions/V)
 or Secrets Manager / SSM (aws: an ARN). Name the variable the spec's
-teacher.api_key_env reads. --dry-run prints the request and sends nothing.`,
+teacher.api_key_env reads. --dry-run prints the request and sends nothing.
+
+--cloud vertex submits a Vertex AI custom job instead of a Cloud Batch job
+(the same gcp flags; --machine-type is required): its replicas are the tasks.
+Vertex cannot fill a variable from Secret Manager, so --secret is refused
+there: the replicas run as --service-account (a Gemini teacher on Vertex AI
+needs no key). --max-retries 0 turns Vertex's restarts off; Vertex takes no
+count.`,
 		Example: `  # 4 tasks on Cloud Batch, one L4 GPU each, the teacher key from Secret Manager
   statjob submit --config my.yaml --set storage.root=gs://my-bucket/statjob \
     --tasks 4 --image us-docker.pkg.dev/my-project/statjob/statjob:cuda \
@@ -68,6 +76,12 @@ teacher.api_key_env reads. --dry-run prints the request and sends nothing.`,
     --execution-role-arn arn:aws:iam::123456789012:role/statjob-exec \
     --job-role-arn arn:aws:iam::123456789012:role/statjob-task \
     --secret OPENAI_API_KEY=arn:aws:secretsmanager:us-east-1:123456789012:secret:openai
+
+  # Vertex AI custom job: 4 replicas with one L4 each, Spot
+  statjob submit --config my.yaml --set storage.root=gs://my-bucket/statjob \
+    --cloud vertex --tasks 4 --image us-docker.pkg.dev/my-project/statjob/statjob:cuda \
+    --project my-project --region us-central1 --machine-type g2-standard-8 \
+    --gpu-type nvidia-l4 --gpus 1 --spot --service-account statjob@my-project.iam.gserviceaccount.com
 
   # See the request without sending it; resume a run by submitting it again
   statjob submit ... --dry-run | jq .
@@ -100,8 +114,14 @@ teacher.api_key_env reads. --dry-run prints the request and sends nothing.`,
 				}
 				aws.Region, aws.GPUs = region, gpus
 				c = &infra.AWS{AWSConfig: aws}
+			case "vertex":
+				if err := onlyFor(cmd, "aws", awsOnlyFlags); err != nil {
+					return err
+				}
+				gcp.Region, gcp.GPUs = region, gpus
+				c = &infra.Vertex{GCPConfig: gcp, ClientOptions: vertexClientOptions}
 			default:
-				return fmt.Errorf("--cloud %q: want gcp or aws", cloud)
+				return fmt.Errorf("--cloud %q: want gcp, aws or vertex", cloud)
 			}
 			if j.RunID == "" {
 				j.RunID = job.NewRunID(time.Now())
@@ -119,7 +139,7 @@ teacher.api_key_env reads. --dry-run prints the request and sends nothing.`,
 			if err != nil {
 				return err
 			}
-			warnTeacherKey(cmd.ErrOrStderr(), spec, j.Secrets)
+			warnTeacherKey(cmd.ErrOrStderr(), spec, cloud, j.Secrets)
 			if dryRun {
 				fmt.Fprintf(cmd.ErrOrStderr(), "dry run: nothing uploaded or sent; the spec would go to %s\n", j.SpecURI)
 				_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s\n", request)
@@ -154,7 +174,7 @@ teacher.api_key_env reads. --dry-run prints the request and sends nothing.`,
 	}
 	f.add(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&cloud, "cloud", "", "gcp (Cloud Batch) or aws (AWS Batch) (default: from storage.root, gs:// or s3://)")
+	fl.StringVar(&cloud, "cloud", "", "gcp (Cloud Batch), aws (AWS Batch) or vertex (Vertex AI custom job) (default: from storage.root, gcp for gs://, aws for s3://)")
 	fl.BoolVar(&dryRun, "dry-run", false, "print the request as JSON; upload and send nothing")
 	fl.StringVar(&j.RunID, "run-id", "", "run every task joins (default: a new id); an earlier run's id resumes it")
 	fl.BoolVar(&j.RunPerJob, "run-per-job", false, "leave --run-id out of the tasks' command: every job made from this request is its own run, named by the batch job's id (for schedules)")
@@ -163,14 +183,14 @@ teacher.api_key_env reads. --dry-run prints the request and sends nothing.`,
 	fl.StringArrayVar(&secrets, "secret", nil, "NAME=REFERENCE: set $NAME from a secret store (repeatable); never a value")
 	fl.IntVar(&j.MaxRetries, "max-retries", 3, "restarts of a preempted or stopped task (gcp up to 10, aws up to 9)")
 	fl.DurationVar(&j.MaxRunDuration, "max-run-duration", 0, "stop a task attempt after this long, e.g. 12h (default: the service's limit)")
-	fl.StringVar(&region, "region", "", "gcp: the Cloud Batch region (required); aws: the region (default: AWS_REGION or the profile's)")
+	fl.StringVar(&region, "region", "", "gcp, vertex: the region (required); aws: the region (default: AWS_REGION or the profile's)")
 	fl.IntVar(&gpus, "gpus", 0, "GPUs per task")
-	fl.StringVar(&gcp.Project, "project", "", "gcp: project id (required)")
-	fl.StringVar(&gcp.MachineType, "machine-type", "", "gcp: machine type, e.g. g2-standard-8 (L4), a2-highgpu-1g (A100) (default: Batch picks)")
-	fl.StringVar(&gcp.GPUType, "gpu-type", "", "gcp: accelerator type with --gpus, e.g. nvidia-l4 (must match the machine type's)")
-	fl.StringVar(&gcp.ServiceAccount, "service-account", "", "gcp: the tasks' service account email (default: Compute Engine's)")
-	fl.BoolVar(&gcp.Spot, "spot", false, "gcp: Spot VMs (preemptible; a preempted task is retried)")
-	fl.IntVar(&gcp.BootDiskGB, "boot-disk-gb", 0, "gcp: boot disk size in GB (default: Batch's)")
+	fl.StringVar(&gcp.Project, "project", "", "gcp, vertex: project id (required)")
+	fl.StringVar(&gcp.MachineType, "machine-type", "", "gcp, vertex: machine type, e.g. g2-standard-8 (L4), a2-highgpu-1g (A100) (gcp default: Batch picks; required with vertex)")
+	fl.StringVar(&gcp.GPUType, "gpu-type", "", "gcp, vertex: accelerator type with --gpus, e.g. nvidia-l4 (must match the machine type's)")
+	fl.StringVar(&gcp.ServiceAccount, "service-account", "", "gcp, vertex: the tasks' service account email (default: Compute Engine's; on vertex, Vertex AI's custom code service agent)")
+	fl.BoolVar(&gcp.Spot, "spot", false, "gcp, vertex: Spot VMs (preemptible; a preempted task is retried)")
+	fl.IntVar(&gcp.BootDiskGB, "boot-disk-gb", 0, "gcp, vertex: boot disk size in GB (default: Batch's)")
 	fl.StringVar(&aws.JobQueue, "job-queue", "", "aws: job queue (required)")
 	fl.StringVar(&aws.JobDefinition, "job-definition", "", "aws: your job definition (default: statjob registers one from --image)")
 	fl.StringVar(&aws.DefinitionName, "job-definition-name", "", "aws: name of the job definition statjob registers (default statjob)")
@@ -193,7 +213,7 @@ func onlyFor(cmd *cobra.Command, other string, flags []string) error {
 
 // warnTeacherKey says when the variable the teacher reads its key from is
 // not among the secrets the tasks get.
-func warnTeacherKey(w io.Writer, spec *job.Spec, secrets []infra.Secret) {
+func warnTeacherKey(w io.Writer, spec *job.Spec, cloud string, secrets []infra.Secret) {
 	tc, ok := spec.Section("teacher").(*teacher.Config)
 	if !ok {
 		return
@@ -206,6 +226,10 @@ func warnTeacherKey(w io.Writer, spec *job.Spec, secrets []infra.Secret) {
 		if s.Env == env {
 			return
 		}
+	}
+	if cloud == "vertex" {
+		fmt.Fprintf(w, "warning: the teacher reads its key from $%s, which a Vertex AI custom job cannot fill from Secret Manager; stages that call the teacher will fail (use a teacher that signs in as the service account, e.g. Gemini on Vertex AI, or --cloud gcp)\n", env)
+		return
 	}
 	fmt.Fprintf(w, "warning: the teacher reads its key from $%s, which no --secret %s=REFERENCE gives the tasks; stages that call the teacher will fail\n", env, env)
 }

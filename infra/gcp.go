@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/batch/apiv1/batchpb"
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -51,12 +52,15 @@ type GCP struct {
 }
 
 // Validate names the flag of the first missing or bad field.
-func (c GCPConfig) Validate() error {
+func (c GCPConfig) Validate() error { return c.validate("gcp") }
+
+// validate names the flag and the --cloud (gcp or vertex) it is for.
+func (c GCPConfig) validate(cloud string) error {
 	switch {
 	case c.Project == "":
-		return fmt.Errorf("--project is required with --cloud gcp")
+		return fmt.Errorf("--project is required with --cloud %s", cloud)
 	case c.Region == "":
-		return fmt.Errorf("--region is required with --cloud gcp (e.g. us-central1)")
+		return fmt.Errorf("--region is required with --cloud %s (e.g. us-central1)", cloud)
 	case c.GPUs < 0:
 		return fmt.Errorf("--gpus %d: must not be negative", c.GPUs)
 	case c.GPUType != "" && c.GPUs == 0:
@@ -151,8 +155,13 @@ func (g *GCP) Request(_ context.Context, j Job) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	// protojson varies its spacing on purpose; print it steadily indented.
-	b, err := protojson.Marshal(req)
+	return indentedJSON(req)
+}
+
+// indentedJSON is m in the API's JSON (protojson), steadily indented:
+// protojson varies its spacing on purpose.
+func indentedJSON(m proto.Message) ([]byte, error) {
+	b, err := protojson.Marshal(m)
 	if err != nil {
 		return nil, err
 	}

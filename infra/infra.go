@@ -1,12 +1,12 @@
 // Package infra submits a statjob job to a cloud batch service: Cloud Batch
-// on Google Cloud, AWS Batch on AWS. Every task of the submitted array runs
+// or Vertex AI custom jobs on Google Cloud, AWS Batch on AWS. Every task of the submitted array runs
 //
 //	statjob run --config <spec URI> --run-id <run id>
 //
 // so all tasks join one run and share its work through leases and shards
 // (package job); the shard count reaches each task as STATJOB_SHARD_COUNT
 // next to the service's own index variable (BATCH_TASK_INDEX,
-// AWS_BATCH_JOB_ARRAY_INDEX). The resolved spec is uploaded once to the
+// AWS_BATCH_JOB_ARRAY_INDEX, Vertex's CLUSTER_SPEC). The resolved spec is uploaded once to the
 // run's storage (UploadSpec) so the tasks read exactly what was submitted.
 // Submitting again with the same run id and spec starts a new batch job on
 // the same run, which resumes it: finished stages are skipped.

@@ -1,7 +1,7 @@
-// Package infratest runs fakes of the Cloud Batch and AWS Batch APIs on
-// loopback for tests: neither service has an emulator, so each fake speaks
-// the real wire format (gRPC for Cloud Batch, REST-JSON with SigV4 for AWS
-// Batch) to the real SDK client, records what it received, and refuses
+// Package infratest runs fakes of the Cloud Batch, AWS Batch and Vertex AI
+// job APIs on loopback for tests: none has an emulator, so each fake speaks
+// the real wire format (gRPC for Cloud Batch and Vertex AI, REST-JSON with
+// SigV4 for AWS Batch) to the real SDK client, records what it received, and refuses
 // requests the real service would refuse for the fields statjob sets.
 package infratest
 
@@ -43,21 +43,28 @@ type GCPBatch struct {
 // FakeGCPBatch starts a Cloud Batch gRPC server for the length of t.
 func FakeGCPBatch(t testing.TB) *GCPBatch {
 	t.Helper()
+	f := &GCPBatch{}
+	f.Options = serveGRPC(t, func(s *grpc.Server) { batchpb.RegisterBatchServiceServer(s, f) })
+	return f
+}
+
+// serveGRPC serves what register adds on loopback for the length of t and
+// returns the options that point a Google Cloud client at it.
+func serveGRPC(t testing.TB, register func(*grpc.Server)) []option.ClientOption {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &GCPBatch{}
 	srv := grpc.NewServer()
-	batchpb.RegisterBatchServiceServer(srv, f)
+	register(srv)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	f.Options = []option.ClientOption{
+	return []option.ClientOption{
 		option.WithEndpoint(lis.Addr().String()),
 		option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
 	}
-	return f
 }
 
 var (
