@@ -3,6 +3,7 @@ module github.com/statjob/statjob
 go 1.26.8
 
 require (
+	cloud.google.com/go/aiplatform v1.127.1
 	cloud.google.com/go/auth v0.24.1
 	cloud.google.com/go/batch v1.24.1
 	cloud.google.com/go/storage v1.70.0
@@ -37,7 +38,6 @@ require (
 require (
 	cel.dev/expr v0.25.2 // indirect
 	cloud.google.com/go v0.123.0 // indirect
-	cloud.google.com/go/aiplatform v1.127.1 // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.3.0 // indirect
 	cloud.google.com/go/compute/metadata v0.10.0 // indirect
 	cloud.google.com/go/iam v1.14.0 // indirect
