@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/statjob/statjob/internal/torchref"
 	"math"
 	"os"
 	"os/exec"
@@ -391,24 +392,10 @@ func writeTinyStudentSeed(t *testing.T, dir string, seed int) string {
 	return dir
 }
 
-// embedPython returns Debian's interpreter with torch, or skips (fails
-// under STATJOB_TEST_STRICT=1).
-func embedPython(t *testing.T) string {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
-			t.Fatalf("%s with torch is required (apt-get install python3-torch): %v", py, err)
-		}
-		t.Skipf("%s with torch not available: %v", py, err)
-	}
-	return py
-}
-
 // The local embedder (batched, padded, sorted by length, cut at
 // max_tokens) against PyTorch's hidden states of each text alone.
 func TestEmbedLocalMatchesPyTorch(t *testing.T) {
-	py := embedPython(t)
+	py := torchref.Python(t)
 	dir := writeTinyStudent(t, t.TempDir())
 	texts := []string{"What is 2 + 3?", "x", "Find all real x with x^2 - 5x + 6 = 0, then add them.",
 		"A much longer question about triangles, circles and the many angles between them, cut short.", "Sum 1..10?"}

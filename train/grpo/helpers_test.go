@@ -3,6 +3,7 @@ package grpo
 import (
 	"context"
 	"encoding/json"
+	"github.com/statjob/statjob/internal/torchref"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,20 +56,6 @@ func openStore(t testing.TB, dir string) storage.Store {
 	return st
 }
 
-// torchPython is Debian's interpreter with python3-torch.
-const torchPython = "/usr/bin/python3"
-
-// requireTorch skips (or fails under STATJOB_TEST_STRICT=1) without torch.
-func requireTorch(t testing.TB) {
-	t.Helper()
-	if err := exec.Command(torchPython, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
-			t.Fatalf("python3-torch is required (scripts/test-deps.sh installs it): %v", err)
-		}
-		t.Skipf("python3-torch not installed: %v", err)
-	}
-}
-
 // runTorchScript runs script DIR in.json out.json and decodes out.json.
 func runTorchScript(t testing.TB, script, dir string, in, out any) {
 	t.Helper()
@@ -81,7 +68,7 @@ func runTorchScript(t testing.TB, script, dir string, in, out any) {
 	if err := os.WriteFile(inPath, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := exec.Command(torchPython, script, dir, inPath, outPath).CombinedOutput(); err != nil {
+	if b, err := exec.Command(torchref.Interpreter, script, dir, inPath, outPath).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", script, err, b)
 	}
 	if data, err = os.ReadFile(outPath); err != nil {

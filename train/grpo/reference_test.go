@@ -2,6 +2,7 @@ package grpo
 
 import (
 	"context"
+	"github.com/statjob/statjob/internal/torchref"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -50,7 +51,7 @@ func refRollouts(rng *rand.Rand, vocab int) []*rollout {
 // shifted by up to ±0.4, so ratios fall outside 1 ± ε on both sides and the
 // clipping is exercised.
 func TestMiniBatchMatchesTorch(t *testing.T) {
-	requireTorch(t)
+	torchref.Python(t)
 	for _, lora := range []bool{false, true} {
 		name := map[bool]string{false: "full", true: "lora"}[lora]
 		t.Run(name, func(t *testing.T) {

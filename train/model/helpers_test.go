@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"encoding/json"
+	"github.com/statjob/statjob/internal/torchref"
 	"github.com/statjob/statjob/storage"
 	"os"
 	"os/exec"
@@ -61,20 +62,6 @@ const (
 		"tie_word_embeddings": true, "attention_bias": false, "hidden_act": "silu", "eos_token_id": 3}`
 )
 
-// python returns Debian's interpreter with torch, or skips (fails under
-// STATJOB_TEST_STRICT=1) when it is not installed.
-func python(t testing.TB) string {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
-			t.Fatalf("%s with torch is required (apt-get install python3-torch): %v", py, err)
-		}
-		t.Skipf("%s with torch not available (apt-get install python3-torch): %v", py, err)
-	}
-	return py
-}
-
 type reference struct {
 	Logits  [][][]float64 `json:"logits"`
 	Greedy  [][]int       `json:"greedy"`
@@ -84,7 +71,7 @@ type reference struct {
 // runReference runs testdata/reference.py on the checkpoint in dir.
 func runReference(t testing.TB, dir string, prompts [][]int, steps int) reference {
 	t.Helper()
-	py := python(t)
+	py := torchref.Python(t)
 	req, _ := json.Marshal(map[string]any{"prompts": prompts, "greedy_steps": steps})
 	reqPath, outPath := filepath.Join(dir, "request.json"), filepath.Join(dir, "reference.json")
 	if err := os.WriteFile(reqPath, req, 0o644); err != nil {

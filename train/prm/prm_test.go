@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/statjob/statjob/internal/torchref"
 	"math"
 	"os"
 	"os/exec"
@@ -48,18 +49,6 @@ var testItems = []Item{
 	{Question: "How many primes are below 20?", Response: "The primes below 20 are 2, 3, 5, 7.\n\nThen 11, 13, 17, 19.\n\nThat is 4 + 4 numbers.\n  \nCounting again: 2, 3, 5, 7, 11, 13, 17, 19.\n\nThe answer is $\\boxed{8}$."},
 }
 
-func python(t testing.TB) string {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
-			t.Fatalf("%s with torch is required (apt-get install python3-torch): %v", py, err)
-		}
-		t.Skipf("%s with torch not available (apt-get install python3-torch): %v", py, err)
-	}
-	return py
-}
-
 // TestScoresMatchTorch: the step scores of one batched forward pass per
 // bucket equal, within 1e-4, PyTorch's scores computed as RLHFlow's loop
 // does (the conversation cut after each step, re-run, logits at position
@@ -68,7 +57,7 @@ func python(t testing.TB) string {
 func TestScoresMatchTorch(t *testing.T) {
 	for _, tc := range []struct{ name, config string }{{"llama", prmtest.Llama}, {"tied", prmtest.Tied}} {
 		t.Run(tc.name, func(t *testing.T) {
-			py := python(t)
+			py := torchref.Python(t)
 			cfg := DefaultConfig()
 			cfg.BatchTokens = 512
 			p := open(t, tc.config, cfg)

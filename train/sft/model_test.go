@@ -2,6 +2,7 @@ package sft
 
 import (
 	"context"
+	"github.com/statjob/statjob/internal/torchref"
 	"math"
 	"os"
 	"path/filepath"
@@ -114,7 +115,7 @@ func modelSteps(d *Dataset, cfg Config, steps int) [][]*Batch {
 // The LoRA run then exports a merged HF directory, checked against
 // base + (α/r)·B·A and, for logits, against the PyTorch reference.
 func TestModelTrainingMatchesTorch(t *testing.T) {
-	requireTorch(t)
+	torchref.Python(t)
 	for _, lora := range []bool{false, true} {
 		name := map[bool]string{false: "full", true: "lora"}[lora]
 		t.Run(name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package sft
 
 import (
+	"github.com/statjob/statjob/internal/torchref"
 	"math"
 	"strings"
 	"testing"
@@ -53,7 +54,7 @@ func torchName(scopeAndName string) string {
 // the same weights and batches: the weights after the first update, the per-step loss
 // and grad norm, and the final weights.
 func TestTinyTrainingMatchesTorch(t *testing.T) {
-	requireTorch(t)
+	torchref.Python(t)
 	for _, lora := range []bool{false, true} {
 		name := map[bool]string{false: "full", true: "lora"}[lora]
 		t.Run(name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package sft
 
 import (
 	"encoding/json"
+	"github.com/statjob/statjob/internal/torchref"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -124,20 +125,6 @@ func tensorFloats(t testing.TB, v *mlctx.Variable) []float32 {
 	return tensors.MustCopyFlatData[float32](val)
 }
 
-// torchPython is Debian's interpreter with python3-torch.
-const torchPython = "/usr/bin/python3"
-
-// requireTorch skips (or fails under STATJOB_TEST_STRICT=1) without torch.
-func requireTorch(t testing.TB) {
-	t.Helper()
-	if err := exec.Command(torchPython, "-c", "import torch").Run(); err != nil {
-		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
-			t.Fatalf("python3-torch is required (scripts/test-deps.sh installs it): %v", err)
-		}
-		t.Skipf("python3-torch not installed: %v", err)
-	}
-}
-
 // runTorchScript runs a reference script (path relative to the package)
 // with args [dir] in.json out.json and decodes its JSON output.
 func runTorchScript(t testing.TB, script, dir string, in, out any) {
@@ -155,7 +142,7 @@ func runTorchScript(t testing.TB, script, dir string, in, out any) {
 	if dir != "" {
 		args = append(args, dir)
 	}
-	cmd := exec.Command(torchPython, append(args, inPath, outPath)...)
+	cmd := exec.Command(torchref.Interpreter, append(args, inPath, outPath)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", script, err, b)
 	}
