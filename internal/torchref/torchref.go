@@ -4,8 +4,10 @@
 package torchref
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -24,4 +26,33 @@ func Python(t testing.TB) string {
 		t.Skipf("%s with torch not available (apt-get install python3-torch): %v", Interpreter, err)
 	}
 	return Interpreter
+}
+
+// RunScript runs a reference script (path relative to the test's package)
+// as `script [dir] in.json out.json` with the torch interpreter: in is
+// written to in.json as JSON, and out.json is decoded into out.
+func RunScript(t testing.TB, script, dir string, in, out any) {
+	t.Helper()
+	tmp := t.TempDir()
+	inPath, outPath := filepath.Join(tmp, "in.json"), filepath.Join(tmp, "out.json")
+	data, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{script}
+	if dir != "" {
+		args = append(args, dir)
+	}
+	if b, err := exec.Command(Interpreter, append(args, inPath, outPath)...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, b)
+	}
+	if data, err = os.ReadFile(outPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		t.Fatal(err)
+	}
 }

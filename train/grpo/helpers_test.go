@@ -2,11 +2,6 @@ package grpo
 
 import (
 	"context"
-	"encoding/json"
-	"github.com/statjob/statjob/internal/torchref"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
@@ -54,29 +49,6 @@ func openStore(t testing.TB, dir string) storage.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
-}
-
-// runTorchScript runs script DIR in.json out.json and decodes out.json.
-func runTorchScript(t testing.TB, script, dir string, in, out any) {
-	t.Helper()
-	tmp := t.TempDir()
-	inPath, outPath := filepath.Join(tmp, "in.json"), filepath.Join(tmp, "out.json")
-	data, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(inPath, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if b, err := exec.Command(torchref.Interpreter, script, dir, inPath, outPath).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", script, err, b)
-	}
-	if data, err = os.ReadFile(outPath); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // testLog writes a run's log lines to the test log.

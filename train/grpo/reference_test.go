@@ -155,7 +155,7 @@ func TestMiniBatchMatchesTorch(t *testing.T) {
 				Clipped int                  `json:"clipped"`
 				Grads   map[string][]float64 `json:"grads"`
 			}
-			runTorchScript(t, filepath.Join("testdata", "grpo_ref.py"), dir, in, &ref)
+			torchref.RunScript(t, filepath.Join("testdata", "grpo_ref.py"), dir, in, &ref)
 			if ref.Clipped == 0 {
 				t.Fatal("no token clipped: the test does not exercise the clip")
 			}

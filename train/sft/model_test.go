@@ -167,7 +167,7 @@ func TestModelTrainingMatchesTorch(t *testing.T) {
 				t.Fatalf("%d adapters, want 14 (2 layers × 7 projections)", len(loraA))
 			}
 			var ref refOut
-			runTorchScript(t, "testdata/sft_ref.py", dir, refInput(cfg, warm, plan, loraA), &ref)
+			torchref.RunScript(t, "testdata/sft_ref.py", dir, refInput(cfg, warm, plan, loraA), &ref)
 			for i := range goLoss {
 				if rel := math.Abs(goLoss[i]-ref.Losses[i]) / ref.Losses[i]; rel > 1e-4 {
 					t.Errorf("step %d loss: go %.7g torch %.7g", i+1, goLoss[i], ref.Losses[i])
@@ -296,7 +296,7 @@ func checkLoRAExport(t *testing.T, m *model.Model, cfg Config, base map[string][
 	for i, p := range prompt {
 		ids[i] = int(p)
 	}
-	runTorchScript(t, "../model/testdata/reference.py", filepath.Join(out, "student"), map[string]any{"prompts": [][]int{ids}, "greedy_steps": 0}, &ref)
+	torchref.RunScript(t, "../model/testdata/reference.py", filepath.Join(out, "student"), map[string]any{"prompts": [][]int{ids}, "greedy_steps": 0}, &ref)
 	worst := 0.0
 	for i, row := range ref.Logits[0] {
 		for j, w := range row {

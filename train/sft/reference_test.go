@@ -137,7 +137,7 @@ func TestTinyTrainingMatchesTorch(t *testing.T) {
 			in := refInput(cfg, warm, plan, loraA)
 			in["weights"] = weights
 			var ref refOut
-			runTorchScript(t, "testdata/tiny_ref.py", "", in, &ref)
+			torchref.RunScript(t, "testdata/tiny_ref.py", "", in, &ref)
 
 			clipped := 0
 			for i := range goLoss {

@@ -2,12 +2,8 @@ package sft
 
 import (
 	"encoding/json"
-	"github.com/statjob/statjob/internal/torchref"
 	"io"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -123,36 +119,6 @@ func tensorFloats(t testing.TB, v *mlctx.Variable) []float32 {
 		t.Fatalf("%s: dtype %s", v.ScopeAndName(), val.DType())
 	}
 	return tensors.MustCopyFlatData[float32](val)
-}
-
-// runTorchScript runs a reference script (path relative to the package)
-// with args [dir] in.json out.json and decodes its JSON output.
-func runTorchScript(t testing.TB, script, dir string, in, out any) {
-	t.Helper()
-	tmp := t.TempDir()
-	inPath, outPath := filepath.Join(tmp, "in.json"), filepath.Join(tmp, "out.json")
-	data, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(inPath, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{script}
-	if dir != "" {
-		args = append(args, dir)
-	}
-	cmd := exec.Command(torchref.Interpreter, append(args, inPath, outPath)...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", script, err, b)
-	}
-	data, err = os.ReadFile(outPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // mathRecord is a line of data/math/*.jsonl.
