@@ -2,6 +2,8 @@ package model
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -194,4 +196,98 @@ func TestLoadDuplicateTensor(t *testing.T) {
 	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "is also in "+filepath.Base(shards[0])) {
 		t.Errorf("duplicate tensor: %v", err)
 	}
+}
+
+// TestInspect: Inspect accepts what Load accepts and refuses what Load
+// refuses, reading the safetensors headers only.
+func TestInspect(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := mustConfig(t, tinyQwen2)
+	if err := NewRandom(cfg, 1, 0.1).Save(ctx, openDir(t, dir), "", SaveOptions{DType: "BF16", ShardBytes: 20000}); err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for _, h := range TensorNames(cfg) {
+		want += int64(numElements(h.Shape))
+	}
+	src := &countingSource{Source: openDir(t, dir)}
+	got, params, err := Inspect(ctx, src, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.HiddenSize != cfg.HiddenSize || params != want {
+		t.Errorf("Inspect: hidden %d, %d parameters; want %d, %d", got.HiddenSize, params, cfg.HiddenSize, want)
+	}
+	// It reads each file's header and at most one 4 KiB buffer beyond it.
+	var budget, size int64
+	shards, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	for _, f := range shards {
+		data, _ := os.ReadFile(f)
+		budget += 8 + int64(binary.LittleEndian.Uint64(data)) + 4<<10
+		size += int64(len(data))
+	}
+	if len(shards) < 2 || src.read > budget {
+		t.Errorf("Inspect read %d of the %d shards' %d bytes, more than their headers (%d)", src.read, len(shards), size, budget)
+	}
+
+	// A config that disagrees with the weights.
+	bigger := strings.Replace(tinyQwen2, `"hidden_size": 48`, `"hidden_size": 96`, 1)
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(bigger), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Inspect(ctx, openDir(t, dir), ""); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "has shape") {
+		t.Errorf("mismatched shapes: %v", err)
+	}
+	// A shard missing from the index: its tensors are missing.
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tinyQwen2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	idxPath := filepath.Join(dir, WeightsIndex)
+	idx, _ := os.ReadFile(idxPath)
+	var index map[string]any
+	if err := json.Unmarshal(idx, &index); err != nil {
+		t.Fatal(err)
+	}
+	last := filepath.Base(shards[len(shards)-1])
+	for k, f := range index["weight_map"].(map[string]any) {
+		if f == last {
+			delete(index["weight_map"].(map[string]any), k)
+		}
+	}
+	idx, _ = json.Marshal(index)
+	if err := os.WriteFile(idxPath, idx, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Inspect(ctx, openDir(t, dir), ""); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "missing tensors") {
+		t.Errorf("a shard left out of the index: %v", err)
+	}
+}
+
+// countingSource counts the bytes read from the readers it hands out.
+type countingSource struct {
+	Source
+	read int64
+}
+
+func (s *countingSource) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	r, err := s.Source.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{readCounter{r, &s.read}, r}, nil
+}
+
+type readCounter struct {
+	r io.Reader
+	n *int64
+}
+
+func (c readCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
 }
