@@ -86,6 +86,7 @@ The job spec is YAML; the default one is built in (statjob spec prints it).`,
 	root.AddCommand(newUnlockCmd())
 	root.AddCommand(newStagesCmd())
 	root.AddCommand(newSpecCmd())
+	root.AddCommand(newCheckCmd())
 	root.AddCommand(newSubmitCmd())
 	root.AddCommand(newPruneCmd())
 	root.AddCommand(newReportCmd())

@@ -98,27 +98,37 @@ func openStudent(ctx context.Context, env *job.Env, cfg *StudentConfig, from str
 		src, prefix = env.Store(), job.OutputKey(env.RunID(), from, StudentDir)
 		where = env.Store().URI(prefix)
 	}
-	files := map[string][]byte{}
-	for _, f := range tokenizerFiles {
-		rc, err := src.Get(ctx, path.Join(prefix, f))
-		if err != nil {
-			return nil, fmt.Errorf("student %s: %s: %w", where, f, err)
-		}
-		files[f], err = io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("student %s: read %s: %w", where, f, err)
-		}
-	}
-	tok, err := tokenizer.Load(bytes.NewReader(files["tokenizer.json"]), bytes.NewReader(files["tokenizer_config.json"]))
+	tok, files, err := loadTokenizer(ctx, src, prefix, where)
 	if err != nil {
-		return nil, fmt.Errorf("student %s: %w", where, err)
+		return nil, err
 	}
 	m, err := model.Load(ctx, src, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("student %s: %w", where, err)
 	}
 	return &Student{Model: m, Tok: tok, Files: files, Where: where}, nil
+}
+
+// loadTokenizer reads the tokenizer files under prefix in src (the student
+// at where) and loads them.
+func loadTokenizer(ctx context.Context, src model.Source, prefix, where string) (*tokenizer.Tokenizer, map[string][]byte, error) {
+	files := map[string][]byte{}
+	for _, f := range tokenizerFiles {
+		rc, err := src.Get(ctx, path.Join(prefix, f))
+		if err != nil {
+			return nil, nil, fmt.Errorf("student %s: %s: %w", where, f, err)
+		}
+		files[f], err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("student %s: read %s: %w", where, f, err)
+		}
+	}
+	tok, err := tokenizer.Load(bytes.NewReader(files["tokenizer.json"]), bytes.NewReader(files["tokenizer_config.json"]))
+	if err != nil {
+		return nil, nil, fmt.Errorf("student %s: %w", where, err)
+	}
+	return tok, files, nil
 }
 
 // studentHash identifies the base student for fingerprints without reading
