@@ -129,32 +129,30 @@ func inspectModel(ctx context.Context, uri string) (string, *tokenizer.Tokenizer
 		where, mc.ModelType, mc.NumHiddenLayers, mc.HiddenSize, float64(params)/1e6, tok.VocabSize()), tok, nil
 }
 
-// CheckData loads every data file a run of spec reads (the MATH splits, the
-// evaluation benchmarks, the reference skill map and catalogue) and returns
-// a one-line summary per set.
+// CheckData loads every data file a run of spec reads, as the stages read
+// them: the MATH training set, the validation split, and the evaluation
+// benchmarks with their reference skills attached. It returns one line per
+// set.
 func CheckData(spec *job.Spec) ([]string, error) {
 	data := spec.Section("data").(*problems.Config)
+	train, err := problems.LoadMATH(mathTrainPath(spec))
+	if err != nil {
+		return nil, fmt.Errorf("data.dir: %w", err)
+	}
+	val, _, err := problems.SplitMATH(data.Dir, *data)
+	if err != nil {
+		return nil, fmt.Errorf("data.dir: %w", err)
+	}
+	out := []string{fmt.Sprintf("math train: %d problems, validation: %d", len(train), len(val))}
 	ev := spec.Section("evaluate").(*EvaluateConfig)
-	var out []string
-	for i, b := range append([]string{problems.MATH}, ev.Benchmarks...) {
-		if i > 0 && b == problems.MATH {
-			continue
-		}
-		ps, err := problems.LoadDir(b, data.Dir)
-		if err != nil {
-			return out, fmt.Errorf("data.dir %s: %w", data.Dir, err)
-		}
-		out = append(out, fmt.Sprintf("%s: %d problems", b, len(ps)))
-	}
-	rows, err := problems.LoadSkillMap(dataFile(data.Dir, ev.SkillMap))
+	sets, err := benchmarks(ev, data)
 	if err != nil {
-		return out, fmt.Errorf("evaluate.skill_map: %w", err)
+		return out, err
 	}
-	cat, err := problems.LoadCatalogue(dataFile(data.Dir, ev.Catalogue))
-	if err != nil {
-		return out, fmt.Errorf("evaluate.catalogue: %w", err)
+	for _, b := range ev.Benchmarks {
+		out = append(out, fmt.Sprintf("%s: %d problems", b, len(sets[b])))
 	}
-	return append(out, fmt.Sprintf("skill map: %d rows, catalogue: %d subjects", len(rows), len(cat))), nil
+	return out, nil
 }
 
 // checkTeacher sends the teacher one short request past the response cache
