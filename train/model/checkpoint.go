@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/statjob/statjob/storage"
@@ -78,9 +80,22 @@ func (m *Model) set(name string, t *tensors.Tensor) {
 }
 
 // Load reads config.json and the weights (model.safetensors, or the shards
-// listed in model.safetensors.index.json) under prefix in src. Tensors
-// stream in one at a time.
+// listed in model.safetensors.index.json) under prefix in src, as float32.
+// Tensors stream in one at a time.
 func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
+	return LoadAs(ctx, src, prefix, dtypes.Float32)
+}
+
+// LoadAs is Load with the weights held in dtype: float32, or bfloat16 for a
+// model that is only read (generation, scoring, a frozen base under LoRA),
+// in half the memory. Every graph of the model computes in float32 as
+// before (the matrix products in the compute dtype, UseComputeDType), with
+// the weights' values rounded to bfloat16 — none lost from a bfloat16
+// checkpoint. Weights held in bfloat16 are not trained.
+func LoadAs(ctx context.Context, src Source, prefix string, dtype dtypes.DType) (*Model, error) {
+	if dtype != dtypes.Float32 && dtype != dtypes.BFloat16 {
+		return nil, fmt.Errorf("model: weights in %s: want float32 or bfloat16", dtype)
+	}
 	cfg, files, err := readLayout(ctx, src, prefix)
 	if err != nil {
 		return nil, err
@@ -96,7 +111,7 @@ func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
 		err = ReadSafetensors(r, func(t Tensor) error {
 			keep, err := chk.add(t.Name, t.Shape, f)
 			if keep {
-				m.set(t.Name, tensors.FromFlatDataAndDimensions(t.Data, t.Shape...))
+				m.set(t.Name, asDType(t.Data, t.Shape, dtype))
 			}
 			return err
 		})
@@ -277,7 +292,7 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 		if err != nil {
 			return nil, err
 		}
-		return tensors.CopyFlatData[float32](t)
+		return float32Data(t)
 	}
 	weightMap := map[string]string{}
 	for i, shard := range shards {
@@ -347,4 +362,33 @@ func readAll(ctx context.Context, src Source, key string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	return b, nil
+}
+
+// asDType is data [shape] as a tensor of dtype (float32 or bfloat16,
+// rounded to nearest even).
+func asDType(data []float32, shape []int, dtype dtypes.DType) *tensors.Tensor {
+	if dtype != dtypes.BFloat16 {
+		return tensors.FromFlatDataAndDimensions(data, shape...)
+	}
+	b := make([]bfloat16.BFloat16, len(data))
+	for i, v := range data {
+		b[i] = toBF16(v)
+	}
+	return tensors.FromFlatDataAndDimensions(b, shape...)
+}
+
+// float32Data is a float32 or bfloat16 tensor's values as float32.
+func float32Data(t *tensors.Tensor) ([]float32, error) {
+	if t.DType() != dtypes.BFloat16 {
+		return tensors.CopyFlatData[float32](t)
+	}
+	b, err := tensors.CopyFlatData[bfloat16.BFloat16](t)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, len(b))
+	for i, v := range b {
+		out[i] = v.Float32()
+	}
+	return out, nil
 }

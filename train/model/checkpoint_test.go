@@ -10,11 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -290,4 +293,90 @@ func (c readCounter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	*c.n += int64(n)
 	return n, err
+}
+
+// TestLoadAsBFloat16: a bfloat16 checkpoint held in bfloat16 gives exactly
+// the logits and the sampled tokens of the same checkpoint held in float32,
+// with half the bytes; and saves back unchanged.
+func TestLoadAsBFloat16(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := mustConfig(t, tinyQwen2)
+	if err := NewRandom(cfg, 3, 0.3).Save(ctx, openDir(t, dir), "", SaveOptions{DType: "BF16"}); err != nil {
+		t.Fatal(err)
+	}
+	f32, err := Load(ctx, openDir(t, dir), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bf16, err := LoadAs(ctx, openDir(t, dir), "", dtypes.BFloat16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bytes32, bytes16 int
+	for _, m := range []struct {
+		m *Model
+		n *int
+	}{{f32, &bytes32}, {bf16, &bytes16}} {
+		m.m.Ctx.EnumerateVariables(func(v *mlctx.Variable) { *m.n += int(v.Shape().Memory()) })
+	}
+	if bytes16*2 != bytes32 {
+		t.Errorf("weights take %d bytes in bfloat16, %d in float32: want half", bytes16, bytes32)
+	}
+
+	b := testBackend(t)
+	seqs := [][]int{{1, 2, 3, 4, 5}, {7, 8}}
+	want, err := Logits(b, f32, seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Logits(b, bf16, seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		for j := range want[i] {
+			if !slices.Equal(got[i][j], want[i][j]) {
+				t.Fatalf("sequence %d position %d: logits differ with the weights in bfloat16", i, j)
+			}
+		}
+	}
+	s := Sampling{Temperature: 1, MaxNewTokens: 12}
+	reqs := []Request{{Prompt: []int{4, 5, 6}, Seed: 42}, {Prompt: []int{9}, Seed: 7}}
+	var outs [2][]Result
+	for i, m := range []*Model{f32, bf16} {
+		gen, err := NewGenerator(b, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if outs[i], err = gen.Generate(reqs, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range reqs {
+		if !slices.Equal(outs[0][i].Tokens, outs[1][i].Tokens) {
+			t.Errorf("request %d: sampled %v in float32, %v in bfloat16", i, outs[0][i].Tokens, outs[1][i].Tokens)
+		}
+	}
+
+	// Saved again (as float32), the values are the checkpoint's.
+	back := t.TempDir()
+	if err := bf16.Save(ctx, openDir(t, back), "", SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(ctx, openDir(t, back), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range TensorNames(cfg) {
+		scope, name := scopeOf(h.Name)
+		a := tensors.MustCopyFlatData[float32](f32.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
+		c := tensors.MustCopyFlatData[float32](again.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
+		if !slices.Equal(a, c) {
+			t.Fatalf("%s changed in the bfloat16 round trip", h.Name)
+		}
+	}
+	if _, err := LoadAs(ctx, openDir(t, dir), "", dtypes.Float16); err == nil {
+		t.Error("LoadAs float16: no error")
+	}
 }

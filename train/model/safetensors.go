@@ -243,13 +243,23 @@ func encode(dtype string, in []float32, b []byte) {
 		}
 	case "BF16":
 		for i, v := range in {
-			le.PutUint16(b[2*i:], bfloat16.FromFloat32(v).Bits())
+			le.PutUint16(b[2*i:], toBF16(v).Bits())
 		}
 	case "F16":
 		for i, v := range in {
 			le.PutUint16(b[2*i:], float16.Fromfloat32(v).Bits())
 		}
 	}
+}
+
+// toBF16 rounds v to the nearest bfloat16, ties to even, as PyTorch's
+// .to(torch.bfloat16) does (bfloat16.FromFloat32 truncates). NaN stays NaN.
+func toBF16(v float32) bfloat16.BFloat16 {
+	if v != v {
+		return bfloat16.BFloat16(math.Float32bits(v)>>16 | 0x40) // a quiet NaN
+	}
+	b := math.Float32bits(v)
+	return bfloat16.BFloat16((b + 0x7fff + (b>>16)&1) >> 16)
 }
 
 // TensorHeader is what WriteSafetensors needs to know before any data: the
