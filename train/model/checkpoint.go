@@ -292,7 +292,7 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 		if err != nil {
 			return nil, err
 		}
-		return float32Data(t)
+		return Float32Data(t)
 	}
 	weightMap := map[string]string{}
 	for i, shard := range shards {
@@ -377,8 +377,9 @@ func asDType(data []float32, shape []int, dtype dtypes.DType) *tensors.Tensor {
 	return tensors.FromFlatDataAndDimensions(b, shape...)
 }
 
-// float32Data is a float32 or bfloat16 tensor's values as float32.
-func float32Data(t *tensors.Tensor) ([]float32, error) {
+// Float32Data is a float32 or bfloat16 tensor's values as float32: a
+// weight's values whether it is held in float32 or, after LoadAs, bfloat16.
+func Float32Data(t *tensors.Tensor) ([]float32, error) {
 	if t.DType() != dtypes.BFloat16 {
 		return tensors.CopyFlatData[float32](t)
 	}
