@@ -49,14 +49,14 @@ func Preflight(ctx context.Context, spec *job.Spec, callAPIs bool) []Check {
 		add("data", "", err)
 	}
 	if diff := spec.Section("difficulty").(*DifficultyConfig); diff.Method == ByPRM {
-		d, _, err := inspectModel(ctx, diff.PRM.Model)
+		d, _, _, err := inspectModel(ctx, diff.PRM.Model)
 		add("prm", d, prefixErr("difficulty.prm.model", err))
 	}
 	if slices.Contains(spec.Section("pipeline").(*PipelineConfig).Strategies, "embed-sel") {
 		c := spec.Section("dataset").(*DatasetConfig).Embed
 		switch {
 		case c.Provider == EmbedLocal && c.Model != "":
-			d, _, err := inspectModel(ctx, c.Model)
+			d, _, _, err := inspectModel(ctx, c.Model)
 			add("embedder", d, prefixErr("dataset.embed.model", err))
 		case c.Provider == EmbedLocal:
 			add("embedder", "local: the student's hidden states", nil)
@@ -86,7 +86,7 @@ func prefixErr(field string, err error) error {
 // the assistant's tokens (SFT's loss mask), and its checkpoint holds what
 // its config asks for (inspectModel). It returns a one-line summary.
 func CheckStudent(ctx context.Context, cfg *StudentConfig) (string, error) {
-	summary, tok, err := inspectModel(ctx, cfg.Model)
+	summary, tok, params, err := inspectModel(ctx, cfg.Model)
 	if err != nil {
 		return "", prefixErr("student.model", err)
 	}
@@ -100,33 +100,35 @@ func CheckStudent(ctx context.Context, cfg *StudentConfig) (string, error) {
 	if len(chat.Assistant) != 1 || chat.Assistant[0].End <= chat.Assistant[0].Start {
 		return "", fmt.Errorf("student %s: chat template: the assistant's reply is not marked in %q", cfg.Model, chat.Text)
 	}
-	return summary + "; chat template renders", nil
+	held := cfg.heldDType()
+	return fmt.Sprintf("%s; %.2f GiB held in %s; chat template renders", summary,
+		float64(params)*float64(held.Size())/(1<<30), held), nil
 }
 
 // inspectModel checks the Hugging Face model directory at uri without
 // reading its weights: the tokenizer loads, config.json is a supported
 // architecture whose safetensors headers hold exactly the tensors it asks
 // for (model.Inspect), and the embedding covers every token id.
-func inspectModel(ctx context.Context, uri string) (string, *tokenizer.Tokenizer, error) {
+func inspectModel(ctx context.Context, uri string) (string, *tokenizer.Tokenizer, int64, error) {
 	st, err := storage.Open(ctx, uri)
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	defer st.Close()
 	where := st.URI("")
 	tok, _, err := loadTokenizer(ctx, st, "", where)
 	if err != nil {
-		return "", nil, err
+		return "", nil, 0, err
 	}
 	mc, params, err := model.Inspect(ctx, st, "")
 	if err != nil {
-		return "", nil, fmt.Errorf("%s: %w", where, err)
+		return "", nil, 0, fmt.Errorf("%s: %w", where, err)
 	}
 	if tok.VocabSize() > mc.VocabSize {
-		return "", nil, fmt.Errorf("%s: the tokenizer has %d tokens, more than config.json's vocab_size %d", where, tok.VocabSize(), mc.VocabSize)
+		return "", nil, 0, fmt.Errorf("%s: the tokenizer has %d tokens, more than config.json's vocab_size %d", where, tok.VocabSize(), mc.VocabSize)
 	}
 	return fmt.Sprintf("%s: %s, %d layers, hidden %d, %.1fM parameters, %d tokens",
-		where, mc.ModelType, mc.NumHiddenLayers, mc.HiddenSize, float64(params)/1e6, tok.VocabSize()), tok, nil
+		where, mc.ModelType, mc.NumHiddenLayers, mc.HiddenSize, float64(params)/1e6, tok.VocabSize()), tok, params, nil
 }
 
 // CheckData loads every data file a run of spec reads, as the stages read
