@@ -135,6 +135,9 @@ func (s *grpoStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) 
 			signal += x.SignalFraction
 		}
 		m["tokens_per_s"], m["signal_fraction"] = sum/float64(n), signal/float64(n)
+		if cfg.KLCoef > 0 {
+			m["final_kl"] = last.KL
+		}
 	}
 	if res.ResumedFrom != "" {
 		m["resumed_from"] = strings.TrimPrefix(res.ResumedFrom, env.Key(""))
