@@ -75,7 +75,11 @@ func (s *grpoStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) 
 	if err != nil {
 		return nil, fmt.Errorf("grpo questions: %w", err)
 	}
-	student, err := openStudent(ctx, env, sec.student, s.from())
+	held := sec.student
+	if cfg.LoRA.Rank == 0 {
+		held = held.trained() // every weight is trained
+	}
+	student, err := openStudent(ctx, env, held, s.from())
 	if err != nil {
 		return nil, err
 	}
