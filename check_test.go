@@ -14,7 +14,7 @@ import (
 // with the runs kept on the GCS and S3 emulators; and names the broken part
 // when the student, the teacher or the storage is wrong.
 func TestCheck(t *testing.T) {
-	d, err := startDemo(t.TempDir())
+	d, err := startDemo(t.TempDir(), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func statjobLogged(t *testing.T, args ...string) (string, error) {
 // teacher section at the oracle it serves, and a STAT prompt sent through
 // the real client with that section gets the world's answer.
 func TestDemoSpecReachesTheTeacher(t *testing.T) {
-	d, err := startDemo(t.TempDir())
+	d, err := startDemo(t.TempDir(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
