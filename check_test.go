@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/stages"
 	"github.com/statjob/statjob/storage/storagetest"
 )
 
@@ -105,4 +107,49 @@ func TestCheck(t *testing.T) {
 			t.Errorf("--offline called the teacher, or failed: %v\n%s", err, out)
 		}
 	})
+}
+
+// TestFrozenSpecKeepsFingerprints: the spec as a run freezes it (run.json)
+// and as statjob spec writes it give every stage the fingerprint of the spec
+// they came from, so statjob resume takes up a finished run's stages and a
+// saved spec reuses the stage cache.
+func TestFrozenSpecKeepsFingerprints(t *testing.T) {
+	d, err := startDemo(t.TempDir(), "", "pipeline.strategies=[stat-sel, embed-sel]", "pipeline.grpo=[stat-sel]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fingerprints := func(spec *job.Spec) map[string]string {
+		t.Helper()
+		g, err := stages.Graph(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fps, err := g.Fingerprints(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fps
+	}
+	want := fingerprints(d.spec)
+	frozen, err := d.spec.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := d.spec.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string][]byte{"run.json": frozen, "statjob spec": saved} {
+		spec := newSpec()
+		if err := spec.Load(name, text); err != nil {
+			t.Fatal(err)
+		}
+		got := fingerprints(spec)
+		for stage, fp := range want {
+			if got[stage] != fp {
+				t.Errorf("%s: stage %s has fingerprint %.8s, the spec it came from %.8s", name, stage, got[stage], fp)
+			}
+		}
+	}
 }
