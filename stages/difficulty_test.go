@@ -261,7 +261,9 @@ func TestDifficultyPRMResumes(t *testing.T) {
 	ctx := context.Background()
 	dir := prmtest.Write(t, t.TempDir(), prmtest.Llama, 11)
 	rs := prmFixture()
-	sets := []string{"difficulty.method=prm", "difficulty.prm.model=" + dir, "difficulty.prm.tau2=0.05",
+	// tau1 0.4 splits the tiny PRM's scores: some questions are difficult,
+	// some not.
+	sets := []string{"difficulty.method=prm", "difficulty.prm.model=" + dir, "difficulty.prm.tau1=0.4", "difficulty.prm.tau2=0.05",
 		"difficulty.part_questions=2", "job.grace=0s"}
 	g, err := job.NewGraph(fixed{name: "probe", files: map[string]any{ResponsesFile: rs}}, NewDifficulty())
 	if err != nil {
@@ -335,6 +337,9 @@ func TestDifficultyPRMResumes(t *testing.T) {
 	}
 	if u.Metrics["prm_questions_kept"] != 0.0 || u.Metrics["prm_questions_scored"] != 5.0 || u.Metrics["prm_right"] != m.Metrics["prm_right"] {
 		t.Errorf("uninterrupted metrics %v vs resumed %v", u.Metrics, m.Metrics)
+	}
+	if d := u.Metrics["difficult"]; d == 0.0 || d == 5.0 {
+		t.Errorf("%v of 5 questions difficult: the comparison says little", d)
 	}
 }
 
