@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/stages"
+	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/task/skillsworld"
 )
 
@@ -26,8 +28,8 @@ var demoSpec []byte
 
 func newDemoCmd() *cobra.Command {
 	var (
-		dir, logFormat string
-		sets           []string
+		dir, root, logFormat string
+		sets                 []string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -38,22 +40,25 @@ student that never learned three of the skills, and a teacher that knows the wor
 served on loopback and reached through the real OpenAI client.
 
 The world goes to DIR/data, the base student to DIR/student, the runs and
-the stage cache to DIR/store; the spec is examples/demo.yaml (built in). The
+the stage cache to DIR/store, or to --root (a folder, gs:// or s3://, so the
+demo also tries a bucket); the spec is examples/demo.yaml (built in). The
 pipeline runs as statjob run runs it; at the end the report's location is
 printed, and its Markdown shown. Run it again and the finished stages are
 taken from the stage cache (a stopped demo carries on where it stopped).`,
 		Example: `  statjob demo
   statjob demo --dir /tmp/statjob-demo
   statjob demo --set pipeline.strategies=[stat-sel] --set sft.epochs=6   # a quicker one
+  statjob demo --root gs://my-bucket/statjob-demo   # the runs in a bucket
   statjob status --root statjob-demo/store     # what the demo's run did`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return demo(ctx, cmd, dir, logFormat, sets)
+			return demo(ctx, cmd, dir, root, logFormat, sets)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "statjob-demo", "folder for the world, the base student and the runs")
+	cmd.Flags().StringVar(&root, "root", "", "storage root for the runs and the stage cache (default DIR/store)")
 	cmd.Flags().StringVar(&logFormat, "log", "auto", "output: text, json or auto")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override one field of the demo spec, e.g. --set sft.epochs=4 (repeatable)")
 	return cmd
@@ -76,13 +81,17 @@ const oracleAddrFile = "oracle.addr"
 
 // startDemo writes the world and the base student under dir (files already
 // there with the same bytes are left alone), serves the oracle teacher on
-// loopback, and resolves the demo spec with sets applied.
-func startDemo(dir string, sets ...string) (*demoEnv, error) {
+// loopback, and resolves the demo spec with sets applied, its runs under
+// root (dir/store when root is "").
+func startDemo(dir, root string, sets ...string) (*demoEnv, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	d := &demoEnv{root: filepath.Join(abs, "store"), data: filepath.Join(abs, "data"), student: filepath.Join(abs, "student")}
+	if root == "" {
+		root = filepath.Join(abs, "store")
+	}
+	d := &demoEnv{root: root, data: filepath.Join(abs, "data"), student: filepath.Join(abs, "student")}
 	if err := skillsworld.Write(d.data, skillsworld.DefaultConfig()); err != nil {
 		return nil, err
 	}
@@ -167,8 +176,8 @@ func listenOracle(file string) (net.Listener, error) {
 }
 
 // demo runs the pipeline on the skills world and shows the report.
-func demo(ctx context.Context, cmd *cobra.Command, dir, logFormat string, sets []string) error {
-	d, err := startDemo(dir, sets...)
+func demo(ctx context.Context, cmd *cobra.Command, dir, root, logFormat string, sets []string) error {
+	d, err := startDemo(dir, root, sets...)
 	if err != nil {
 		return err
 	}
@@ -194,16 +203,31 @@ func demo(ctx context.Context, cmd *cobra.Command, dir, logFormat string, sets [
 	if err != nil {
 		return err
 	}
-	report := filepath.Join(d.root, filepath.FromSlash(job.OutputKey(id, "report", "")))
-	md, err := os.ReadFile(filepath.Join(report, stages.ReportMD))
-	if errors.Is(err, os.ErrNotExist) {
-		fmt.Fprintf(out, "\nrun %s is done; the report is in %s\n", id, report)
+	st, err := d.spec.Storage().Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open storage: %w", err)
+	}
+	defer st.Close()
+	where := func(name string) string { // a local root is shown as a path
+		uri := st.URI(job.OutputKey(id, "report", name))
+		if p, ok := strings.CutPrefix(uri, "file://"); ok {
+			return filepath.FromSlash(p)
+		}
+		return uri
+	}
+	rc, err := st.Get(ctx, job.OutputKey(id, "report", stages.ReportMD))
+	if errors.Is(err, storage.ErrNotExist) {
+		fmt.Fprintf(out, "\nrun %s is done; the report is in %s\n", id, where(""))
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n%s\nrun %s is done; the report: %s (and %s)\n", md, id,
-		filepath.Join(report, stages.ReportHTML), filepath.Join(report, stages.ReportMD))
+	md, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n%s\nrun %s is done; the report: %s (and %s)\n", md, id, where(stages.ReportHTML), where(stages.ReportMD))
 	return nil
 }

@@ -86,6 +86,12 @@ func TestDemoEndToEnd(t *testing.T) {
 	if after, err := os.Stat(weights); err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
 		t.Error("a second demo rewrote the base student's weights")
 	}
+	// The first run, resumed with its frozen spec, has nothing left to do.
+	first := filepath.Base(filepath.Dir(runs[0]))
+	if out3, err := statjobLogged(t, "resume", first, "--root", filepath.Join(dir, "store"), "--log", "text"); err != nil ||
+		!regexpMatch(out3, `done in [^:]+: 0 ran`) {
+		t.Errorf("statjob resume %s of a finished run: %v\n%s", first, err, out3)
+	}
 }
 
 // statjobLogged runs the statjob command like statjob(), with its log (the
@@ -105,7 +111,7 @@ func statjobLogged(t *testing.T, args ...string) (string, error) {
 // teacher section at the oracle it serves, and a STAT prompt sent through
 // the real client with that section gets the world's answer.
 func TestDemoSpecReachesTheTeacher(t *testing.T) {
-	d, err := startDemo(t.TempDir())
+	d, err := startDemo(t.TempDir(), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,6 +86,7 @@ The job spec is YAML; the default one is built in (statjob spec prints it).`,
 	root.AddCommand(newUnlockCmd())
 	root.AddCommand(newStagesCmd())
 	root.AddCommand(newSpecCmd())
+	root.AddCommand(newCheckCmd())
 	root.AddCommand(newSubmitCmd())
 	root.AddCommand(newPruneCmd())
 	root.AddCommand(newReportCmd())
@@ -347,7 +348,7 @@ func shardOptions(o *job.Options, flag string) error {
 		return parse("AWS_BATCH_JOB_ARRAY_INDEX/STATJOB_SHARD_COUNT", i, n)
 	}
 	if cs, n := os.Getenv("CLUSTER_SPEC"), os.Getenv("STATJOB_SHARD_COUNT"); cs != "" && n != "" {
-		i, err := clusterSpecIndex(cs)
+		i, err := job.ClusterSpecReplica(cs)
 		if err != nil {
 			return err
 		}
@@ -355,33 +356,6 @@ func shardOptions(o *job.Options, flag string) error {
 	}
 	o.Shard, o.Shards = 0, 1
 	return nil
-}
-
-// clusterSpecIndex is the place of this replica of a Vertex AI custom job
-// among all replicas, from the CLUSTER_SPEC variable Vertex sets:
-// {"cluster": {"workerpool0": [...], "workerpool1": [...]}, "task":
-// {"type": "workerpool1", "index": 2}} is replica 1 + 2 = 3.
-func clusterSpecIndex(spec string) (int, error) {
-	var cs struct {
-		Cluster map[string][]string
-		Task    struct {
-			Type  string
-			Index *int
-		}
-	}
-	if err := json.Unmarshal([]byte(spec), &cs); err != nil {
-		return 0, fmt.Errorf("CLUSTER_SPEC: %w", err)
-	}
-	pool, err := strconv.Atoi(strings.TrimPrefix(cs.Task.Type, "workerpool"))
-	if err != nil || !strings.HasPrefix(cs.Task.Type, "workerpool") || cs.Task.Index == nil ||
-		*cs.Task.Index < 0 || *cs.Task.Index >= len(cs.Cluster[cs.Task.Type]) {
-		return 0, fmt.Errorf("CLUSTER_SPEC: task %q index %v is not one of its cluster's replicas", cs.Task.Type, cs.Task.Index)
-	}
-	i := *cs.Task.Index
-	for p := 0; p < pool; p++ {
-		i += len(cs.Cluster["workerpool"+strconv.Itoa(p)])
-	}
-	return i, nil
 }
 
 // batchRunID is the run the tasks of a batch array share: the job's id.

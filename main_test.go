@@ -78,7 +78,7 @@ func TestSpecErrorsNameFileAndLine(t *testing.T) {
 		t.Errorf("unknown key: %v", err)
 	}
 	if _, err := statjob(t, "stages", "--set", "pipeline.strategies=[stat-sel, magic]"); err == nil ||
-		!strings.Contains(err.Error(), `spec: pipeline: strategies[1]: "magic" is not one of`) {
+		!strings.Contains(err.Error(), `spec: pipeline.strategies[1]: "magic" is not one of`) {
 		t.Errorf("bad strategy: %v", err)
 	}
 	if _, err := statjob(t, "stages", "--config", filepath.Join(t.TempDir(), "none.yaml")); err == nil || !strings.Contains(err.Error(), "none.yaml") {

@@ -51,14 +51,18 @@ func TestDemoSurvivesKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the small demo twice")
 	}
-	killed := t.TempDir()
+	// The stopped demo keeps its runs on the GCS emulator, as a batch job
+	// keeps them in a bucket; the uninterrupted one in a local folder.
+	killed, gcs := t.TempDir(), storagetest.FakeGCS(t)
+	onGCS := []string{"--root", gcs.Root, "--set", "storage.gcs.endpoint=" + gcs.GCS.Endpoint}
 	rng := rand.New(rand.NewPCG(7, 11))
 	stops := 0
 	for attempt := 0; ; attempt++ {
 		if attempt > 12 {
 			t.Fatal("the demo did not finish in 12 starts")
 		}
-		cmd := exec.Command(os.Args[0], append([]string{"demo", "--dir", killed, "--log", "json"}, reliabilitySets...)...)
+		args := append([]string{"demo", "--dir", killed, "--log", "json"}, onGCS...)
+		cmd := exec.Command(os.Args[0], append(args, reliabilitySets...)...)
 		cmd.Env = append(os.Environ(), "STATJOB_TEST_MAIN=1")
 		logFile, err := os.Create(filepath.Join(killed, "log.txt"))
 		if err != nil {
@@ -111,7 +115,7 @@ func TestDemoSurvivesKills(t *testing.T) {
 	if out, err := statjobLogged(t, append([]string{"demo", "--dir", whole, "--log", "json"}, reliabilitySets...)...); err != nil {
 		t.Fatalf("uninterrupted demo: %v\n%s", err, tail([]byte(out)))
 	}
-	got, want := runOutputs(t, killed), runOutputs(t, whole)
+	got, want := runOutputs(t, gcs), runOutputs(t, storage.Config{Root: filepath.Join(whole, "store")})
 	if len(want) == 0 {
 		t.Fatal("the uninterrupted demo recorded no outputs")
 	}
@@ -134,18 +138,14 @@ func TestDemoSurvivesKills(t *testing.T) {
 }
 
 // runOutputs maps "<stage>/<output>" to its sha256 for the one finished run
-// under dir/store (the newest, whose stages must all be done).
-func runOutputs(t *testing.T, dir string) map[string]string {
+// in the store of cfg (the newest, whose stages must all be done).
+func runOutputs(t *testing.T, cfg storage.Config) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	st, err := storage.Open(ctx, filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storagetest.Open(t, cfg)
 	runs, _, err := job.ListRuns(ctx, st)
 	if err != nil || len(runs) == 0 {
-		t.Fatalf("runs under %s: %v", dir, err)
+		t.Fatalf("runs under %s: %v", cfg.Root, err)
 	}
 	out := map[string]string{}
 	for _, name := range runs[0].Stages {

@@ -190,7 +190,7 @@ count.`,
 	fl.StringVar(&gcp.GPUType, "gpu-type", "", "gcp, vertex: accelerator type with --gpus, e.g. nvidia-l4 (must match the machine type's)")
 	fl.StringVar(&gcp.ServiceAccount, "service-account", "", "gcp, vertex: the tasks' service account email (default: Compute Engine's; on vertex, Vertex AI's custom code service agent)")
 	fl.BoolVar(&gcp.Spot, "spot", false, "gcp, vertex: Spot VMs (preemptible; a preempted task is retried)")
-	fl.IntVar(&gcp.BootDiskGB, "boot-disk-gb", 0, "gcp, vertex: boot disk size in GB (default: Batch's)")
+	fl.IntVar(&gcp.BootDiskGB, "boot-disk-gb", 0, "gcp, vertex: boot disk size in GB (default: the service's)")
 	fl.StringVar(&aws.JobQueue, "job-queue", "", "aws: job queue (required)")
 	fl.StringVar(&aws.JobDefinition, "job-definition", "", "aws: your job definition (default: statjob registers one from --image)")
 	fl.StringVar(&aws.DefinitionName, "job-definition-name", "", "aws: name of the job definition statjob registers (default statjob)")

@@ -102,19 +102,34 @@ func TestSubmitVertex(t *testing.T) {
 		t.Setenv(v, "")
 	}
 	t.Setenv(infra.ShardCountEnv, "3")
+	// Each replica is its own batch task, named by the job (the variable
+	// submit set) and its place, so a restarted replica takes over its
+	// dead attempt's leases.
+	for _, v := range []string{"BATCH_JOB_UID", "AWS_BATCH_JOB_ID"} {
+		t.Setenv(v, "")
+	}
 	var shards []int
+	var tasks []string
 	for p, pool := range js.WorkerPoolSpecs {
 		for r := 0; r < int(pool.ReplicaCount); r++ {
 			t.Setenv("CLUSTER_SPEC", clusterSpec(t, js.WorkerPoolSpecs, p, r))
+			for _, e := range pool.GetContainerSpec().GetEnv() {
+				t.Setenv(e.Name, e.Value)
+			}
 			var o job.Options
 			if err := shardOptions(&o, ""); err != nil || o.Shards != 3 {
 				t.Fatalf("workerpool%d replica %d: %+v %v", p, r, o, err)
 			}
 			shards = append(shards, o.Shard)
+			tasks = append(tasks, job.BatchTask())
 		}
 	}
 	if !slices.Equal(shards, []int{0, 1, 2}) {
 		t.Errorf("replicas run shards %v, want 0, 1, 2", shards)
+	}
+	jobName := created[0].CustomJob.DisplayName
+	if want := []string{jobName + "/0", jobName + "/1", jobName + "/2"}; !slices.Equal(tasks, want) {
+		t.Errorf("replicas' batch tasks %q, want %q", tasks, want)
 	}
 	for _, bad := range []string{`{"task":{"type":"workerpool1","index":5},"cluster":{"workerpool1":["a"]}}`, `{"task":{"type":"chief"}}`, `not json`} {
 		t.Setenv("CLUSTER_SPEC", bad)

@@ -11,6 +11,8 @@ import (
 	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/statjob/statjob/job"
 )
 
 // Vertex submits a Vertex AI custom job. It takes the same settings as
@@ -82,6 +84,10 @@ func (v *Vertex) createRequest(j Job) (*aiplatformpb.CreateCustomJobRequest, err
 		}
 		machine.AcceleratorType, machine.AcceleratorCount = acc, int32(v.GPUs)
 	}
+	// The display name is unique per submission; it names the replicas'
+	// batch tasks (job.VertexJobEnv), so a restarted replica takes over
+	// its dead attempt's leases at once.
+	displayName := name(j.RunID, randomSuffix())
 	pool := func(replicas int) *aiplatformpb.WorkerPoolSpec {
 		p := &aiplatformpb.WorkerPoolSpec{
 			MachineSpec:  machine,
@@ -90,7 +96,10 @@ func (v *Vertex) createRequest(j Job) (*aiplatformpb.CreateCustomJobRequest, err
 				ImageUri: j.Image,
 				// Args, not Command: the image's entrypoint is statjob.
 				Args: j.Command(),
-				Env:  []*aiplatformpb.EnvVar{{Name: ShardCountEnv, Value: j.shardCount()}},
+				Env: []*aiplatformpb.EnvVar{
+					{Name: ShardCountEnv, Value: j.shardCount()},
+					{Name: job.VertexJobEnv, Value: displayName},
+				},
 			}},
 		}
 		if v.BootDiskGB > 0 {
@@ -112,7 +121,7 @@ func (v *Vertex) createRequest(j Job) (*aiplatformpb.CreateCustomJobRequest, err
 	return &aiplatformpb.CreateCustomJobRequest{
 		Parent: "projects/" + v.Project + "/locations/" + v.Region,
 		CustomJob: &aiplatformpb.CustomJob{
-			DisplayName: name(j.RunID, randomSuffix()),
+			DisplayName: displayName,
 			JobSpec: &aiplatformpb.CustomJobSpec{
 				WorkerPoolSpecs: pools,
 				Scheduling:      sched,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/statjob/statjob/infra"
 	"github.com/statjob/statjob/infra/infratest"
+	"github.com/statjob/statjob/job"
 )
 
 func testVertex(f *infratest.VertexJobs) *infra.Vertex {
@@ -60,7 +61,9 @@ func TestVertexSubmit(t *testing.T) {
 		if c.ImageUri != j.Image || len(c.Command) != 0 || !slices.Equal(c.Args, j.Command()) {
 			t.Errorf("pool %d container %v: want the image's entrypoint with args %q", i, c, j.Command())
 		}
-		if len(c.Env) != 1 || c.Env[0].Name != infra.ShardCountEnv || c.Env[0].Value != "4" {
+		// The shard count, and the job's name for the replicas' batch tasks.
+		if len(c.Env) != 2 || c.Env[0].Name != infra.ShardCountEnv || c.Env[0].Value != "4" ||
+			c.Env[1].Name != job.VertexJobEnv || c.Env[1].Value != req.CustomJob.DisplayName {
 			t.Errorf("pool %d env %v", i, c.Env)
 		}
 		m := p.MachineSpec
@@ -88,7 +91,11 @@ func TestVertexSubmit(t *testing.T) {
 	if err := protojson.Unmarshal(out, &printed); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	printed.CustomJob.DisplayName = req.CustomJob.DisplayName // a new suffix per request
+	// A new suffix per request, in the name and in the replicas' variable.
+	printed.CustomJob.DisplayName = req.CustomJob.DisplayName
+	for _, p := range printed.CustomJob.JobSpec.WorkerPoolSpecs {
+		p.GetContainerSpec().Env[1].Value = req.CustomJob.DisplayName
+	}
 	if !proto.Equal(&printed, req) {
 		t.Errorf("dry run:\n%s\nsent:\n%v", out, req)
 	}

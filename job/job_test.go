@@ -274,6 +274,20 @@ func TestShardsAndMerge(t *testing.T) {
 		if got := outputs(t, st, "sharded"); !mapsEqual(got, want) {
 			t.Errorf("sharded outputs differ from unsharded:\n got %v\nwant %v", got, want)
 		}
+		// The merged stage's times span its shards (statjob status shows them).
+		merged, err := ReadManifest(context.Background(), st, "sharded", "gen")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			var sm Manifest
+			if err := readJSON(context.Background(), st, shardDir("sharded", "gen", i, 3)+manifestName, &sm); err != nil {
+				t.Fatal(err)
+			}
+			if sm.Started.Before(merged.Started) || sm.Finished.After(merged.Finished) {
+				t.Errorf("shard %d ran %s–%s, outside the stage's %s–%s", i, sm.Started, sm.Finished, merged.Started, merged.Finished)
+			}
+		}
 	})
 }
 

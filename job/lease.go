@@ -36,12 +36,16 @@ type Lease struct {
 
 // BatchTask names this process's batch task, or "" outside a batch array:
 // BATCH_JOB_UID/BATCH_TASK_INDEX on Cloud Batch, AWS_BATCH_JOB_ID (which
-// carries ":<index>" for array children) on AWS Batch.
+// carries ":<index>" for array children) on AWS Batch, the job and replica
+// on Vertex AI (vertexTask).
 func BatchTask() string {
 	if job, i := os.Getenv("BATCH_JOB_UID"), os.Getenv("BATCH_TASK_INDEX"); job != "" && i != "" {
 		return job + "/" + i
 	}
-	return os.Getenv("AWS_BATCH_JOB_ID")
+	if id := os.Getenv("AWS_BATCH_JOB_ID"); id != "" {
+		return id
+	}
+	return vertexTask()
 }
 
 // HeldError says that someone else holds a lease.

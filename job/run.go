@@ -565,6 +565,11 @@ func (r *runner) run(ctx context.Context, st Stage, i, n int, merge bool) error 
 	if isShard {
 		m.Shard, m.Shards = i, n
 	}
+	for _, sm := range env.shardMs { // a merged stage started with its first shard
+		if sm.Started.Before(m.Started) {
+			m.Started = sm.Started
+		}
+	}
 	if err := createJSON(ctx, r.store, key, m); err != nil {
 		if errors.Is(err, storage.ErrExists) {
 			return fmt.Errorf("stage %s: another runner finished it while this one held the lease: %w", label, err)

@@ -272,20 +272,30 @@ func (s *Spec) Set(assignment string) error {
 	return nil
 }
 
-// Validate runs every section's Validate, naming the section.
+// Validate runs every section's Validate, naming the section: an error
+// that starts with a field of the section ("model: …", "embed.k: …") reads
+// as the full key ("student.model: …", "dataset.embed.k: …"), one that names
+// its key fully anywhere is left as it is, any other gets the section.
 func (s *Spec) Validate() error {
 	var errs []error
 	for _, n := range s.names {
-		if err := s.sections[n].Validate(); err != nil {
-			if strings.HasPrefix(err.Error(), n+".") { // already names its field fully
-				errs = append(errs, fmt.Errorf("spec: %w", err))
-			} else {
-				errs = append(errs, fmt.Errorf("spec: %s: %w", n, err))
-			}
+		err := s.sections[n].Validate()
+		switch {
+		case err == nil:
+		case regexp.MustCompile(`(^|[^a-z_.])` + regexp.QuoteMeta(n) + `\.[a-z_]`).MatchString(err.Error()):
+			errs = append(errs, fmt.Errorf("spec: %w", err)) // already names its field fully
+		case fieldFirst.MatchString(err.Error()):
+			errs = append(errs, fmt.Errorf("spec: %s.%w", n, err))
+		default:
+			errs = append(errs, fmt.Errorf("spec: %s: %w", n, err))
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// fieldFirst matches an error that starts with a field's key: "model: …",
+// "embed.pooling: …", "strategies[1]: …".
+var fieldFirst = regexp.MustCompile(`^[a-z_][a-z0-9_]*(\[\d+\])?(\.[a-z_][a-z0-9_]*(\[\d+\])?)*: `)
 
 // YAML returns the resolved spec as YAML, every field written out.
 func (s *Spec) YAML() ([]byte, error) {

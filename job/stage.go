@@ -15,12 +15,14 @@
 package job
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"sort"
 	"strings"
@@ -63,10 +65,17 @@ type Sharded interface {
 // sorted, struct fields in declaration order), for fingerprints:
 //
 //	job.Hash("label v2", cfg, upstream)
+//
+// An empty list or map counts as absent (null): a setting left out and the
+// same setting written as [] or {} — as a spec saved with statjob spec, or
+// a run's frozen run.json, writes it — give one fingerprint.
 func Hash(parts ...any) (string, error) {
 	h := sha256.New()
 	for i, p := range parts {
 		b, err := json.Marshal(p)
+		if err == nil {
+			b, err = emptyAsNull(b)
+		}
 		if err != nil {
 			return "", fmt.Errorf("fingerprint part %d: %w", i, err)
 		}
@@ -74,6 +83,77 @@ func Hash(parts ...any) (string, error) {
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// emptyAsNull rewrites compact JSON (as json.Marshal writes it) with every
+// [] and {} replaced by null, keeping everything else byte for byte.
+func emptyAsNull(b []byte) ([]byte, error) {
+	if !bytes.Contains(b, []byte("[]")) && !bytes.Contains(b, []byte("{}")) {
+		return b, nil // nothing to rewrite (the common case)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var out bytes.Buffer
+	type level struct {
+		object bool
+		n      int // values (or keys) written at this level
+	}
+	var stack []level
+	pending := byte(0) // '[' or '{' opened but not yet written
+	sep := func() {    // the separator before the next token at the current level
+		if len(stack) == 0 {
+			return
+		}
+		top := &stack[len(stack)-1]
+		if top.object && top.n%2 == 1 {
+			out.WriteByte(':')
+		} else if top.n > 0 {
+			out.WriteByte(',')
+		}
+		top.n++
+	}
+	flush := func() {
+		if pending != 0 {
+			out.WriteByte(pending)
+			pending = 0
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if d, ok := tok.(json.Delim); ok && (d == ']' || d == '}') {
+			if pending != 0 { // empty: the opener was never written
+				pending = 0
+				stack = stack[:len(stack)-1]
+				out.WriteString("null")
+				continue
+			}
+			stack = stack[:len(stack)-1]
+			out.WriteByte(byte(d))
+			continue
+		}
+		flush()
+		sep()
+		switch t := tok.(type) {
+		case json.Delim:
+			pending = byte(t)
+			stack = append(stack, level{object: t == '{'})
+		case json.Number:
+			out.WriteString(string(t))
+		default:
+			v, err := json.Marshal(t)
+			if err != nil {
+				return nil, err
+			}
+			out.Write(v)
+		}
+	}
+	return out.Bytes(), nil
 }
 
 // notInstalled stands in the plan for a stage this build does not have.

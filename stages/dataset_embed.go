@@ -13,6 +13,7 @@ import (
 	"sort"
 
 	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/graph"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
@@ -105,7 +106,11 @@ func embedID(ctx context.Context, spec *job.Spec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("dataset.embed.model: %w", err)
 	}
-	return fmt.Sprintf("local:%s:%s:%d", h, c.Pooling, c.MaxTokens), nil
+	id := fmt.Sprintf("local:%s:%s:%d", h, c.Pooling, c.MaxTokens)
+	if sc := spec.Section("student").(*StudentConfig); sc.heldDType() != dtypes.Float32 {
+		id += ":" + sc.DType // weights rounded to it give other vectors
+	}
+	return id, nil
 }
 
 // embedNew builds the spec's embedder behind the cache in the run's store;
@@ -298,7 +303,7 @@ func newLocalEmbedder(ctx context.Context, spec *job.Spec) (*localEmbedder, erro
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStudent(ctx, nil, &StudentConfig{Model: c.localModel(sc)}, "")
+	st, err := openStudent(ctx, nil, &StudentConfig{Model: c.localModel(sc), DType: sc.DType}, "")
 	if err != nil {
 		return nil, err
 	}

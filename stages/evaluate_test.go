@@ -2,6 +2,7 @@ package stages
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -10,9 +11,11 @@ import (
 	"testing"
 
 	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/storage/storagetest"
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/task/problems"
+	"github.com/statjob/statjob/train/model"
 )
 
 // TestEvaluateScores: the scores of fixed responses, overall and by
@@ -156,5 +159,42 @@ func TestEvaluateBaseAndArm(t *testing.T) {
 		if one, got := readOutput(t, st, "evaluate/base", name), readOutput(t, two, "evaluate/base", name); !bytes.Equal(one, got) {
 			t.Errorf("%s: 2 shards merged differ from 1 task:\n%s\nvs\n%s", name, got, one)
 		}
+	}
+}
+
+// TestEvaluateHeldInBFloat16: a bfloat16 checkpoint evaluated with its
+// weights held in bfloat16 (student.dtype) answers exactly as held in
+// float32.
+func TestEvaluateHeldInBFloat16(t *testing.T) {
+	ctx := context.Background()
+	src := storagetest.Open(t, storage.Config{Root: writeTinyStudent(t, t.TempDir())})
+	m, err := model.Load(ctx, src, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, f := range tokenizerFiles {
+		files[f] = storagetest.ReadAll(t, src, f)
+	}
+	dir := t.TempDir()
+	if err := m.Save(ctx, storagetest.Open(t, storage.Config{Root: dir}), "", model.SaveOptions{DType: "BF16", Files: files}); err != nil {
+		t.Fatal(err)
+	}
+	sets := append(append([]string{}, genSets...), "evaluate.benchmarks=[math,gsm8k]", "evaluate.limit=3",
+		"evaluate.samples=2", "evaluate.sampling.max_new_tokens=8")
+	out := map[string]storage.Store{}
+	for _, dt := range []string{"float32", "bfloat16"} {
+		out[dt] = storagetest.Local(t)
+		if _, err := runStages(t, out[dt], testSpec(t, dir, append(sets, "student.dtype="+dt)...), NewEvaluate("base", "")); err != nil {
+			t.Fatalf("student.dtype=%s: %v", dt, err)
+		}
+	}
+	for _, b := range []string{"math.jsonl", "gsm8k.jsonl"} {
+		if f32, bf16 := readOutput(t, out["float32"], "evaluate/base", b), readOutput(t, out["bfloat16"], "evaluate/base", b); !bytes.Equal(f32, bf16) {
+			t.Errorf("%s: answers differ with the weights held in bfloat16", b)
+		}
+	}
+	if err := testSpec(t, dir, "student.dtype=float16").Validate(); err == nil || !strings.Contains(err.Error(), "dtype") {
+		t.Errorf("student.dtype=float16: %v", err)
 	}
 }

@@ -75,7 +75,11 @@ func (s *grpoStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) 
 	if err != nil {
 		return nil, fmt.Errorf("grpo questions: %w", err)
 	}
-	student, err := openStudent(ctx, env, sec.student, s.from())
+	held := sec.student
+	if cfg.LoRA.Rank == 0 {
+		held = held.trained() // every weight is trained
+	}
+	student, err := openStudent(ctx, env, held, s.from())
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +139,9 @@ func (s *grpoStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) 
 			signal += x.SignalFraction
 		}
 		m["tokens_per_s"], m["signal_fraction"] = sum/float64(n), signal/float64(n)
+		if cfg.KLCoef > 0 {
+			m["final_kl"] = last.KL
+		}
 	}
 	if res.ResumedFrom != "" {
 		m["resumed_from"] = strings.TrimPrefix(res.ResumedFrom, env.Key(""))

@@ -85,18 +85,20 @@ func grpoFixedSFT(t *testing.T, arm, student string) fixed {
 }
 
 // TestGRPOResumesAndExports runs grpo/x through the job runner on the
-// skills world: the first attempt is stopped after its first checkpoint,
-// the resumed one continues from it, trains (some steps have signal and
-// update), writes a metrics row per step, and exports a student that loads,
-// differs from the one it started from, and is what evaluate/grpo/x
-// evaluates.
+// skills world, with a KL term: the first attempt is stopped after its
+// first checkpoint, the resumed one continues from it, trains (some steps
+// have signal and update), writes a metrics row per step (with the KL to
+// the starting student, which the resumed attempt still measures against
+// the student it started from, so it is above 0 once an update moved the
+// weights), and exports a student that loads, differs from the one it
+// started from, and is what evaluate/grpo/x evaluates.
 func TestGRPOResumesAndExports(t *testing.T) {
 	ctx := context.Background()
 	student, data, st := grpoTestSetup(t)
 	const steps = 2
 	spec := testSpec(t, student, "data.dir="+data, "grpo.steps=2", "grpo.questions=2", "grpo.group=4",
 		"grpo.mini_batch=8", "grpo.micro_batch=8", "grpo.sampling.max_new_tokens=40", "grpo.lr=1e-4",
-		"grpo.checkpoint_every=1", "grpo.keep=1", "job.grace=0s",
+		"grpo.kl_coef=0.05", "grpo.checkpoint_every=1", "grpo.keep=1", "job.grace=0s",
 		"data.validation=60", "data.exclude=[]", "evaluate.benchmarks=[math]", "evaluate.limit=2",
 		"evaluate.skill_map=", "evaluate.catalogue=", "evaluate.sampling.max_new_tokens=8")
 	g, err := job.NewGraph(grpoFixedSFT(t, "x", student), NewGRPO("x"), NewEvaluate(GRPOArm("x"), GRPOArm("x")))
@@ -142,6 +144,13 @@ func TestGRPOResumesAndExports(t *testing.T) {
 	}
 	if len(rows) != steps || rows[steps-1].Step != steps {
 		t.Fatalf("%d metrics rows, want %d", len(rows), steps)
+	}
+	if rows[0].Updates == 0 || rows[1].Updates == 0 {
+		t.Fatalf("metrics %+v: a step without update leaves the KL unexercised", rows)
+	}
+	if !(rows[1].KL > 0) || man.Metrics["final_kl"] != rows[1].KL {
+		t.Fatalf("step 2 of a run with kl_coef > 0: kl %g (stage metric %v), want > 0 after step 1's update",
+			rows[1].KL, man.Metrics["final_kl"])
 	}
 
 	// The export loads like sft's, and GRPO changed the student.

@@ -63,7 +63,11 @@ func (s *sftStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
 	for i := range convs {
 		convs[i].Messages = stCfg.withSystem(convs[i].Messages)
 	}
-	student, err := openStudent(ctx, env, stCfg, "")
+	held := stCfg
+	if cfg.LoRA.Rank == 0 {
+		held = stCfg.trained() // every weight is trained
+	}
+	student, err := openStudent(ctx, env, held, "")
 	if err != nil {
 		return nil, err
 	}

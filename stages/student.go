@@ -9,6 +9,8 @@ import (
 	"path"
 	"time"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
 	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/train/model"
@@ -30,6 +32,13 @@ type StudentConfig struct {
 	Date string `yaml:"date"`
 	// System is a system message put before every question ("" for none).
 	System string `yaml:"system,omitempty"`
+	// DType holds the weights that are only read — the student when it
+	// answers (probe, evaluate), the base under LoRA, the local embedder —
+	// in "float32" (""; the default) or "bfloat16": half the memory, and
+	// for a bfloat16 checkpoint (most published ones) exactly the same
+	// results. Weights being trained (full fine-tuning, full GRPO) are
+	// always float32.
+	DType string `yaml:"dtype,omitempty"`
 }
 
 // DefaultStudentConfig has no model: a spec must name one.
@@ -43,7 +52,25 @@ func (c *StudentConfig) Validate() error {
 	if _, err := time.Parse(time.DateOnly, c.Date); err != nil {
 		return fmt.Errorf("date: %q is not YYYY-MM-DD", c.Date)
 	}
+	if c.DType != "" && c.DType != "float32" && c.DType != "bfloat16" {
+		return fmt.Errorf("dtype: %q, want float32 or bfloat16", c.DType)
+	}
 	return nil
+}
+
+// heldDType is the dtype the weights that are only read are held in.
+func (c *StudentConfig) heldDType() dtypes.DType {
+	if c.DType == "bfloat16" {
+		return dtypes.BFloat16
+	}
+	return dtypes.Float32
+}
+
+// trained is c for a stage that trains every weight: held in float32.
+func (c *StudentConfig) trained() *StudentConfig {
+	t := *c
+	t.DType = ""
+	return &t
 }
 
 // ChatOptions are the chat template inputs for a generation prompt.
@@ -77,7 +104,8 @@ type Student struct {
 }
 
 // openStudent loads the student that stage from produced (its StudentDir
-// output), or the base student of cfg when from is "".
+// output), or the base student of cfg when from is "", with the weights
+// held as cfg.DType says (cfg.trained() for full training).
 func openStudent(ctx context.Context, env *job.Env, cfg *StudentConfig, from string) (*Student, error) {
 	var (
 		src    model.Source
@@ -98,27 +126,37 @@ func openStudent(ctx context.Context, env *job.Env, cfg *StudentConfig, from str
 		src, prefix = env.Store(), job.OutputKey(env.RunID(), from, StudentDir)
 		where = env.Store().URI(prefix)
 	}
-	files := map[string][]byte{}
-	for _, f := range tokenizerFiles {
-		rc, err := src.Get(ctx, path.Join(prefix, f))
-		if err != nil {
-			return nil, fmt.Errorf("student %s: %s: %w", where, f, err)
-		}
-		files[f], err = io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("student %s: read %s: %w", where, f, err)
-		}
-	}
-	tok, err := tokenizer.Load(bytes.NewReader(files["tokenizer.json"]), bytes.NewReader(files["tokenizer_config.json"]))
+	tok, files, err := loadTokenizer(ctx, src, prefix, where)
 	if err != nil {
-		return nil, fmt.Errorf("student %s: %w", where, err)
+		return nil, err
 	}
-	m, err := model.Load(ctx, src, prefix)
+	m, err := model.LoadAs(ctx, src, prefix, cfg.heldDType())
 	if err != nil {
 		return nil, fmt.Errorf("student %s: %w", where, err)
 	}
 	return &Student{Model: m, Tok: tok, Files: files, Where: where}, nil
+}
+
+// loadTokenizer reads the tokenizer files under prefix in src (the student
+// at where) and loads them.
+func loadTokenizer(ctx context.Context, src model.Source, prefix, where string) (*tokenizer.Tokenizer, map[string][]byte, error) {
+	files := map[string][]byte{}
+	for _, f := range tokenizerFiles {
+		rc, err := src.Get(ctx, path.Join(prefix, f))
+		if err != nil {
+			return nil, nil, fmt.Errorf("student %s: %s: %w", where, f, err)
+		}
+		files[f], err = io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("student %s: read %s: %w", where, f, err)
+		}
+	}
+	tok, err := tokenizer.Load(bytes.NewReader(files["tokenizer.json"]), bytes.NewReader(files["tokenizer_config.json"]))
+	if err != nil {
+		return nil, nil, fmt.Errorf("student %s: %w", where, err)
+	}
+	return tok, files, nil
 }
 
 // studentHash identifies the base student for fingerprints without reading

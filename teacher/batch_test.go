@@ -109,12 +109,13 @@ func TestBatchBudget(t *testing.T) {
 	}
 }
 
+// TestBatchUnsupported: batch mode with the Gemini API (which has none) is
+// refused when the teacher is built, before any stage runs.
 func TestBatchUnsupported(t *testing.T) {
 	_, cfg := fake(t, ProviderGemini)
 	cfg.Batch.Enabled = true
-	tc := newTeacher(t, cfg, localStore(t), nil)
-	_, err := tc.Batch(context.Background(), "x", requests(3, 10))
-	if err == nil || !strings.Contains(err.Error(), "vertex") {
+	_, err := New(context.Background(), cfg, localStore(t), nil)
+	if err == nil || !strings.Contains(err.Error(), "teacher.batch.enabled") || !strings.Contains(err.Error(), "vertex") {
 		t.Fatalf("err %v", err)
 	}
 }

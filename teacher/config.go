@@ -185,6 +185,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Batch.Enabled {
+		if c.Provider == ProviderGemini {
+			return bad("batch.enabled", "batch mode is available with provider vertex or openai, not gemini (the Gemini API key has none)")
+		}
+		if !c.Cache {
+			return bad("batch.enabled", "batch mode needs the response cache (teacher.cache: true): it holds the batch's results")
+		}
 		if c.Batch.PollInterval <= 0 {
 			return bad("batch.poll_interval", "must be positive")
 		}

@@ -163,6 +163,10 @@ Please reason step by step, and put your final answer within \boxed{}.`,
 	}
 )
 
+// Ping is the one short request statjob check sends to prove the endpoint,
+// the model name and the key; any reply will do.
+var Ping = &Prompt{Name: "ping", Version: 1, User: "Reply with the single word OK."}
+
 // Prompts lists STAT's prompts by name.
 var Prompts = map[string]*Prompt{
 	ProposeSkills.Name: ProposeSkills, LabelSkills.Name: LabelSkills, Diagnose.Name: Diagnose,

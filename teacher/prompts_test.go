@@ -193,7 +193,9 @@ func TestConfigValidate(t *testing.T) {
 		{"teacher.budget", func(c *Config) { c.Budget.Tokens = -5 }},
 		{"teacher.budget.usd", func(c *Config) { c.Budget.USD = 10 }},
 		{"teacher.prices.m", func(c *Config) { c.Prices = map[string]Price{"m": {InputPerM: -1}} }},
-		{"teacher.batch.poll_interval", func(c *Config) { c.Batch.Enabled, c.Batch.PollInterval = true, 0 }},
+		{"teacher.batch.poll_interval", func(c *Config) { c.Provider, c.Batch.Enabled, c.Batch.PollInterval = ProviderOpenAI, true, 0 }},
+		{"teacher.batch.enabled", func(c *Config) { c.Batch.Enabled = true }}, // gemini: no batch mode
+		{"teacher.batch.enabled", func(c *Config) { c.Provider, c.Batch.Enabled, c.Cache = ProviderOpenAI, true, false }},
 	}
 	for _, tc := range cases {
 		c := DefaultConfig()

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
@@ -267,6 +268,34 @@ func bench(b backends.Backend) error {
 	fmt.Printf("RESULT sft_step: batch %dx%d, %.3f s/step, %.0f tokens/s (full-weight SGD, f32; loss %.3f -> %.3f)\n",
 		bt, tt, el/float64(*flagSteps), float64(n**flagSteps)/el, first, last)
 
+	if err := timeDecode(b, m, "decode"); err != nil {
+		return err
+	}
+	// The same weights held in bfloat16 (student.dtype: bfloat16).
+	dir, err := os.MkdirTemp("", "gpucheck-bf16-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	st, err := storage.Open(context.Background(), dir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := m.Save(context.Background(), st, "", model.SaveOptions{DType: "BF16"}); err != nil {
+		return err
+	}
+	held, err := model.LoadAs(context.Background(), st, "", dtypes.BFloat16)
+	if err != nil {
+		return err
+	}
+	return timeDecode(b, held, "decode_bf16_weights")
+}
+
+// timeDecode times greedy decoding of the flags' batch with m, after a
+// compiling run, and prints a RESULT line named label.
+func timeDecode(b backends.Backend, m *model.Model, label string) error {
+	cfg := m.Config
 	gen, err := model.NewGenerator(b, m)
 	if err != nil {
 		return err
@@ -280,22 +309,22 @@ func bench(b backends.Backend) error {
 		reqs[i] = model.Request{Prompt: p, Seed: uint64(i)}
 	}
 	s := model.Sampling{MaxNewTokens: *flagNew}
-	start = time.Now()
+	start := time.Now()
 	if _, err := gen.Generate(reqs, s); err != nil { // compiles prefill and decode
 		return err
 	}
-	fmt.Printf("bench: decode compiled and ran once in %.1fs\n", time.Since(start).Seconds())
+	fmt.Printf("bench: %s compiled and ran once in %.1fs\n", label, time.Since(start).Seconds())
 	start = time.Now()
 	res, err := gen.Generate(reqs, s)
 	if err != nil {
 		return err
 	}
-	el = time.Since(start).Seconds()
+	el := time.Since(start).Seconds()
 	total := 0
 	for _, r := range res {
 		total += len(r.Tokens)
 	}
-	fmt.Printf("RESULT decode: batch %d, prompt %d, %d new tokens each, greedy, %.1f ms/step, %.0f tokens/s (prefill included)\n",
-		*flagDecodeB, *flagPrompt, *flagNew, el*1000/float64(*flagNew), float64(total)/el)
+	fmt.Printf("RESULT %s: batch %d, prompt %d, %d new tokens each, greedy, %.1f ms/step, %.0f tokens/s (prefill included)\n",
+		label, *flagDecodeB, *flagPrompt, *flagNew, el*1000/float64(*flagNew), float64(total)/el)
 	return nil
 }

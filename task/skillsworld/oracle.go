@@ -251,6 +251,9 @@ func (o *Oracle) answer(system, user, seed string, structured bool) (string, err
 		return "<question>" + q + "</question>", nil
 
 	case teacher.Solve.System:
+		if user == teacher.Ping.User {
+			return "OK", nil // statjob check
+		}
 		q, ok := strings.CutSuffix(strings.TrimSpace(user), solveSuffix)
 		if !ok {
 			return "", errors.New("unrecognised prompt: no system message of STAT's prompts and not a solve request")

@@ -27,29 +27,8 @@ func benchConfig(b *testing.B) *model.Config {
 func BenchmarkGRPOStep(b *testing.B) {
 	for _, lora := range []bool{false, true} {
 		b.Run(map[bool]string{false: "full", true: "lora"}[lora], func(b *testing.B) {
-			cfg := DefaultConfig()
-			cfg.Questions, cfg.Group, cfg.MiniBatch, cfg.MicroBatch = 8, 4, 16, 8
-			cfg.LR, cfg.Sampling.MaxNewTokens = 1e-3, 32
-			if lora {
-				cfg.LoRA = sft.LoRAConfig{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}}
-			}
-			m := model.NewRandom(benchConfig(b), 1, 0.05)
-			tr, err := NewTrainer(cfg, testBackend(b), m, []int{284})
-			if err != nil {
-				b.Fatal(err)
-			}
-			rng := rand.New(rand.NewPCG(1, 2))
-			var qs []Question
-			for i := range cfg.Questions {
-				q := Question{ID: string(rune('a' + i))}
-				for range 32 {
-					q.Prompt = append(q.Prompt, rng.IntN(280))
-				}
-				qs = append(qs, q)
-			}
-			if _, err := tr.Step(0, qs, lowTokens, cfg.LR); err != nil { // compiles the graphs
-				b.Fatal(err)
-			}
+			tr, qs := benchTrainer(b, lora, 0)
+			cfg := tr.cfg
 			var sample, train float64
 			tokens, updates := 0, 0
 			b.ResetTimer()
@@ -65,6 +44,64 @@ func BenchmarkGRPOStep(b *testing.B) {
 			b.ReportMetric(train/float64(b.N), "train-s/step")
 			b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
 			b.ReportMetric(float64(updates)/float64(b.N), "updates/step")
+		})
+	}
+}
+
+// benchTrainer is the benchmarks' trainer, with one step taken (which
+// compiles the graphs), and its questions.
+func benchTrainer(b *testing.B, lora bool, klCoef float64) (*Trainer, []Question) {
+	cfg := DefaultConfig()
+	cfg.Questions, cfg.Group, cfg.MiniBatch, cfg.MicroBatch = 8, 4, 16, 8
+	cfg.LR, cfg.Sampling.MaxNewTokens, cfg.KLCoef = 1e-3, 32, klCoef
+	if lora {
+		cfg.LoRA = sft.LoRAConfig{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}}
+	}
+	m := model.NewRandom(benchConfig(b), 1, 0.05)
+	tr, err := NewTrainer(cfg, testBackend(b), m, []int{284})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var qs []Question
+	for i := range cfg.Questions {
+		q := Question{ID: string(rune('a' + i))}
+		for range 32 {
+			q.Prompt = append(q.Prompt, rng.IntN(280))
+		}
+		qs = append(qs, q)
+	}
+	if _, err := tr.Step(0, qs, lowTokens, cfg.LR); err != nil {
+		b.Fatal(err)
+	}
+	return tr, qs
+}
+
+// BenchmarkGRPOKLCost measures what a KL term (kl_coef 0.04) adds to
+// BenchmarkGRPOStep's training phase: two trainers from the same weights,
+// one without and one with the term, take their steps in turn, so that a
+// shared machine's load falls on both alike (their rollouts start equal
+// and drift apart only as far as the small KL lets the weights). It reports
+// each one's training seconds per step and the overhead.
+func BenchmarkGRPOKLCost(b *testing.B) {
+	for _, lora := range []bool{false, true} {
+		b.Run(map[bool]string{false: "full", true: "lora"}[lora], func(b *testing.B) {
+			plain, qs := benchTrainer(b, lora, 0)
+			withKL, _ := benchTrainer(b, lora, 0.04)
+			var secs [2]float64
+			b.ResetTimer()
+			for i := range b.N {
+				for j, tr := range []*Trainer{plain, withKL} {
+					st, err := tr.Step(i+1, qs, lowTokens, tr.cfg.LR)
+					if err != nil {
+						b.Fatal(err)
+					}
+					secs[j] += st.TrainSeconds
+				}
+			}
+			b.ReportMetric(secs[0]/float64(b.N), "train-s/step")
+			b.ReportMetric(secs[1]/float64(b.N), "kl-train-s/step")
+			b.ReportMetric(100*(secs[1]/secs[0]-1), "kl-overhead-%")
 		})
 	}
 }

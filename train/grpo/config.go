@@ -13,6 +13,13 @@
 // averaged over completion tokens (the prompt is masked; the end-of-turn
 // token counts).
 //
+// With Config.KLCoef β > 0 each completion token's loss also carries
+// β·KL, the k3 estimator exp(ref − logp) − (ref − logp) − 1 of DeepSeekMath
+// and TRL, against a frozen reference policy: the student as GRPO started
+// (with LoRA the base weights, adapters off; with full fine-tuning a frozen
+// copy of the starting weights, which doubles their memory). The reference
+// log-probabilities are computed once per step, with the old ones.
+//
 // Optimizer, LoRA, mixed precision and checkpoints are train/sft's: a GRPO
 // run is an sft.Trainer with another loss and another loop, so a checkpoint
 // has the same format and resuming one is exact.
@@ -42,8 +49,8 @@ type Config struct {
 	LR          float64 `yaml:"lr"`           // constant after warm-up
 	WarmupSteps int     `yaml:"warmup_steps"` // GRPO steps of linear warm-up (0: none)
 	ClipEpsilon float64 `yaml:"clip_epsilon"` // PPO ratio clip ε
-	// KLCoef weighs a KL penalty to a frozen reference model. Only 0 (no
-	// KL term, as the paper) is supported.
+	// KLCoef (β) weighs a per-token KL penalty to the student as GRPO
+	// started; 0 (the paper's) keeps no reference model and costs nothing.
 	KLCoef      float64 `yaml:"kl_coef"`
 	WeightDecay float64 `yaml:"weight_decay"`
 	Beta1       float64 `yaml:"beta1"`
@@ -119,8 +126,8 @@ func (c Config) Validate() error {
 		return bad("warmup_steps", "%d, want >= 0", c.WarmupSteps)
 	case !(c.ClipEpsilon > 0) || c.ClipEpsilon >= 1:
 		return bad("clip_epsilon", "%g, want in (0, 1)", c.ClipEpsilon)
-	case c.KLCoef != 0:
-		return bad("kl_coef", "%g: only 0 is supported (a KL term needs a frozen reference model, which this trainer does not keep)", c.KLCoef)
+	case !(c.KLCoef >= 0) || math.IsInf(c.KLCoef, 1):
+		return bad("kl_coef", "%g, want >= 0 (0: no KL term)", c.KLCoef)
 	case c.Sampling.Temperature == 0:
 		return bad("sampling.temperature", "0 (greedy) gives a group identical rollouts and no signal; want > 0")
 	case c.CheckpointEvery < 0:

@@ -2,6 +2,7 @@ package grpo
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -40,7 +41,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"grpo.lr", func(c *Config) { c.LR = 0 }},
 		{"grpo.warmup_steps", func(c *Config) { c.WarmupSteps = -1 }},
 		{"grpo.clip_epsilon", func(c *Config) { c.ClipEpsilon = 1.5 }},
-		{"grpo.kl_coef", func(c *Config) { c.KLCoef = 0.04 }},
+		{"grpo.kl_coef", func(c *Config) { c.KLCoef = -0.04 }},
+		{"grpo.kl_coef", func(c *Config) { c.KLCoef = math.NaN() }},
+		{"grpo.kl_coef", func(c *Config) { c.KLCoef = math.Inf(1) }},
 		{"grpo.sampling.temperature", func(c *Config) { c.Sampling.Temperature = 0 }},
 		{"grpo.sampling.max_new_tokens", func(c *Config) { c.Sampling.MaxNewTokens = 0 }},
 		{"grpo.sampling.top_p", func(c *Config) { c.Sampling.TopP = 2 }},
@@ -64,14 +67,14 @@ func TestValidateNamesTheField(t *testing.T) {
 // TestConfigYAML reads a recipe as a job spec writes it.
 func TestConfigYAML(t *testing.T) {
 	c := DefaultConfig()
-	src := "steps: 3\nquestions: 8\ngroup: 2\nlr: 1.0e-6\nkl_coef: 0\nsampling: {temperature: 0.9, top_p: 0.95, max_new_tokens: 64}\nlora: {rank: 4, alpha: 8, targets: [q_proj]}\n"
+	src := "steps: 3\nquestions: 8\ngroup: 2\nlr: 1.0e-6\nkl_coef: 0.04\nsampling: {temperature: 0.9, top_p: 0.95, max_new_tokens: 64}\nlora: {rank: 4, alpha: 8, targets: [q_proj]}\n"
 	if err := yaml.Unmarshal([]byte(src), &c); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Steps != 3 || c.Group != 2 || c.LR != 1e-6 || c.Sampling.TopP != 0.95 || c.LoRA.Rank != 4 || c.MiniBatch != 64 {
+	if c.Steps != 3 || c.Group != 2 || c.LR != 1e-6 || c.Sampling.TopP != 0.95 || c.KLCoef != 0.04 || c.LoRA.Rank != 4 || c.MiniBatch != 64 {
 		t.Fatalf("read %+v", c)
 	}
 }

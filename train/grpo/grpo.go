@@ -38,7 +38,7 @@ const advantageEps = 1e-4
 const (
 	auxOldLogProb = iota // log-probability of the target under the policy that sampled it
 	auxAdvantage         // the rollout's advantage, on its completion tokens
-	numAux
+	auxRefLogProb        // log-probability of the target under the reference policy (KL term only)
 )
 
 // Trainer runs GRPO steps on a model: rollouts through the KV-cached
@@ -50,7 +50,8 @@ type Trainer struct {
 	backend backends.Backend
 	sft     *sft.Trainer
 	gen     *model.Generator
-	logp    *mlctx.Exec
+	logp    *mlctx.Exec // old log-probabilities: the policy, no dropout
+	ref     *mlctx.Exec // reference log-probabilities; nil without a KL term
 	adapter model.Adapter
 	dtype   dtypes.DType
 	stop    []int
@@ -80,6 +81,24 @@ func NewTrainer(cfg Config, b backends.Backend, m *model.Model, stop []int) (*Tr
 	if cfg.LoRA.Enabled() {
 		t.adapter = sft.NewAdapters(cfg.sft()).Apply
 	}
+	if cfg.KLCoef > 0 {
+		// The reference is the student as it is now. LoRA trains adapters
+		// only, so it is the base weights with the adapters left out; full
+		// fine-tuning trains the weights themselves, so they are copied,
+		// into a context the optimizer and checkpoints never see.
+		refCtx := m.Ctx
+		if !cfg.LoRA.Enabled() {
+			if refCtx, err = m.Ctx.Clone(); err != nil {
+				return nil, fmt.Errorf("grpo: copy the reference weights: %w", err)
+			}
+			for v := range refCtx.IterVariables() {
+				v.SetTrainable(false)
+			}
+		}
+		if t.ref, err = t.logProbsExec(refCtx, nil); err != nil {
+			return nil, fmt.Errorf("grpo: reference log-probability graph: %w", err)
+		}
+	}
 	if t.sft, err = sft.NewTrainer(cfg.sft(), b, m.Ctx, t.loss); err != nil {
 		return nil, err
 	}
@@ -88,39 +107,52 @@ func NewTrainer(cfg Config, b backends.Backend, m *model.Model, stop []int) (*Tr
 	}
 	t.gen.ComputeDType, t.gen.Adapter = dt, t.adapter
 	t.gen.MaxBatch = cfg.SampleBatch
-	t.logp, err = mlctx.NewExec(b, m.Ctx, func(ctx *mlctx.Context, in []*Node) []*Node {
-		ctx.SetTraining(in[0].Graph(), false)
-		return []*Node{t.logProbs(ctx, sft.BatchNodes{Tokens: in[0], Targets: in[1], Positions: in[2], Segments: in[3]})}
-	})
-	if err != nil {
+	if t.logp, err = t.logProbsExec(m.Ctx, t.adapter); err != nil {
 		return nil, fmt.Errorf("grpo: log-probability graph: %w", err)
 	}
-	t.logp.SetMaxCache(-1)
 	return t, nil
 }
 
-// logProbs is the policy's log-probability of every target, [rows, len].
-func (t *Trainer) logProbs(ctx *mlctx.Context, b sft.BatchNodes) *Node {
+// logProbsExec computes log-probabilities without dropout or gradient from
+// the weights in ctx, with adapter (nil: none).
+func (t *Trainer) logProbsExec(ctx *mlctx.Context, adapter model.Adapter) (*mlctx.Exec, error) {
+	e, err := mlctx.NewExec(t.backend, ctx, func(ctx *mlctx.Context, in []*Node) []*Node {
+		ctx.SetTraining(in[0].Graph(), false)
+		return []*Node{t.logProbs(ctx, sft.BatchNodes{Tokens: in[0], Targets: in[1], Positions: in[2], Segments: in[3]}, adapter)}
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.SetMaxCache(-1)
+	return e, nil
+}
+
+// logProbs is the log-probability of every target, [rows, len], under the
+// weights in ctx with adapter (nil: none).
+func (t *Trainer) logProbs(ctx *mlctx.Context, b sft.BatchNodes, adapter model.Adapter) *Node {
 	g := b.Tokens.Graph()
 	model.UseComputeDType(ctx, g, t.dtype)
-	if t.adapter != nil {
-		model.UseAdapter(ctx, g, t.adapter)
+	if adapter != nil {
+		model.UseAdapter(ctx, g, adapter)
 	}
 	logits := model.ForwardSegments(ctx, t.model.Config, b.Tokens, b.Positions, b.Segments)
 	return model.TokenLogProbs(logits, b.Targets)
 }
 
-// loss is the summed clipped surrogate of a micro-batch (the sft trainer
-// divides by the mini-batch's completion tokens): per completion token
-// −min(ratio·A, clip(ratio, 1−ε, 1+ε)·A) with ratio = exp(logp − logp_old).
-// Where the clipped term is the smaller, its gradient is zero; that is
-// written as a select so no tie-breaking of Min's gradient is involved. It
-// reports the number of clipped tokens through sft.AddStats.
+// loss is the summed loss of a micro-batch (the sft trainer divides by the
+// mini-batch's completion tokens): per completion token the clipped
+// surrogate −min(ratio·A, clip(ratio, 1−ε, 1+ε)·A) with ratio =
+// exp(logp − logp_old), plus β·(exp(d) − d − 1), d = logp_ref − logp, when
+// KLCoef β > 0. Where the clipped term is the smaller, its gradient is zero;
+// that is written as a select so no tie-breaking of Min's gradient is
+// involved. It reports the number of clipped tokens, and the summed KL with
+// a KL term, through sft.AddStats.
 func (t *Trainer) loss(ctx *mlctx.Context, b sft.BatchNodes) *Node {
 	g := b.Tokens.Graph()
 	eps := t.cfg.ClipEpsilon
 	old, adv := b.Aux[auxOldLogProb], b.Aux[auxAdvantage]
-	ratio := Exp(Sub(t.logProbs(ctx, b), old))
+	logp := t.logProbs(ctx, b, t.adapter)
+	ratio := Exp(Sub(logp, old))
 	zero := ZerosLike(adv)
 	clipped := LogicalOr(
 		LogicalAnd(GreaterThan(adv, zero), GreaterThan(ratio, Scalar(g, dtypes.Float32, 1+eps))),
@@ -128,7 +160,16 @@ func (t *Trainer) loss(ctx *mlctx.Context, b sft.BatchNodes) *Node {
 	bound := Where(GreaterThan(adv, zero), Scalar(g, dtypes.Float32, 1+eps), Scalar(g, dtypes.Float32, 1-eps))
 	surrogate := Where(clipped, Mul(bound, adv), Mul(ratio, adv))
 	sft.AddStats(ctx, g, ReduceAllSum(Mul(ConvertDType(clipped, dtypes.Float32), b.Weights)))
-	return Neg(ReduceAllSum(Mul(surrogate, b.Weights)))
+	if t.ref == nil {
+		return Neg(ReduceAllSum(Mul(surrogate, b.Weights)))
+	}
+	// d is zeroed off the completion tokens, where logp may be anything
+	// (padding) and exp(d) could overflow into a NaN that a zero weight
+	// would not cancel.
+	d := Where(GreaterThan(b.Weights, ZerosLike(b.Weights)), Sub(b.Aux[auxRefLogProb], logp), ZerosLike(logp))
+	kl := Sub(Sub(Exp(d), d), OnesLike(d))
+	sft.AddStats(ctx, g, ReduceAllSum(Mul(kl, b.Weights)))
+	return ReduceAllSum(Mul(Sub(MulScalar(kl, t.cfg.KLCoef), surrogate), b.Weights))
 }
 
 // rollout is one sampled completion of a question.
@@ -144,9 +185,10 @@ type rollout struct {
 type StepStats struct {
 	RewardMean     float64 // over all rollouts
 	SignalFraction float64 // groups whose rewards differ
-	Loss           float64 // surrogate per completion token, mean over the updates
+	Loss           float64 // loss per completion token (surrogate + β·KL), mean over the updates
 	GradNorm       float64 // before clipping, mean over the updates
 	ClipFraction   float64 // completion tokens whose ratio was clipped
+	KL             float64 // mean KL to the reference per completion token in the updates (0 without a KL term)
 	CompletionLen  float64 // mean tokens per rollout, stop token included
 	Updates        int     // optimizer steps taken (mini-batches with signal)
 	Tokens         int     // completion tokens sampled
@@ -204,7 +246,8 @@ func (t *Trainer) Step(step int, qs []Question, reward Reward, lr float64) (st S
 	st.CompletionLen = float64(st.Tokens) / float64(len(rs))
 	st.SignalFraction = float64(signal) / float64(groups)
 
-	// Old log-probabilities once, then one update per mini-batch.
+	// Old (and reference) log-probabilities once, then one update per
+	// mini-batch.
 	start = time.Now()
 	var minis [][]*sft.Batch
 	for lo := 0; lo < len(kept); lo += t.cfg.MiniBatch {
@@ -212,7 +255,7 @@ func (t *Trainer) Step(step int, qs []Question, reward Reward, lr float64) (st S
 		mb := kept[lo:min(lo+t.cfg.MiniBatch, len(kept))]
 		for mlo := 0; mlo < len(mb); mlo += t.cfg.MicroBatch {
 			b := t.batch(mb[mlo:min(mlo+t.cfg.MicroBatch, len(mb))])
-			if err := t.oldLogProbs(b); err != nil {
+			if err := t.fixedLogProbs(b); err != nil {
 				return st, fmt.Errorf("grpo step %d: %w", step+1, err)
 			}
 			micro = append(micro, b)
@@ -220,7 +263,7 @@ func (t *Trainer) Step(step int, qs []Question, reward Reward, lr float64) (st S
 		minis = append(minis, micro)
 	}
 	var targets int
-	var clippedTokens float64
+	var clippedTokens, klSum float64
 	for _, micro := range minis {
 		s, err := t.sft.Step(micro, lr)
 		if err != nil {
@@ -231,12 +274,16 @@ func (t *Trainer) Step(step int, qs []Question, reward Reward, lr float64) (st S
 		st.GradNorm += s.GradNorm
 		targets += s.Targets
 		clippedTokens += s.Stats[0]
+		if t.ref != nil {
+			klSum += s.Stats[1]
+		}
 	}
 	t.updates = t.sft.StepsDone()
 	if st.Updates > 0 {
 		st.Loss /= float64(st.Updates)
 		st.GradNorm /= float64(st.Updates)
 		st.ClipFraction = clippedTokens / float64(targets)
+		st.KL = klSum / float64(targets)
 	}
 	st.TrainSeconds = time.Since(start).Seconds()
 	return st, nil
@@ -303,7 +350,11 @@ func (t *Trainer) batch(rs []*rollout) *sft.Batch {
 	n := rows * l
 	b := &sft.Batch{Rows: rows, Len: l, Tokens: make([]int32, n), Targets: make([]int32, n),
 		Positions: make([]int32, n), Segments: make([]int32, n), Weights: make([]float32, n), Examples: len(rs)}
-	b.Aux = make([][]float32, numAux)
+	naux := auxRefLogProb // old log-probabilities and advantages
+	if t.ref != nil {
+		naux++
+	}
+	b.Aux = make([][]float32, naux)
 	for i := range b.Aux {
 		b.Aux[i] = make([]float32, n)
 	}
@@ -324,23 +375,33 @@ func (t *Trainer) batch(rs []*rollout) *sft.Batch {
 	return b
 }
 
-// oldLogProbs fills b's old log-probabilities with the current policy's, on
-// the loss positions (zero elsewhere).
-func (t *Trainer) oldLogProbs(b *sft.Batch) error {
-	out, err := t.logp.Exec(
-		tensors.FromFlatDataAndDimensions(b.Tokens, b.Rows, b.Len),
-		tensors.FromFlatDataAndDimensions(b.Targets, b.Rows, b.Len),
-		tensors.FromFlatDataAndDimensions(b.Positions, b.Rows, b.Len),
-		tensors.FromFlatDataAndDimensions(b.Segments, b.Rows, b.Len))
-	if err != nil {
-		return fmt.Errorf("old log-probabilities: %w", err)
-	}
-	lp := tensors.MustCopyFlatData[float32](out[0])
-	out[0].FinalizeAll()
-	for i, w := range b.Weights {
-		if w != 0 {
-			b.Aux[auxOldLogProb][i] = lp[i]
+// fixedLogProbs fills b's old log-probabilities with the current policy's
+// and, with a KL term, its reference log-probabilities with the reference
+// policy's, on the loss positions (zero elsewhere).
+func (t *Trainer) fixedLogProbs(b *sft.Batch) error {
+	fill := func(e *mlctx.Exec, aux int, what string) error {
+		out, err := e.Exec(
+			tensors.FromFlatDataAndDimensions(b.Tokens, b.Rows, b.Len),
+			tensors.FromFlatDataAndDimensions(b.Targets, b.Rows, b.Len),
+			tensors.FromFlatDataAndDimensions(b.Positions, b.Rows, b.Len),
+			tensors.FromFlatDataAndDimensions(b.Segments, b.Rows, b.Len))
+		if err != nil {
+			return fmt.Errorf("%s log-probabilities: %w", what, err)
 		}
+		lp := tensors.MustCopyFlatData[float32](out[0])
+		out[0].FinalizeAll()
+		for i, w := range b.Weights {
+			if w != 0 {
+				b.Aux[aux][i] = lp[i]
+			}
+		}
+		return nil
+	}
+	if err := fill(t.logp, auxOldLogProb, "old"); err != nil {
+		return err
+	}
+	if t.ref != nil {
+		return fill(t.ref, auxRefLogProb, "reference")
 	}
 	return nil
 }

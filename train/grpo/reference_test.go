@@ -24,6 +24,9 @@ const (
 	refLossTol    = 1e-5
 	refGradAbsTol = 1e-5
 	refGradRelTol = 1e-4
+	// The mean KL to 1e-3 relative: exp(d) − d − 1 of a small d cancels
+	// most of float32's digits.
+	refKLTol = 1e-3
 )
 
 // refRollouts are three rollouts of different prompt and completion
@@ -45,24 +48,40 @@ func refRollouts(rng *rand.Rand, vocab int) []*rollout {
 	return rs
 }
 
-// TestMiniBatchMatchesTorch compares the clipped surrogate loss of one
-// mini-batch and its gradient with a PyTorch transcription, for full
-// fine-tuning and for LoRA. The old log-probabilities are the policy's own
-// shifted by up to ±0.4, so ratios fall outside 1 ± ε on both sides and the
-// clipping is exercised.
+// refKLCoef is the KL coefficient of the comparisons with a KL term: large
+// enough that the KL's gradient weighs as much as the surrogate's.
+const refKLCoef = 0.2
+
+// TestMiniBatchMatchesTorch compares the loss of one mini-batch and its
+// gradient with a PyTorch transcription, for full fine-tuning and for LoRA,
+// with and without a KL term (computed as TRL's GRPOTrainer does, from the
+// reference model's own forward pass in PyTorch). The old log-probabilities
+// are the policy's own shifted by up to ±0.4, so ratios fall outside 1 ± ε
+// on both sides and the clipping is exercised. With KL, the policy differs
+// from the reference: LoRA's B is random (the reference is the base model),
+// and full fine-tuning's weights are perturbed after the trainer took its
+// reference copy; the trainer's own optimizer step then reports the same
+// loss and mean KL.
 func TestMiniBatchMatchesTorch(t *testing.T) {
 	torchref.Python(t)
-	for _, lora := range []bool{false, true} {
-		name := map[bool]string{false: "full", true: "lora"}[lora]
+	for _, tc := range []struct {
+		name     string
+		lora, kl bool
+	}{{"full", false, false}, {"lora", true, false}, {"full_kl", false, true}, {"lora_kl", true, true}} {
+		lora, name := tc.lora, tc.name
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
+			policy := dir // the trained model's weights, as PyTorch reads them
 			m := tinyModel(t, 3)
 			if err := m.Save(ctx, openStore(t, dir), "", model.SaveOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			cfg := DefaultConfig()
 			cfg.MicroBatch = 4
+			if tc.kl {
+				cfg.KLCoef = refKLCoef
+			}
 			if lora {
 				cfg.LoRA = sft.LoRAConfig{Rank: 2, Alpha: 4, Targets: []string{"q_proj", "up_proj", "down_proj"}}
 			}
@@ -87,9 +106,24 @@ func TestMiniBatchMatchesTorch(t *testing.T) {
 					}
 				}
 			}
+			if tc.kl && !lora { // the policy moves away from the reference the trainer copied
+				for _, v := range tr.Params() {
+					w := tensors.MustCopyFlatData[float32](v.MustValue())
+					for i := range w {
+						w[i] += float32(rng.NormFloat64() * 0.05)
+					}
+					if err := v.SetValue(tensors.FromFlatDataAndDimensions(w, v.Shape().Dimensions...)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				policy = t.TempDir()
+				if err := m.Save(ctx, openStore(t, policy), "", model.SaveOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			rs := refRollouts(rng, m.Config.VocabSize)
 			b := tr.batch(rs)
-			if err := tr.oldLogProbs(b); err != nil {
+			if err := tr.fixedLogProbs(b); err != nil {
 				t.Fatal(err)
 			}
 			for i, w := range b.Weights {
@@ -137,6 +171,13 @@ func TestMiniBatchMatchesTorch(t *testing.T) {
 				rows = append(rows, map[string]any{"tokens": seq, "prompt_len": len(r.prompt), "old_logp": old, "advantage": r.advantage})
 			}
 			in := map[string]any{"rows": rows, "epsilon": cfg.ClipEpsilon}
+			if tc.kl {
+				kl := map[string]any{"beta": cfg.KLCoef, "ref_dir": nil}
+				if !lora {
+					kl["ref_dir"] = dir
+				}
+				in["kl"] = kl
+			}
 			if lora {
 				ad := map[string]map[string]any{}
 				for _, v := range params {
@@ -153,11 +194,15 @@ func TestMiniBatchMatchesTorch(t *testing.T) {
 			var ref struct {
 				Loss    float64              `json:"loss"`
 				Clipped int                  `json:"clipped"`
+				KL      float64              `json:"kl"`
 				Grads   map[string][]float64 `json:"grads"`
 			}
-			torchref.RunScript(t, filepath.Join("testdata", "grpo_ref.py"), dir, in, &ref)
+			torchref.RunScript(t, filepath.Join("testdata", "grpo_ref.py"), policy, in, &ref)
 			if ref.Clipped == 0 {
 				t.Fatal("no token clipped: the test does not exercise the clip")
+			}
+			if tc.kl && ref.KL < 1e-3 {
+				t.Fatalf("mean KL %g: the policy is too close to the reference to exercise the KL term", ref.KL)
 			}
 			if rel := math.Abs(goLoss-ref.Loss) / math.Abs(ref.Loss); rel > refLossTol {
 				t.Errorf("loss: go %.8g torch %.8g (rel %.2g)", goLoss, ref.Loss, rel)
@@ -186,7 +231,33 @@ func TestMiniBatchMatchesTorch(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%s: loss go %.7f torch %.7f, %d clipped tokens, worst gradient diff %.2g of its tensor's max", name, goLoss, ref.Loss, ref.Clipped, worst)
+			t.Logf("%s: loss go %.7f torch %.7f, %d clipped tokens, mean KL %.6f, worst gradient diff %.2g of its tensor's max",
+				name, goLoss, ref.Loss, ref.Clipped, ref.KL, worst)
+
+			// The trainer's own step (no dropout here) sees the same loss
+			// and reports the same mean KL.
+			st, err := tr.sft.Step([]*sft.Batch{b}, cfg.LR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rel := math.Abs(st.Loss-ref.Loss) / math.Abs(ref.Loss); rel > refLossTol {
+				t.Errorf("step loss: go %.8g torch %.8g (rel %.2g)", st.Loss, ref.Loss, rel)
+			}
+			wantStats := 1
+			if tc.kl {
+				wantStats = 2
+			}
+			if len(st.Stats) != wantStats {
+				t.Fatalf("step reports %d stats, want %d", len(st.Stats), wantStats)
+			}
+			if int(st.Stats[0]) != ref.Clipped {
+				t.Errorf("step clipped %g tokens, torch %d", st.Stats[0], ref.Clipped)
+			}
+			if tc.kl {
+				if kl := st.Stats[1] / n; math.Abs(kl-ref.KL) > refKLTol*ref.KL {
+					t.Errorf("mean KL: go %.8g torch %.8g", kl, ref.KL)
+				}
+			}
 		})
 	}
 }

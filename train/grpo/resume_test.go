@@ -13,12 +13,25 @@ import (
 	"github.com/statjob/statjob/train/sft"
 )
 
-// resumeConfig is LoRA with dropout (so the RNG state matters), two
-// micro-batches per update and two updates per step.
-func resumeConfig(steps int) Config {
+// resumeCase is one recipe the resume test runs: LoRA (with dropout, so the
+// RNG state matters) or full fine-tuning, with or without a KL term.
+type resumeCase struct {
+	name     string
+	lora, kl bool
+}
+
+var resumeCases = []resumeCase{{"lora", true, false}, {"lora_kl", true, true}, {"full_kl", false, true}}
+
+// config has two micro-batches per update and two updates per step.
+func (c resumeCase) config(steps int) Config {
 	cfg := toyConfig()
 	cfg.Steps, cfg.Questions, cfg.Group, cfg.MiniBatch, cfg.MicroBatch = steps, 4, 4, 8, 4
-	cfg.LoRA = sft.LoRAConfig{Rank: 2, Alpha: 4, Dropout: 0.1, Targets: []string{"q_proj", "v_proj", "up_proj", "down_proj"}}
+	if c.lora {
+		cfg.LoRA = sft.LoRAConfig{Rank: 2, Alpha: 4, Dropout: 0.1, Targets: []string{"q_proj", "v_proj", "up_proj", "down_proj"}}
+	}
+	if c.kl {
+		cfg.KLCoef = 0.1
+	}
 	cfg.Sampling.MaxNewTokens = 3
 	cfg.CheckpointEvery, cfg.Keep = 1, 2
 	return cfg
@@ -57,11 +70,21 @@ func paramValues(t *testing.T, r *Run) map[string][]float32 {
 }
 
 // TestResumeIsExact stops a run after 2 steps, resumes it in new objects
-// (as a new process would, and decoding in other batches) to 4, and compares with an uninterrupted run of
-// 4 and with one extended from a finished run of 2 to 4 steps: the weights
-// are bitwise equal on the CPU, and so are the metrics but for the
-// throughput.
+// (as a new process would, and decoding in other batches) to 4, and
+// compares with an uninterrupted run of 4: the weights are bitwise equal on
+// the CPU, and so are the metrics but for the throughput. With a KL term the
+// resumed run takes its reference from the model it starts from, as the
+// uninterrupted one did (with full fine-tuning a frozen copy, which
+// checkpoints do not hold). A finished run extends; a changed recipe is
+// refused.
 func TestResumeIsExact(t *testing.T) {
+	for _, c := range resumeCases {
+		t.Run(c.name, func(t *testing.T) { testResumeIsExact(t, c) })
+	}
+}
+
+func testResumeIsExact(t *testing.T, c resumeCase) {
+	resumeConfig := c.config
 	straightDir, stopDir := t.TempDir(), t.TempDir()
 	straight, sres, err := resumeRun(t, resumeConfig(4), straightDir, 0)
 	if err != nil {
@@ -94,12 +117,17 @@ func TestResumeIsExact(t *testing.T) {
 	if len(rres.Metrics) != 4 {
 		t.Fatalf("resumed run has %d metrics, want 4", len(rres.Metrics))
 	}
+	kl := 0.0
 	for i := range sres.Metrics {
 		a, b := sres.Metrics[i], rres.Metrics[i]
+		kl = max(kl, a.KL)
 		a.TokensPerSec, b.TokensPerSec = 0, 0
 		if a != b {
 			t.Fatalf("step %d metrics: uninterrupted %+v, resumed %+v", i+1, a, b)
 		}
+	}
+	if c.kl != (kl > 0) || (c.kl && sres.Metrics[3].KL == 0) {
+		t.Fatalf("kl_coef %g: mean KL per step %v", resumeConfig(4).KLCoef, klOf(sres.Metrics))
 	}
 
 	// Extending a finished run continues it; a changed recipe is refused.
@@ -121,4 +149,12 @@ func TestResumeIsExact(t *testing.T) {
 	if eres.Metrics[4].Updates == 0 || changed == 0 {
 		t.Fatalf("step 5 took %d updates and changed %d tensors", eres.Metrics[4].Updates, changed)
 	}
+}
+
+func klOf(ms []Metric) []float64 {
+	var out []float64
+	for _, m := range ms {
+		out = append(out, m.KL)
+	}
+	return out
 }

@@ -28,6 +28,7 @@ type Metric struct {
 	Loss           float64 `json:"loss"`
 	GradNorm       float64 `json:"grad_norm"`
 	ClipFraction   float64 `json:"clip_fraction"`
+	KL             float64 `json:"kl,omitempty"` // mean KL to the reference per completion token (kl_coef > 0)
 	CompletionLen  float64 `json:"completion_len"`
 	Updates        int     `json:"updates"`      // optimizer steps in this GRPO step
 	TokensPerSec   float64 `json:"tokens_per_s"` // completion tokens sampled per second of the step
@@ -176,13 +177,17 @@ func (r *Run) Run(ctx context.Context) (*Result, error) {
 		secs := now().Sub(start).Seconds()
 		done++
 		m := Metric{Step: done, LR: lr, RewardMean: st.RewardMean, SignalFraction: st.SignalFraction, Loss: st.Loss,
-			GradNorm: st.GradNorm, ClipFraction: st.ClipFraction, CompletionLen: st.CompletionLen, Updates: st.Updates}
+			GradNorm: st.GradNorm, ClipFraction: st.ClipFraction, KL: st.KL, CompletionLen: st.CompletionLen, Updates: st.Updates}
 		if secs > 0 {
 			m.TokensPerSec = float64(st.Tokens) / secs
 		}
 		res.Metrics = append(res.Metrics, m)
-		r.logf("step %d/%d reward %.3f signal %.2f loss %.4f grad_norm %.3f clip %.3f len %.1f updates %d tokens/s %.0f",
-			m.Step, cfg.Steps, m.RewardMean, m.SignalFraction, m.Loss, m.GradNorm, m.ClipFraction, m.CompletionLen, m.Updates, m.TokensPerSec)
+		kl := ""
+		if cfg.KLCoef > 0 {
+			kl = fmt.Sprintf(" kl %.5f", m.KL)
+		}
+		r.logf("step %d/%d reward %.3f signal %.2f loss %.4f grad_norm %.3f clip %.3f%s len %.1f updates %d tokens/s %.0f",
+			m.Step, cfg.Steps, m.RewardMean, m.SignalFraction, m.Loss, m.GradNorm, m.ClipFraction, kl, m.CompletionLen, m.Updates, m.TokensPerSec)
 		if (cfg.CheckpointEvery > 0 && done%cfg.CheckpointEvery == 0) || done == stop {
 			if err := r.checkpoint(ctx, done, dataHash, recipe, res, now); err != nil {
 				return res, err

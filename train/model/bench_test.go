@@ -66,8 +66,24 @@ func BenchmarkTrainStep(b *testing.B) {
 
 // BenchmarkDecodeStep: one KV-cached decode step for the whole batch, ms/step.
 func BenchmarkDecodeStep(b *testing.B) {
+	b.Run("weights=float32", func(b *testing.B) { benchDecode(b, benchModel(b)) })
+	b.Run("weights=bfloat16", func(b *testing.B) {
+		dir := b.TempDir()
+		if err := benchModel(b).Save(context.Background(), openDir(b, dir), "", SaveOptions{DType: "BF16"}); err != nil {
+			b.Fatal(err)
+		}
+		m, err := LoadAs(context.Background(), openDir(b, dir), "", dtypes.BFloat16)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchDecode(b, m)
+	})
+}
+
+// benchDecode times one decode step of m (the bench model's shape) over a
+// cache of benchPrompt + benchNewTokens.
+func benchDecode(b *testing.B, m *Model) {
 	be := testBackend(b)
-	m := benchModel(b)
 	gen, err := NewGenerator(be, m)
 	if err != nil {
 		b.Fatal(err)

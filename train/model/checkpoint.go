@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"github.com/gomlx/gomlx/pkg/core/dtypes/bfloat16"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 	"github.com/statjob/statjob/storage"
@@ -78,16 +80,101 @@ func (m *Model) set(name string, t *tensors.Tensor) {
 }
 
 // Load reads config.json and the weights (model.safetensors, or the shards
-// listed in model.safetensors.index.json) under prefix in src. Tensors
-// stream in one at a time.
+// listed in model.safetensors.index.json) under prefix in src, as float32.
+// Tensors stream in one at a time.
 func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
-	raw, err := readAll(ctx, src, path.Join(prefix, ConfigFile))
+	return LoadAs(ctx, src, prefix, dtypes.Float32)
+}
+
+// LoadAs is Load with the weights held in dtype: float32, or bfloat16 for a
+// model that is only read (generation, scoring, a frozen base under LoRA),
+// in half the memory. Every graph of the model computes in float32 as
+// before (the matrix products in the compute dtype, UseComputeDType), with
+// the weights' values rounded to bfloat16 — none lost from a bfloat16
+// checkpoint. Weights held in bfloat16 are not trained.
+func LoadAs(ctx context.Context, src Source, prefix string, dtype dtypes.DType) (*Model, error) {
+	if dtype != dtypes.Float32 && dtype != dtypes.BFloat16 {
+		return nil, fmt.Errorf("model: weights in %s: want float32 or bfloat16", dtype)
+	}
+	cfg, files, err := readLayout(ctx, src, prefix)
 	if err != nil {
 		return nil, err
 	}
+	m := &Model{Config: cfg, Ctx: mlctx.New()}
+	chk := newTensorCheck(cfg)
+	for _, f := range files {
+		key := path.Join(prefix, f)
+		r, err := src.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", key, err)
+		}
+		err = ReadSafetensors(r, func(t Tensor) error {
+			keep, err := chk.add(t.Name, t.Shape, f)
+			if keep {
+				m.set(t.Name, asDType(t.Data, t.Shape, dtype))
+			}
+			return err
+		})
+		r.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", key, err)
+		}
+	}
+	if err := chk.complete(prefix); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Inspect checks, without reading any weights, that the checkpoint under
+// prefix is one Load accepts: config.json parses to a supported
+// architecture, and the safetensors headers hold exactly the tensors and
+// shapes that config asks for. It returns the config and the number of
+// parameters.
+func Inspect(ctx context.Context, src Source, prefix string) (*Config, int64, error) {
+	cfg, files, err := readLayout(ctx, src, prefix)
+	if err != nil {
+		return nil, 0, err
+	}
+	chk := newTensorCheck(cfg)
+	var params int64
+	for _, f := range files {
+		key := path.Join(prefix, f)
+		r, err := src.Get(ctx, key)
+		if err != nil {
+			return nil, 0, fmt.Errorf("read %s: %w", key, err)
+		}
+		hs, err := ReadSafetensorsHeader(r)
+		r.Close() // the data is not read
+		if err != nil {
+			return nil, 0, fmt.Errorf("read %s: %w", key, err)
+		}
+		for _, h := range hs {
+			keep, err := chk.add(h.Name, h.Shape, f)
+			if err != nil {
+				return nil, 0, fmt.Errorf("read %s: %w", key, err)
+			}
+			if keep {
+				params += int64(numElements(h.Shape))
+			}
+		}
+	}
+	if err := chk.complete(prefix); err != nil {
+		return nil, 0, err
+	}
+	return cfg, params, nil
+}
+
+// readLayout reads config.json under prefix and lists the weight files:
+// model.safetensors, or the shards model.safetensors.index.json names.
+func readLayout(ctx context.Context, src Source, prefix string) (*Config, []string, error) {
+	raw, err := readAll(ctx, src, path.Join(prefix, ConfigFile))
+	if err != nil {
+		return nil, nil, err
+	}
 	cfg, err := ParseConfig(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path.Join(prefix, ConfigFile), err)
+		return nil, nil, fmt.Errorf("%s: %w", path.Join(prefix, ConfigFile), err)
 	}
 	files := []string{WeightsFile}
 	if idx, err := readAll(ctx, src, path.Join(prefix, WeightsIndex)); err == nil {
@@ -95,7 +182,7 @@ func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
 			WeightMap map[string]string `json:"weight_map"`
 		}
 		if err := json.Unmarshal(idx, &index); err != nil {
-			return nil, fmt.Errorf("%s: %w", path.Join(prefix, WeightsIndex), err)
+			return nil, nil, fmt.Errorf("%s: %w", path.Join(prefix, WeightsIndex), err)
 		}
 		files = files[:0]
 		seen := map[string]bool{}
@@ -107,52 +194,58 @@ func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
 		}
 		sort.Strings(files)
 	} else if !errors.Is(err, storage.ErrNotExist) {
-		return nil, err
+		return nil, nil, err
 	}
+	return cfg, files, nil
+}
 
-	want := map[string][]int{}
+// tensorCheck matches a checkpoint's tensors, as they come, against the
+// ones its config asks for.
+type tensorCheck struct {
+	cfg    *Config
+	want   map[string][]int  // still to come
+	loaded map[string]string // tensor → file it came from
+}
+
+func newTensorCheck(cfg *Config) *tensorCheck {
+	c := &tensorCheck{cfg: cfg, want: map[string][]int{}, loaded: map[string]string{}}
 	for _, h := range TensorNames(cfg) {
-		want[h.Name] = h.Shape
+		c.want[h.Name] = h.Shape
 	}
-	m := &Model{Config: cfg, Ctx: mlctx.New()}
-	loaded := map[string]string{} // tensor → file it came from
-	for _, f := range files {
-		key := path.Join(prefix, f)
-		r, err := src.Get(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", key, err)
-		}
-		err = ReadSafetensors(r, func(t Tensor) error {
-			shape, ok := want[t.Name]
-			switch {
-			case loaded[t.Name] != "":
-				return fmt.Errorf("%w: tensor %q is also in %s", ErrCheckpoint, t.Name, loaded[t.Name])
-			case !ok && (strings.HasSuffix(t.Name, "rotary_emb.inv_freq") || (t.Name == "lm_head.weight" && cfg.TieWordEmbeddings)):
-				return nil // recomputed / tied: not needed
-			case !ok:
-				return fmt.Errorf("%w: unexpected tensor %q", ErrCheckpoint, t.Name)
-			case !slices.Equal(shape, t.Shape):
-				return fmt.Errorf("%w: tensor %q has shape %v, config says %v", ErrCheckpoint, t.Name, t.Shape, shape)
-			}
-			delete(want, t.Name)
-			loaded[t.Name] = f
-			m.set(t.Name, tensors.FromFlatDataAndDimensions(t.Data, t.Shape...))
-			return nil
-		})
-		r.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", key, err)
-		}
+	return c
+}
+
+// add takes tensor name of the given shape from file; keep says whether
+// the model uses it (rotary inv_freq is recomputed, a tied lm_head is the
+// embedding).
+func (c *tensorCheck) add(name string, shape []int, file string) (keep bool, err error) {
+	want, ok := c.want[name]
+	switch {
+	case c.loaded[name] != "":
+		return false, fmt.Errorf("%w: tensor %q is also in %s", ErrCheckpoint, name, c.loaded[name])
+	case !ok && (strings.HasSuffix(name, "rotary_emb.inv_freq") || (name == "lm_head.weight" && c.cfg.TieWordEmbeddings)):
+		return false, nil
+	case !ok:
+		return false, fmt.Errorf("%w: unexpected tensor %q", ErrCheckpoint, name)
+	case !slices.Equal(want, shape):
+		return false, fmt.Errorf("%w: tensor %q has shape %v, config says %v", ErrCheckpoint, name, shape, want)
 	}
-	if len(want) > 0 {
-		var missing []string
-		for n := range want {
-			missing = append(missing, n)
-		}
-		sort.Strings(missing)
-		return nil, fmt.Errorf("%s: %w: missing tensors %v", prefix, ErrCheckpoint, missing)
+	delete(c.want, name)
+	c.loaded[name] = file
+	return true, nil
+}
+
+// complete fails when a tensor the config asks for never came.
+func (c *tensorCheck) complete(prefix string) error {
+	if len(c.want) == 0 {
+		return nil
 	}
-	return m, nil
+	var missing []string
+	for n := range c.want {
+		missing = append(missing, n)
+	}
+	sort.Strings(missing)
+	return fmt.Errorf("%s: %w: missing tensors %v", prefix, ErrCheckpoint, missing)
 }
 
 // SaveOptions says how Save writes the weights.
@@ -199,7 +292,7 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 		if err != nil {
 			return nil, err
 		}
-		return tensors.CopyFlatData[float32](t)
+		return Float32Data(t)
 	}
 	weightMap := map[string]string{}
 	for i, shard := range shards {
@@ -269,4 +362,34 @@ func readAll(ctx context.Context, src Source, key string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	return b, nil
+}
+
+// asDType is data [shape] as a tensor of dtype (float32 or bfloat16,
+// rounded to nearest even).
+func asDType(data []float32, shape []int, dtype dtypes.DType) *tensors.Tensor {
+	if dtype != dtypes.BFloat16 {
+		return tensors.FromFlatDataAndDimensions(data, shape...)
+	}
+	b := make([]bfloat16.BFloat16, len(data))
+	for i, v := range data {
+		b[i] = toBF16(v)
+	}
+	return tensors.FromFlatDataAndDimensions(b, shape...)
+}
+
+// Float32Data is a float32 or bfloat16 tensor's values as float32: a
+// weight's values whether it is held in float32 or, after LoadAs, bfloat16.
+func Float32Data(t *tensors.Tensor) ([]float32, error) {
+	if t.DType() != dtypes.BFloat16 {
+		return tensors.CopyFlatData[float32](t)
+	}
+	b, err := tensors.CopyFlatData[bfloat16.BFloat16](t)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, len(b))
+	for i, v := range b {
+		out[i] = v.Float32()
+	}
+	return out, nil
 }

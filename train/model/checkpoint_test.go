@@ -2,17 +2,22 @@ package model
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -193,5 +198,185 @@ func TestLoadDuplicateTensor(t *testing.T) {
 	_, err = Load(ctx, openDir(t, dir), "")
 	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "is also in "+filepath.Base(shards[0])) {
 		t.Errorf("duplicate tensor: %v", err)
+	}
+}
+
+// TestInspect: Inspect accepts what Load accepts and refuses what Load
+// refuses, reading the safetensors headers only.
+func TestInspect(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := mustConfig(t, tinyQwen2)
+	if err := NewRandom(cfg, 1, 0.1).Save(ctx, openDir(t, dir), "", SaveOptions{DType: "BF16", ShardBytes: 20000}); err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for _, h := range TensorNames(cfg) {
+		want += int64(numElements(h.Shape))
+	}
+	src := &countingSource{Source: openDir(t, dir)}
+	got, params, err := Inspect(ctx, src, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.HiddenSize != cfg.HiddenSize || params != want {
+		t.Errorf("Inspect: hidden %d, %d parameters; want %d, %d", got.HiddenSize, params, cfg.HiddenSize, want)
+	}
+	// It reads each file's header and at most one 4 KiB buffer beyond it.
+	var budget, size int64
+	shards, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	for _, f := range shards {
+		data, _ := os.ReadFile(f)
+		budget += 8 + int64(binary.LittleEndian.Uint64(data)) + 4<<10
+		size += int64(len(data))
+	}
+	if len(shards) < 2 || src.read > budget {
+		t.Errorf("Inspect read %d of the %d shards' %d bytes, more than their headers (%d)", src.read, len(shards), size, budget)
+	}
+
+	// A config that disagrees with the weights.
+	bigger := strings.Replace(tinyQwen2, `"hidden_size": 48`, `"hidden_size": 96`, 1)
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(bigger), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Inspect(ctx, openDir(t, dir), ""); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "has shape") {
+		t.Errorf("mismatched shapes: %v", err)
+	}
+	// A shard missing from the index: its tensors are missing.
+	if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(tinyQwen2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	idxPath := filepath.Join(dir, WeightsIndex)
+	idx, _ := os.ReadFile(idxPath)
+	var index map[string]any
+	if err := json.Unmarshal(idx, &index); err != nil {
+		t.Fatal(err)
+	}
+	last := filepath.Base(shards[len(shards)-1])
+	for k, f := range index["weight_map"].(map[string]any) {
+		if f == last {
+			delete(index["weight_map"].(map[string]any), k)
+		}
+	}
+	idx, _ = json.Marshal(index)
+	if err := os.WriteFile(idxPath, idx, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Inspect(ctx, openDir(t, dir), ""); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "missing tensors") {
+		t.Errorf("a shard left out of the index: %v", err)
+	}
+}
+
+// countingSource counts the bytes read from the readers it hands out.
+type countingSource struct {
+	Source
+	read int64
+}
+
+func (s *countingSource) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	r, err := s.Source.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{readCounter{r, &s.read}, r}, nil
+}
+
+type readCounter struct {
+	r io.Reader
+	n *int64
+}
+
+func (c readCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.n += int64(n)
+	return n, err
+}
+
+// TestLoadAsBFloat16: a bfloat16 checkpoint held in bfloat16 gives exactly
+// the logits and the sampled tokens of the same checkpoint held in float32,
+// with half the bytes; and saves back unchanged.
+func TestLoadAsBFloat16(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := mustConfig(t, tinyQwen2)
+	if err := NewRandom(cfg, 3, 0.3).Save(ctx, openDir(t, dir), "", SaveOptions{DType: "BF16"}); err != nil {
+		t.Fatal(err)
+	}
+	f32, err := Load(ctx, openDir(t, dir), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bf16, err := LoadAs(ctx, openDir(t, dir), "", dtypes.BFloat16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bytes32, bytes16 int
+	for _, m := range []struct {
+		m *Model
+		n *int
+	}{{f32, &bytes32}, {bf16, &bytes16}} {
+		m.m.Ctx.EnumerateVariables(func(v *mlctx.Variable) { *m.n += int(v.Shape().Memory()) })
+	}
+	if bytes16*2 != bytes32 {
+		t.Errorf("weights take %d bytes in bfloat16, %d in float32: want half", bytes16, bytes32)
+	}
+
+	b := testBackend(t)
+	seqs := [][]int{{1, 2, 3, 4, 5}, {7, 8}}
+	want, err := Logits(b, f32, seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Logits(b, bf16, seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		for j := range want[i] {
+			if !slices.Equal(got[i][j], want[i][j]) {
+				t.Fatalf("sequence %d position %d: logits differ with the weights in bfloat16", i, j)
+			}
+		}
+	}
+	s := Sampling{Temperature: 1, MaxNewTokens: 12}
+	reqs := []Request{{Prompt: []int{4, 5, 6}, Seed: 42}, {Prompt: []int{9}, Seed: 7}}
+	var outs [2][]Result
+	for i, m := range []*Model{f32, bf16} {
+		gen, err := NewGenerator(b, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if outs[i], err = gen.Generate(reqs, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range reqs {
+		if !slices.Equal(outs[0][i].Tokens, outs[1][i].Tokens) {
+			t.Errorf("request %d: sampled %v in float32, %v in bfloat16", i, outs[0][i].Tokens, outs[1][i].Tokens)
+		}
+	}
+
+	// Saved again (as float32), the values are the checkpoint's.
+	back := t.TempDir()
+	if err := bf16.Save(ctx, openDir(t, back), "", SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(ctx, openDir(t, back), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range TensorNames(cfg) {
+		scope, name := scopeOf(h.Name)
+		a := tensors.MustCopyFlatData[float32](f32.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
+		c := tensors.MustCopyFlatData[float32](again.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
+		if !slices.Equal(a, c) {
+			t.Fatalf("%s changed in the bfloat16 round trip", h.Name)
+		}
+	}
+	if _, err := LoadAs(ctx, openDir(t, dir), "", dtypes.Float16); err == nil {
+		t.Error("LoadAs float16: no error")
 	}
 }

@@ -1,7 +1,9 @@
 package model
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,7 +86,7 @@ func decoder(ctx *context.Context, cfg *Config, tokens, positions, mask *Node, k
 func LMHead(ctx *context.Context, cfg *Config, hidden *Node) *Node {
 	ctx = ctx.Checked(false)
 	if cfg.TieWordEmbeddings {
-		w := weight(ctx.In("model").In("embed_tokens"), hidden.Graph(), "weight", cfg.VocabSize, cfg.HiddenSize)
+		w := storedWeight(ctx.In("model").In("embed_tokens"), hidden.Graph(), "weight", cfg.VocabSize, cfg.HiddenSize)
 		return ComputeDot(ctx, hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil)
 	}
 	return Linear(ctx.In("lm_head"), hidden, cfg.VocabSize, false)
@@ -99,7 +101,7 @@ func LMHead(ctx *context.Context, cfg *Config, hidden *Node) *Node {
 // at it (e.g. /model/layers/3/self_attn/q_proj), where LoRA keeps its A and B.
 func Linear(ctx *context.Context, x *Node, out int, bias bool) *Node {
 	in := x.Shape().Dimensions[x.Rank()-1]
-	w := weight(ctx, x.Graph(), "weight", out, in)
+	w := storedWeight(ctx, x.Graph(), "weight", out, in)
 	y := ComputeDot(ctx, x, []int{x.Rank() - 1}, nil, w, []int{1}, nil) // [..., out]
 	if bias {
 		y = Add(y, alongLastAxis(weight(ctx, x.Graph(), "bias", out), y.Rank()))
@@ -165,15 +167,31 @@ func ComputeDot(ctx *context.Context, lhs *Node, lhsContract, lhsBatch []int, rh
 	return ConvertDType(out, lhs.DType())
 }
 
-// weight reads (or, in an empty context, creates) the variable name.
+// weight reads (or, in an empty context, creates) the variable name as
+// float32, converting weights held in bfloat16 (LoadAs).
 func weight(ctx *context.Context, g *Graph, name string, dims ...int) *Node {
+	return ConvertDType(storedWeight(ctx, g, name, dims...), dtypes.Float32)
+}
+
+// storedWeight reads the variable name in the dtype it is held in: float32,
+// or bfloat16 for a model loaded with LoadAs. The matrix products take it
+// as it is (ComputeDot casts to the compute dtype), so a bfloat16 weight is
+// never held in float32 whole.
+func storedWeight(ctx *context.Context, g *Graph, name string, dims ...int) *Node {
+	if v := ctx.GetVariable(name); v != nil && v.Shape().DType != dtypes.Float32 {
+		if !slices.Equal(v.Shape().Dimensions, dims) {
+			panic(fmt.Sprintf("model: variable %s/%s has shape %v, want %v", ctx.Scope(), name, v.Shape().Dimensions, dims))
+		}
+		return v.ValueGraph(g)
+	}
 	return ctx.VariableWithShape(name, shapes.Make(dtypes.Float32, dims...)).ValueGraph(g)
 }
 
-// embed looks tokens [B, T] up in embed_tokens.weight [V, D].
+// embed looks tokens [B, T] up in embed_tokens.weight [V, D] (the rows
+// gathered in the dtype the table is held in, then made float32).
 func embed(ctx *context.Context, cfg *Config, tokens *Node) *Node {
-	w := weight(ctx, tokens.Graph(), "weight", cfg.VocabSize, cfg.HiddenSize)
-	return Gather(w, InsertAxes(tokens, -1))
+	w := storedWeight(ctx, tokens.Graph(), "weight", cfg.VocabSize, cfg.HiddenSize)
+	return ConvertDType(Gather(w, InsertAxes(tokens, -1)), dtypes.Float32)
 }
 
 // alongLastAxis reshapes a vector to rank axes [1, …, 1, n] for broadcasting.

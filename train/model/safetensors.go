@@ -54,64 +54,9 @@ const maxHeader = 100 << 20
 func ReadSafetensors(r io.Reader, fn func(Tensor) error) error {
 	total, sized := remaining(r)
 	br := bufio.NewReaderSize(r, 1<<20)
-	var n uint64
-	if err := binary.Read(br, binary.LittleEndian, &n); err != nil {
-		return fmt.Errorf("%w: header length: %v", ErrSafetensors, err)
-	}
-	if n > maxHeader || (sized && n > uint64(total-8)) {
-		return fmt.Errorf("%w: header of %d bytes", ErrSafetensors, n)
-	}
-	header, err := io.ReadAll(io.LimitReader(br, int64(n)))
-	if err != nil || uint64(len(header)) != n {
-		return fmt.Errorf("%w: header: %d of %d bytes read: %v", ErrSafetensors, len(header), n, err)
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(header, &raw); err != nil {
-		return fmt.Errorf("%w: header JSON: %v", ErrSafetensors, err)
-	}
-	type entry struct {
-		name string
-		tensorInfo
-	}
-	var entries []entry
-	for name, msg := range raw {
-		if name == "__metadata__" {
-			continue
-		}
-		var info tensorInfo
-		if err := json.Unmarshal(msg, &info); err != nil {
-			return fmt.Errorf("%w: tensor %q: %v", ErrSafetensors, name, err)
-		}
-		if len(info.Offsets) != 2 || info.Offsets[0] < 0 || info.Offsets[1] < info.Offsets[0] {
-			return fmt.Errorf("%w: tensor %q: data_offsets %v", ErrSafetensors, name, info.Offsets)
-		}
-		size, err := elemSize(info.DType)
-		if err != nil {
-			return fmt.Errorf("tensor %q: %w", name, err)
-		}
-		want, ok := byteLen(info.Shape, size)
-		if !ok || info.Offsets[1]-info.Offsets[0] != want {
-			return fmt.Errorf("%w: tensor %q: %d bytes for shape %v %s", ErrSafetensors, name, info.Offsets[1]-info.Offsets[0], info.Shape, info.DType)
-		}
-		entries = append(entries, entry{name, info})
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Offsets[0] < entries[j].Offsets[0] })
-	var end int64
-	for _, e := range entries {
-		if e.Offsets[0] < end {
-			return fmt.Errorf("%w: tensor %q overlaps the previous one (data_offsets %v)", ErrSafetensors, e.name, e.Offsets)
-		}
-		if e.Offsets[0] > end {
-			return fmt.Errorf("%w: tensor %q starts at %d, after a gap from %d", ErrSafetensors, e.name, e.Offsets[0], end)
-		}
-		end = e.Offsets[1]
-	}
-	if data := total - 8 - int64(n); sized && end != data {
-		last := "(none)"
-		if len(entries) > 0 {
-			last = entries[len(entries)-1].name
-		}
-		return fmt.Errorf("%w: the tensors end at byte %d (last %q), the data section has %d", ErrSafetensors, end, last, data)
+	entries, err := readHeader(br, total, sized)
+	if err != nil {
+		return err
 	}
 
 	buf := make([]byte, readChunk)
@@ -139,6 +84,89 @@ func ReadSafetensors(r io.Reader, fn func(Tensor) error) error {
 		}
 	}
 	return nil
+}
+
+// ReadSafetensorsHeader reads only the header of a safetensors file: its
+// tensors' names and shapes in file order, checked as ReadSafetensors checks
+// them (the file's size only where r can tell it). No tensor data is read.
+func ReadSafetensorsHeader(r io.Reader) ([]TensorHeader, error) {
+	total, sized := remaining(r)
+	entries, err := readHeader(bufio.NewReaderSize(r, 4<<10), total, sized)
+	if err != nil {
+		return nil, err
+	}
+	hs := make([]TensorHeader, len(entries))
+	for i, e := range entries {
+		hs[i] = TensorHeader{Name: e.name, Shape: e.Shape}
+	}
+	return hs, nil
+}
+
+// headerEntry is one tensor of a safetensors header.
+type headerEntry struct {
+	name string
+	tensorInfo
+}
+
+// readHeader reads and checks the header of a safetensors file (total bytes
+// in all, when sized) and returns its tensors in data order.
+func readHeader(br *bufio.Reader, total int64, sized bool) ([]headerEntry, error) {
+	var n uint64
+	if err := binary.Read(br, binary.LittleEndian, &n); err != nil {
+		return nil, fmt.Errorf("%w: header length: %v", ErrSafetensors, err)
+	}
+	if n > maxHeader || (sized && n > uint64(total-8)) {
+		return nil, fmt.Errorf("%w: header of %d bytes", ErrSafetensors, n)
+	}
+	header, err := io.ReadAll(io.LimitReader(br, int64(n)))
+	if err != nil || uint64(len(header)) != n {
+		return nil, fmt.Errorf("%w: header: %d of %d bytes read: %v", ErrSafetensors, len(header), n, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(header, &raw); err != nil {
+		return nil, fmt.Errorf("%w: header JSON: %v", ErrSafetensors, err)
+	}
+	var entries []headerEntry
+	for name, msg := range raw {
+		if name == "__metadata__" {
+			continue
+		}
+		var info tensorInfo
+		if err := json.Unmarshal(msg, &info); err != nil {
+			return nil, fmt.Errorf("%w: tensor %q: %v", ErrSafetensors, name, err)
+		}
+		if len(info.Offsets) != 2 || info.Offsets[0] < 0 || info.Offsets[1] < info.Offsets[0] {
+			return nil, fmt.Errorf("%w: tensor %q: data_offsets %v", ErrSafetensors, name, info.Offsets)
+		}
+		size, err := elemSize(info.DType)
+		if err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", name, err)
+		}
+		want, ok := byteLen(info.Shape, size)
+		if !ok || info.Offsets[1]-info.Offsets[0] != want {
+			return nil, fmt.Errorf("%w: tensor %q: %d bytes for shape %v %s", ErrSafetensors, name, info.Offsets[1]-info.Offsets[0], info.Shape, info.DType)
+		}
+		entries = append(entries, headerEntry{name, info})
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Offsets[0] < entries[j].Offsets[0] })
+	var end int64
+	for _, e := range entries {
+		if e.Offsets[0] < end {
+			return nil, fmt.Errorf("%w: tensor %q overlaps the previous one (data_offsets %v)", ErrSafetensors, e.name, e.Offsets)
+		}
+		if e.Offsets[0] > end {
+			return nil, fmt.Errorf("%w: tensor %q starts at %d, after a gap from %d", ErrSafetensors, e.name, e.Offsets[0], end)
+		}
+		end = e.Offsets[1]
+	}
+	if data := total - 8 - int64(n); sized && end != data {
+		last := "(none)"
+		if len(entries) > 0 {
+			last = entries[len(entries)-1].name
+		}
+		return nil, fmt.Errorf("%w: the tensors end at byte %d (last %q), the data section has %d", ErrSafetensors, end, last, data)
+	}
+	return entries, nil
 }
 
 // readChunk is how many bytes of a tensor ReadSafetensors reads at a time (a
@@ -215,13 +243,23 @@ func encode(dtype string, in []float32, b []byte) {
 		}
 	case "BF16":
 		for i, v := range in {
-			le.PutUint16(b[2*i:], bfloat16.FromFloat32(v).Bits())
+			le.PutUint16(b[2*i:], toBF16(v).Bits())
 		}
 	case "F16":
 		for i, v := range in {
 			le.PutUint16(b[2*i:], float16.Fromfloat32(v).Bits())
 		}
 	}
+}
+
+// toBF16 rounds v to the nearest bfloat16, ties to even, as PyTorch's
+// .to(torch.bfloat16) does (bfloat16.FromFloat32 truncates). NaN stays NaN.
+func toBF16(v float32) bfloat16.BFloat16 {
+	if v != v {
+		return bfloat16.BFloat16(math.Float32bits(v)>>16 | 0x40) // a quiet NaN
+	}
+	b := math.Float32bits(v)
+	return bfloat16.BFloat16((b + 0x7fff + (b>>16)&1) >> 16)
 }
 
 // TensorHeader is what WriteSafetensors needs to know before any data: the

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -105,5 +106,25 @@ func TestReadSafetensorsMalformed(t *testing.T) {
 				t.Errorf("%s (sized %v): error %v, want one containing %s", tc.name, sized, err, want)
 			}
 		}
+	}
+}
+
+// TestToBF16RoundsToNearestEven: as torch's .to(torch.bfloat16).
+func TestToBF16RoundsToNearestEven(t *testing.T) {
+	for _, c := range []struct{ in, want float32 }{
+		{1, 1},
+		{1 + 1.0/256, 1},                      // halfway, to the even 1.0
+		{1 + 3.0/256, 1 + 1.0/64},             // halfway, to the even 1+2⁻⁶
+		{1 + 1.0/256 + 1.0/4096, 1 + 1.0/128}, // past halfway: up
+		{-2.5e-3, -0.0025024414},
+		{float32(math.Inf(1)), float32(math.Inf(1))},
+		{math.MaxFloat32, float32(math.Inf(1))}, // overflows, as torch
+	} {
+		if got := toBF16(c.in).Float32(); got != c.want {
+			t.Errorf("toBF16(%g) = %g, want %g", c.in, got, c.want)
+		}
+	}
+	if nan := toBF16(float32(math.NaN())).Float32(); nan == nan {
+		t.Errorf("toBF16(NaN) = %g", nan)
 	}
 }

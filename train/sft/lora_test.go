@@ -5,9 +5,12 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"path"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/statjob/statjob/train/model"
@@ -79,5 +82,94 @@ func TestExportTwiceMergesOnce(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestLoRAOverBFloat16Base: LoRA over a base held in bfloat16 (model.LoadAs)
+// trains exactly as over the same bfloat16 checkpoint held in float32 — the
+// same losses and adapters, bit for bit — and exports the same merged
+// weights; full fine-tuning of weights held in bfloat16 is refused.
+func TestLoRAOverBFloat16Base(t *testing.T) {
+	ctx := context.Background()
+	mcfg, err := model.ParseConfig([]byte(tinyStudentConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	store := openStore(t, dir)
+	if err := model.NewRandom(mcfg, 5, 0.08).Save(ctx, store, "", model.SaveOptions{DType: "BF16"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.MaxLen, cfg.MicroBatch, cfg.Accumulation, cfg.LR = 128, 2, 1, 1e-2
+	cfg.LoRA.Dropout = 0
+	plan := modelSteps(mathDataset(t, 12, cfg), cfg, 4)
+
+	train := func(dtype dtypes.DType, cfg Config) (losses []float64, adapters map[string][]float32, merged *model.Model, err error) {
+		m, err := model.LoadAs(ctx, store, "", dtype)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fwd, err := ModelForward(m.Config, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := NewTrainer(cfg, tinyBackend(t), m.Ctx, fwd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range plan {
+			s, err := tr.Step(st, LearningRate(cfg.LR, i, 0, len(plan)))
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			losses = append(losses, s.Loss)
+		}
+		adapters = map[string][]float32{}
+		for _, v := range tr.Params() {
+			adapters[v.ScopeAndName()] = tensorFloats(t, v)
+		}
+		if err := Export(ctx, m, cfg, openStore(t, t.TempDir()), "", "F32", nil); err != nil {
+			t.Fatal(err)
+		}
+		return losses, adapters, m, nil
+	}
+	l32, a32, m32, err := train(dtypes.Float32, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l16, a16, m16, err := train(dtypes.BFloat16, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(l32, l16) {
+		t.Errorf("losses over the float32 base %v, over the bfloat16 base %v", l32, l16)
+	}
+	if len(a32) != 2*2*7 || len(a16) != len(a32) {
+		t.Fatalf("%d and %d adapter tensors, want 28", len(a32), len(a16))
+	}
+	for name, a := range a32 {
+		if !slices.Equal(a, a16[name]) {
+			t.Errorf("%s differs between the float32 and bfloat16 bases", name)
+		}
+	}
+	for _, h := range model.TensorNames(mcfg) {
+		scope, name := path.Split(strings.ReplaceAll(h.Name, ".", "/"))
+		scope = "/" + strings.TrimSuffix(scope, "/")
+		v32, v16 := m32.Ctx.GetVariableByScopeAndName(scope, name), m16.Ctx.GetVariableByScopeAndName(scope, name)
+		if v32 == nil || v16 == nil {
+			t.Fatalf("no variable for %s", h.Name)
+		}
+		w32, _ := model.Float32Data(v32.MustValue())
+		w16, _ := model.Float32Data(v16.MustValue())
+		if !slices.Equal(w32, w16) {
+			t.Errorf("merged %s differs between the float32 and bfloat16 bases", h.Name)
+		}
+	}
+
+	full := cfg
+	full.LoRA = LoRAConfig{}
+	if _, _, _, err := train(dtypes.BFloat16, full); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "float32") {
+		t.Errorf("full fine-tuning of bfloat16 weights: %v", err)
 	}
 }

@@ -64,7 +64,7 @@ func MergeLoRA(m *model.Model, cfg Config) error {
 		if av == nil || bv == nil {
 			return fmt.Errorf("merge LoRA: no adapter for %s", v.ScopeAndName())
 		}
-		w, err := tensors.CopyFlatData[float32](v.MustValue())
+		w, err := model.Float32Data(v.MustValue()) // the base may be held in bfloat16
 		if err != nil {
 			return fmt.Errorf("merge LoRA into %s: %w", v.ScopeAndName(), err)
 		}

@@ -192,6 +192,9 @@ func (t *Trainer) selectParams(g *Graph) {
 		if t.loraOnly != isAdapter(v) {
 			continue
 		}
+		if dt := v.Shape().DType; dt != dtypes.Float32 {
+			panic(fmt.Errorf("%w: %s is held in %s: trained weights need float32 (a model held in bfloat16 takes LoRA only)", ErrConfig, v.ScopeAndName(), dt))
+		}
 		t.params = append(t.params, v)
 	}
 	state := t.ctx.InAbsPath("/sft").Checked(false)
@@ -258,7 +261,11 @@ func (t *Trainer) SetStepsDone(n int) { t.step = n }
 func (t *Trainer) Step(batches []*Batch, lr float64) (st StepStats, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("sft step %d: %v", t.step+1, r)
+			if e, ok := r.(error); ok {
+				err = fmt.Errorf("sft step %d: %w", t.step+1, e)
+			} else {
+				err = fmt.Errorf("sft step %d: %v", t.step+1, r)
+			}
 		}
 	}()
 	var lossSum float64

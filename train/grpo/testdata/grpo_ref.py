@@ -1,13 +1,20 @@
 """PyTorch reference of one GRPO mini-batch: the clipped surrogate loss and
 its gradient with respect to every weight of the model core's decoder
 (train/model/testdata/reference.py), or to the LoRA adapters when given
-(train/sft/testdata/sft_ref.py's LoRAModel).
+(train/sft/testdata/sft_ref.py's LoRAModel). With kl, each completion token's
+loss also carries beta times the k3 estimate of the KL to a frozen reference
+policy, computed as TRL's GRPOTrainer does: per_token_kl =
+exp(ref_logp - logp) - (ref_logp - logp) - 1, the reference log-probabilities
+from a forward pass without gradient of the reference model (the base
+weights, adapters off, or the checkpoint at kl.ref_dir).
 
 usage: /usr/bin/python3 grpo_ref.py CHECKPOINT_DIR in.json out.json
 in:  rows of {tokens, prompt_len, old_logp (per target position), advantage},
-     clip epsilon, optional lora {scale, adapters: {module: {A, B, shapes}}}
-out: loss (mean over completion tokens), clipped token count, and the
-     gradient of every trained tensor, flattened.
+     clip epsilon, optional lora {scale, adapters: {module: {A, B, shapes}}},
+     optional kl {beta, ref_dir (null: CHECKPOINT_DIR)}
+out: loss (mean over completion tokens), clipped token count, mean KL per
+     completion token (0 without kl), and the gradient of every trained
+     tensor, flattened.
 """
 import json
 import os
@@ -40,26 +47,40 @@ def main():
             trained[name + ".lora_A"], trained[name + ".lora_B"] = a, b
     else:
         trained = m.w
+    kl = req.get("kl")
+    ref = None
+    if kl:
+        ref = LoRAModel(kl["ref_dir"] or directory, {}, 0.0)
     for t in trained.values():
         t.requires_grad_(True)
-    total, count, clipped = 0.0, 0, 0
-    for row in req["rows"]:
-        ids = torch.tensor([row["tokens"]])
-        logits = m.forward(ids)[0][0]                       # [T, V]
+
+    def token_logps(model, row):
+        logits = model.forward(torch.tensor([row["tokens"]]))[0][0]  # [T, V]
         logp = torch.log_softmax(logits, -1)
         targets = torch.tensor(row["tokens"][1:])
         lp = logp[:-1].gather(1, targets[:, None])[:, 0]     # position i predicts token i+1
-        lp = lp[row["prompt_len"] - 1:]                      # completion targets only
+        return lp[row["prompt_len"] - 1:]                    # completion targets only
+
+    total, count, clipped, kl_sum = 0.0, 0, 0, 0.0
+    for row in req["rows"]:
+        lp = token_logps(m, row)
         old = torch.tensor(row["old_logp"], dtype=torch.float32)
         adv = row["advantage"]
         ratio = torch.exp(lp - old)
         surr = torch.min(ratio * adv, torch.clamp(ratio, 1 - eps, 1 + eps) * adv)
-        total = total - surr.sum()
+        per_token = -surr
+        if kl:
+            with torch.no_grad():
+                ref_lp = token_logps(ref, row)
+            per_token_kl = torch.exp(ref_lp - lp) - (ref_lp - lp) - 1
+            per_token = per_token + kl["beta"] * per_token_kl
+            kl_sum += per_token_kl.sum().item()
+        total = total + per_token.sum()
         count += lp.shape[0]
         clipped += int(((adv > 0) & (ratio > 1 + eps)).sum() + ((adv < 0) & (ratio < 1 - eps)).sum())
     loss = total / count
     loss.backward()
-    out = {"loss": loss.item(), "clipped": clipped,
+    out = {"loss": loss.item(), "clipped": clipped, "kl": kl_sum / count,
            "grads": {k: v.grad.flatten().tolist() for k, v in trained.items()}}
     json.dump(out, open(outp, "w"))
 

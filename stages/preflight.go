@@ -1,0 +1,196 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/task/problems"
+	"github.com/statjob/statjob/teacher"
+	"github.com/statjob/statjob/train/backend"
+	"github.com/statjob/statjob/train/model"
+	"github.com/statjob/statjob/train/tokenizer"
+)
+
+// A Check is the outcome of one preflight check: Detail says what was
+// found, Err what is wrong.
+type Check struct {
+	Name   string
+	Detail string
+	Err    error
+}
+
+// Preflight checks what a run of spec will use before the run spends
+// anything: the compute backend, the base student, the data files, the PRM and the local
+// embedding model when the spec uses them, and, when callAPIs is set, the
+// teacher and the embeddings API with one small request each (the response
+// cache and batch mode bypassed). It reads no weights.
+func Preflight(ctx context.Context, spec *job.Spec, callAPIs bool) []Check {
+	var out []Check
+	add := func(name, detail string, err error) { out = append(out, Check{name, detail, err}) }
+
+	student := spec.Section("student").(*StudentConfig)
+	if be, err := backend.New(student.Backend); err != nil {
+		add("backend", "", prefixErr("student.backend", err))
+	} else {
+		add("backend", be.Name()+": "+be.Description(), nil)
+		be.Finalize()
+	}
+	d, err := CheckStudent(ctx, student)
+	add("student", d, err)
+	lines, err := CheckData(spec)
+	for _, l := range lines {
+		add("data", l, nil)
+	}
+	if err != nil {
+		add("data", "", err)
+	}
+	if diff := spec.Section("difficulty").(*DifficultyConfig); diff.Method == ByPRM {
+		d, _, _, err := inspectModel(ctx, diff.PRM.Model)
+		add("prm", d, prefixErr("difficulty.prm.model", err))
+	}
+	if slices.Contains(spec.Section("pipeline").(*PipelineConfig).Strategies, "embed-sel") {
+		c := spec.Section("dataset").(*DatasetConfig).Embed
+		switch {
+		case c.Provider == EmbedLocal && c.Model != "":
+			d, _, _, err := inspectModel(ctx, c.Model)
+			add("embedder", d, prefixErr("dataset.embed.model", err))
+		case c.Provider == EmbedLocal:
+			add("embedder", "local: the student's hidden states", nil)
+		case callAPIs:
+			d, err := checkEmbedder(ctx, c.EmbedConfig)
+			add("embedder", d, err)
+		}
+	}
+	if callAPIs {
+		d, err := checkTeacher(ctx, *spec.Section("teacher").(*teacher.Config))
+		add("teacher", d, err)
+	}
+	return out
+}
+
+// prefixErr names the spec field err is about, or is nil.
+func prefixErr(field string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", field, err)
+}
+
+// CheckStudent checks, without loading the weights, that the base student
+// of cfg is one the stages can use: its tokenizer files load, its chat
+// template renders a conversation with the spec's system prompt and marks
+// the assistant's tokens (SFT's loss mask), and its checkpoint holds what
+// its config asks for (inspectModel). It returns a one-line summary.
+func CheckStudent(ctx context.Context, cfg *StudentConfig) (string, error) {
+	summary, tok, params, err := inspectModel(ctx, cfg.Model)
+	if err != nil {
+		return "", prefixErr("student.model", err)
+	}
+	chat, err := tok.ApplyChatTemplate(cfg.withSystem([]tokenizer.Message{
+		{Role: "user", Content: "What is 2 + 3?"},
+		{Role: "assistant", Content: `2 + 3 = 5, so the answer is \boxed{5}.`},
+	}), cfg.ChatOptions())
+	if err != nil {
+		return "", fmt.Errorf("student %s: chat template: %w", cfg.Model, err)
+	}
+	if len(chat.Assistant) != 1 || chat.Assistant[0].End <= chat.Assistant[0].Start {
+		return "", fmt.Errorf("student %s: chat template: the assistant's reply is not marked in %q", cfg.Model, chat.Text)
+	}
+	held := cfg.heldDType()
+	return fmt.Sprintf("%s; %.2f GiB held in %s; chat template renders", summary,
+		float64(params)*float64(held.Size())/(1<<30), held), nil
+}
+
+// inspectModel checks the Hugging Face model directory at uri without
+// reading its weights: the tokenizer loads, config.json is a supported
+// architecture whose safetensors headers hold exactly the tensors it asks
+// for (model.Inspect), and the embedding covers every token id.
+func inspectModel(ctx context.Context, uri string) (string, *tokenizer.Tokenizer, int64, error) {
+	st, err := storage.Open(ctx, uri)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	defer st.Close()
+	where := st.URI("")
+	tok, _, err := loadTokenizer(ctx, st, "", where)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	mc, params, err := model.Inspect(ctx, st, "")
+	if err != nil {
+		return "", nil, 0, fmt.Errorf("%s: %w", where, err)
+	}
+	if tok.VocabSize() > mc.VocabSize {
+		return "", nil, 0, fmt.Errorf("%s: the tokenizer has %d tokens, more than config.json's vocab_size %d", where, tok.VocabSize(), mc.VocabSize)
+	}
+	return fmt.Sprintf("%s: %s, %d layers, hidden %d, %.1fM parameters, %d tokens",
+		where, mc.ModelType, mc.NumHiddenLayers, mc.HiddenSize, float64(params)/1e6, tok.VocabSize()), tok, params, nil
+}
+
+// CheckData loads every data file a run of spec reads, as the stages read
+// them: the MATH training set, the validation split, and the evaluation
+// benchmarks with their reference skills attached. It returns one line per
+// set.
+func CheckData(spec *job.Spec) ([]string, error) {
+	data := spec.Section("data").(*problems.Config)
+	train, err := problems.LoadMATH(mathTrainPath(spec))
+	if err != nil {
+		return nil, fmt.Errorf("data.dir: %w", err)
+	}
+	val, _, err := problems.SplitMATH(data.Dir, *data)
+	if err != nil {
+		return nil, fmt.Errorf("data.dir: %w", err)
+	}
+	out := []string{fmt.Sprintf("math train: %d problems, validation: %d", len(train), len(val))}
+	ev := spec.Section("evaluate").(*EvaluateConfig)
+	sets, err := benchmarks(ev, data)
+	if err != nil {
+		return out, err
+	}
+	for _, b := range ev.Benchmarks {
+		out = append(out, fmt.Sprintf("%s: %d problems", b, len(sets[b])))
+	}
+	return out, nil
+}
+
+// checkTeacher sends the teacher one short request past the response cache
+// and batch mode: it proves the endpoint, the model name and the key.
+func checkTeacher(ctx context.Context, cfg teacher.Config) (string, error) {
+	cfg.Cache, cfg.Batch.Enabled = false, false
+	t, err := teacher.New(ctx, cfg, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	req, err := teacher.Ping.Request(nil, teacher.Params{MaxTokens: 16}, 0, false)
+	if err != nil {
+		return "", err
+	}
+	r, err := t.Call(ctx, req)
+	if err != nil {
+		return "", fmt.Errorf("teacher %s %s: %w", cfg.Provider, cfg.Model, err)
+	}
+	return fmt.Sprintf("%s %s answered in %s (%d+%d tokens, finish %s)", cfg.Provider, cfg.Model,
+		time.Since(start).Round(time.Millisecond), r.Usage.Input, r.Usage.Output, r.Finish), nil
+}
+
+// checkEmbedder embeds one short text with the embeddings API of cfg.
+func checkEmbedder(ctx context.Context, cfg teacher.EmbedConfig) (string, error) {
+	e, err := teacher.NewEmbedder(ctx, cfg, nil)
+	if err != nil {
+		return "", fmt.Errorf("dataset.embed: %w", err)
+	}
+	start := time.Now()
+	vs, err := e.Embed(ctx, []string{"What is 2 + 3?"})
+	if err != nil {
+		return "", fmt.Errorf("dataset.embed: %s: %w", e.ID(), err)
+	}
+	if len(vs) != 1 || len(vs[0]) == 0 {
+		return "", fmt.Errorf("dataset.embed: %s returned %d vectors for 1 text", e.ID(), len(vs))
+	}
+	return fmt.Sprintf("%s: %d dimensions in %s", e.ID(), len(vs[0]), time.Since(start).Round(time.Millisecond)), nil
+}
