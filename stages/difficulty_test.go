@@ -379,11 +379,11 @@ func TestDifficultyPRMFingerprint(t *testing.T) {
 
 func TestDifficultyPRMValidate(t *testing.T) {
 	for set, want := range map[string]string{
-		`difficulty.prm.model=""`:      "difficulty: prm.model: no process reward model named",
-		"difficulty.prm.tau1=1.5":      "difficulty: prm.tau1: 1.5 is not in [0, 1]",
-		`difficulty.prm.good_token=""`: "difficulty: prm.good_token: empty",
-		"difficulty.threshold=0":       "difficulty: threshold: 0 is not in (0, 1]",
-		"difficulty.part_questions=0":  "difficulty: part_questions: 0, want at least 1",
+		`difficulty.prm.model=""`:      "difficulty.prm.model: no process reward model named",
+		"difficulty.prm.tau1=1.5":      "difficulty.prm.tau1: 1.5 is not in [0, 1]",
+		`difficulty.prm.good_token=""`: "difficulty.prm.good_token: empty",
+		"difficulty.threshold=0":       "difficulty.threshold: 0 is not in (0, 1]",
+		"difficulty.part_questions=0":  "difficulty.part_questions: 0, want at least 1",
 	} {
 		spec := testSpec(t, "m", "difficulty.method=prm", "difficulty.prm.model=models/prm", set)
 		if err := spec.Validate(); err == nil || !strings.Contains(err.Error(), want) {

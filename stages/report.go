@@ -15,6 +15,7 @@ import (
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/task/problems"
 	"github.com/statjob/statjob/teacher"
+	"github.com/statjob/statjob/train/grpo"
 	"github.com/statjob/statjob/train/sft"
 )
 
@@ -601,23 +602,14 @@ func (r *reportStage) training(ctx context.Context, env reportInputs, s *reportS
 	return nil
 }
 
-// reportGRPOStep is what the report reads of a line of a GRPO stage's
-// metrics.jsonl (train/grpo's Metric). KL is 0 where the line has none.
-type reportGRPOStep struct {
-	Step           int     `json:"step"`
-	RewardMean     float64 `json:"reward_mean"`
-	SignalFraction float64 `json:"signal_fraction"`
-	KL             float64 `json:"kl"`
-}
-
 // grpo reads each GRPO arm's per-step metrics: the reward curve, and the
 // KL curve of an arm that logged a nonzero kl.
 func (r *reportStage) grpo(ctx context.Context, env reportInputs, s *reportSummary) error {
 	for _, st := range r.grpos() {
-		var steps []reportGRPOStep
+		var steps []grpo.Metric
 		if reportHas(env, st, MetricsFile) {
 			var err error
-			if steps, err = readRows[reportGRPOStep](ctx, env, st, MetricsFile); err != nil {
+			if steps, err = readRows[grpo.Metric](ctx, env, st, MetricsFile); err != nil {
 				return err
 			}
 		}

@@ -217,8 +217,8 @@ func TestReportNumbers(t *testing.T) {
 }
 
 // reportGRPOAndPRMUpstream is reportUpstream(true) with two GRPO arms
-// (grpo/stat-sel, logging a KL when kl is set, and grpo/base, written as
-// train/grpo's Metric) and a difficulty stage that used the prm method:
+// (grpo/stat-sel, logging a KL when kl is set, and grpo/base without one)
+// and a difficulty stage that used the prm method:
 // eight questions of four samples judged right 0, 0, 1, 2, 2, 3, 4 and 4
 // times, one sample not scored.
 func reportGRPOAndPRMUpstream(kl bool) []job.Stage {
@@ -238,14 +238,11 @@ func reportGRPOAndPRMUpstream(kl bool) []job.Stage {
 			up[i] = f
 		}
 	}
-	statSel := []map[string]any{
-		{"step": 1, "reward_mean": 0.25, "signal_fraction": 0.5, "loss": 0.1},
-		{"step": 2, "reward_mean": 0.5, "signal_fraction": 0.75, "loss": 0.1},
-		{"step": 3, "reward_mean": 0.625, "signal_fraction": 0.25, "loss": 0.1},
-	}
+	statSel := []grpo.Metric{{Step: 1, RewardMean: 0.25, SignalFraction: 0.5}, {Step: 2, RewardMean: 0.5, SignalFraction: 0.75},
+		{Step: 3, RewardMean: 0.625, SignalFraction: 0.25}}
 	if kl {
 		for i, v := range []float64{0, 0.02, 0.05} {
-			statSel[i]["kl"] = v
+			statSel[i].KL = v
 		}
 	}
 	return append(up,
