@@ -325,7 +325,7 @@ func (r *reportStage) collect(ctx context.Context, env reportInputs) (*reportSum
 	if err := r.training(ctx, env, s); err != nil {
 		return nil, err
 	}
-	if err := r.grpo(ctx, env, s); err != nil {
+	if err := r.grpoRuns(ctx, env, s); err != nil {
 		return nil, err
 	}
 	r.cost(ctx, env, s)
@@ -602,9 +602,9 @@ func (r *reportStage) training(ctx context.Context, env reportInputs, s *reportS
 	return nil
 }
 
-// grpo reads each GRPO arm's per-step metrics: the reward curve, and the
+// grpoRuns reads each GRPO arm's per-step metrics: the reward curve, and the
 // KL curve of an arm that logged a nonzero kl.
-func (r *reportStage) grpo(ctx context.Context, env reportInputs, s *reportSummary) error {
+func (r *reportStage) grpoRuns(ctx context.Context, env reportInputs, s *reportSummary) error {
 	for _, st := range r.grpos() {
 		var steps []grpo.Metric
 		if reportHas(env, st, MetricsFile) {
