@@ -3,11 +3,13 @@ package stages
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/train/backend"
 	"github.com/statjob/statjob/train/prm"
@@ -37,7 +39,8 @@ const (
 
 // prmVersion is bumped when the prm method's output changes for the same
 // inputs (it enters only that method's fingerprint).
-const prmVersion = "difficulty prm v1"
+// v2: scored in parts of part_questions questions.
+const prmVersion = "difficulty prm v2"
 
 // PRMScoresFile is difficulty's side output under the prm method: one
 // PRMScored row per question, in question order, difficult or not.
@@ -64,6 +67,7 @@ type PRMScored struct {
 //	    model: gs://bucket/models/Llama3.1-8B-PRM-Mistral-Data
 //	    tau1: 0.85
 //	    tau2: 0.7
+//	  part_questions: 64 # prm: questions scored between checkpoints
 //
 // The prm method computes on the student's backend (student.backend).
 type DifficultyConfig struct {
@@ -71,13 +75,20 @@ type DifficultyConfig struct {
 	Threshold float64    `yaml:"threshold"`
 	MinAgree  int        `yaml:"min_agree"`
 	PRM       prm.Config `yaml:"prm"`
+	// PartQuestions is, for the prm method, how many questions are scored
+	// together between checkpoints: each finished part's scores are kept
+	// in the stage's folder (parts/prm-<i>.jsonl), so a stage stopped
+	// midway resumes after its last finished part. Every part is scored on
+	// its own whether or not the stage was stopped, so the output never
+	// depends on where (or whether) a run was stopped.
+	PartQuestions int `yaml:"part_questions"`
 }
 
 // DefaultDifficultyConfig is ground-truth accuracy below 0.5 (fewer than
 // half of the samples correct), and for the consistency method an answer
 // that no two samples agree on.
 func DefaultDifficultyConfig() DifficultyConfig {
-	return DifficultyConfig{Method: ByAccuracy, Threshold: 0.5, MinAgree: 2, PRM: prm.DefaultConfig()}
+	return DifficultyConfig{Method: ByAccuracy, Threshold: 0.5, MinAgree: 2, PRM: prm.DefaultConfig(), PartQuestions: 64}
 }
 
 // Validate names the first bad field.
@@ -90,6 +101,9 @@ func (c *DifficultyConfig) Validate() error {
 		if c.Method == ByPRM {
 			if err := c.PRM.Validate(); err != nil {
 				return fmt.Errorf("prm.%w", err)
+			}
+			if c.PartQuestions < 1 {
+				return fmt.Errorf("part_questions: %d, want at least 1", c.PartQuestions)
 			}
 		}
 	case ByConsistency:
@@ -118,14 +132,17 @@ func (s *difficultyStage) Fingerprint(spec *job.Spec, upstream map[string]string
 		return "", err
 	}
 	cfg := spec.Section("difficulty").(*DifficultyConfig)
-	// The prm block matters only to the prm method: the other methods hash
-	// as they did before it existed, and batch_tokens changes no score.
+	// The prm block and part_questions matter only to the prm method: the
+	// other methods hash as they did before they existed, and batch_tokens
+	// changes no score. part_questions stays in: which conversations share
+	// a forward pass may change the last bits of a score on some backends.
 	var doc map[string]map[string]any
 	if err := json.Unmarshal(c, &doc); err != nil {
 		return "", fmt.Errorf("difficulty fingerprint: %w", err)
 	}
 	if cfg.Method != ByPRM {
 		delete(doc["difficulty"], "prm")
+		delete(doc["difficulty"], "part_questions")
 		return job.Hash(difficultyVersion, doc, upstream)
 	}
 	if block, ok := doc["difficulty"]["prm"].(map[string]any); ok {
@@ -155,7 +172,7 @@ func (s *difficultyStage) Run(ctx context.Context, env *job.Env) (job.Metrics, e
 		if err != nil {
 			return nil, fmt.Errorf("student.backend: %w", err)
 		}
-		if judged, err = prmJudge(ctx, be, &cfg.PRM, rs, metrics); err != nil {
+		if judged, err = prmJudge(ctx, env, be, cfg, rs, metrics); err != nil {
 			return nil, err
 		}
 		if err := writeRows(ctx, env, PRMScoresFile, judged); err != nil {
@@ -181,14 +198,74 @@ func (s *difficultyStage) Run(ctx context.Context, env *job.Env) (job.Metrics, e
 	return metrics, nil
 }
 
-// prmJudge scores every sample of rs with the PRM of c (on backend be) and
-// adds the prm_* counts to metrics.
-func prmJudge(ctx context.Context, be backends.Backend, c *prm.Config, rs []Response, metrics job.Metrics) ([]PRMScored, error) {
-	p, err := prm.Open(ctx, be, *c)
-	if err != nil {
-		return nil, fmt.Errorf("difficulty.prm: %w", err)
+// prmJudge scores every sample of rs with the PRM of c (on backend be),
+// c.PartQuestions questions at a time, and adds the prm_* counts to
+// metrics. Each finished part is kept as parts/prm-<i>.jsonl in the
+// stage's folder; a part an earlier, stopped attempt finished is read
+// back instead of scored again, and the PRM is not even loaded when every
+// part is done.
+func prmJudge(ctx context.Context, env *job.Env, be backends.Backend, c *DifficultyConfig, rs []Response, metrics job.Metrics) ([]PRMScored, error) {
+	var p *prm.PRM
+	defer func() {
+		if p != nil {
+			p.Close()
+		}
+	}()
+	prog := env.Progress("questions", int64(len(rs)))
+	out := make([]PRMScored, 0, len(rs))
+	kept, scored := 0, 0
+	step := c.PartQuestions
+	for i := 0; i*step < len(rs); i++ {
+		part := rs[i*step : min((i+1)*step, len(rs))]
+		key := fmt.Sprintf("parts/prm-%05d.jsonl", i)
+		if done, err := readRows[PRMScored](ctx, env, env.Name(), key); err == nil && prmSamePart(done, part) {
+			out = append(out, done...)
+			kept += len(part)
+			prog.Add(int64(len(part)))
+			continue
+		} else if err != nil && !errors.Is(err, storage.ErrNotExist) {
+			env.Log().Warn("unreadable part, scoring again", "part", key, "err", err)
+		}
+		if p == nil {
+			var err error
+			if p, err = prm.Open(ctx, be, c.PRM); err != nil {
+				return nil, fmt.Errorf("difficulty.prm: %w", err)
+			}
+		}
+		rows, err := prmScorePart(ctx, p, part)
+		if err != nil {
+			return nil, fmt.Errorf("difficulty.prm: %w", err)
+		}
+		if err := writeRows(ctx, env, key, rows); err != nil {
+			return nil, err
+		}
+		env.Log().Info("prm part scored", "part", key, "questions", len(part))
+		out = append(out, rows...)
+		scored += len(part)
+		prog.Add(int64(len(part)))
 	}
-	defer p.Close()
+	right, samples, notScored := 0, 0, 0
+	for _, row := range out {
+		for _, s := range row.Samples {
+			samples++
+			if s.Right {
+				right++
+			}
+			if !s.Scored {
+				notScored++
+			}
+		}
+	}
+	if samples > 0 {
+		metrics["prm_right"] = float64(right) / float64(samples)
+	}
+	metrics["prm_not_scored"] = notScored
+	metrics["prm_questions_scored"], metrics["prm_questions_kept"] = scored, kept
+	return out, nil
+}
+
+// prmScorePart scores every sample of the questions rs in one call.
+func prmScorePart(ctx context.Context, p *prm.PRM, rs []Response) ([]PRMScored, error) {
 	var items []prm.Item
 	for _, r := range rs {
 		for _, s := range r.Samples {
@@ -197,33 +274,38 @@ func prmJudge(ctx context.Context, be backends.Backend, c *prm.Config, rs []Resp
 	}
 	scores, err := p.Score(ctx, items)
 	if err != nil {
-		return nil, fmt.Errorf("difficulty.prm: %w", err)
+		return nil, err
 	}
 	out := make([]PRMScored, len(rs))
-	right, notScored := 0, 0
 	for i, r := range rs {
-		row := PRMScored{ID: r.ID, Samples: scores[:len(r.Samples)]}
+		row := PRMScored{ID: r.ID, Samples: scores[:len(r.Samples):len(r.Samples)]}
 		scores = scores[len(r.Samples):]
 		n := 0
 		for _, s := range row.Samples {
 			if s.Right {
 				n++
 			}
-			if !s.Scored {
-				notScored++
-			}
 		}
-		right += n
 		if len(row.Samples) > 0 {
 			row.Right = float64(n) / float64(len(row.Samples))
 		}
 		out[i] = row
 	}
-	if len(items) > 0 {
-		metrics["prm_right"] = float64(right) / float64(len(items))
-	}
-	metrics["prm_not_scored"] = notScored
 	return out, nil
+}
+
+// prmSamePart reports whether rows score exactly the questions of part,
+// every sample of each.
+func prmSamePart(rows []PRMScored, part []Response) bool {
+	if len(rows) != len(part) {
+		return false
+	}
+	for i := range rows {
+		if rows[i].ID != part[i].ID || len(rows[i].Samples) != len(part[i].Samples) {
+			return false
+		}
+	}
+	return true
 }
 
 // classify returns the difficult responses among rs, in their order;

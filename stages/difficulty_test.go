@@ -1,13 +1,16 @@
 package stages
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/statjob/statjob/job"
+	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/storage/storagetest"
 	"github.com/statjob/statjob/task/problems"
 	"github.com/statjob/statjob/train/backend"
@@ -231,6 +234,115 @@ func TestDifficultyByPRM(t *testing.T) {
 	}
 }
 
+// prmCancelAt cancels a run once the log shows needle, and counts the
+// lines that show count.
+type prmCancelAt struct {
+	needle, count string
+	cancel        context.CancelFunc
+	seen          *int
+}
+
+func (w prmCancelAt) Write(p []byte) (int, error) {
+	if w.needle != "" && strings.Contains(string(p), w.needle) {
+		w.cancel()
+	}
+	if strings.Contains(string(p), w.count) {
+		*w.seen++
+	}
+	return len(p), nil
+}
+
+// TestDifficultyPRMResumes stops the prm method after its first part of
+// questions, as a preempted task stops, and resumes it through the job
+// runner: the resumed stage reads the finished part back instead of
+// scoring it again, scores only the rest, and writes the same bytes as a
+// run that was never stopped.
+func TestDifficultyPRMResumes(t *testing.T) {
+	ctx := context.Background()
+	dir := prmtest.Write(t, t.TempDir(), prmtest.Llama, 11)
+	rs := prmFixture()
+	// tau1 0.4 splits the tiny PRM's scores: some questions are difficult,
+	// some not.
+	sets := []string{"difficulty.method=prm", "difficulty.prm.model=" + dir, "difficulty.prm.tau1=0.4", "difficulty.prm.tau2=0.05",
+		"difficulty.part_questions=2", "job.grace=0s"}
+	g, err := job.NewGraph(fixed{name: "probe", files: map[string]any{ResponsesFile: rs}}, NewDifficulty())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(st storage.Store, runCtx context.Context, w prmCancelAt, resume bool) error {
+		_, err := job.Run(runCtx, st, testSpec(t, "unused", sets...), g, job.Options{RunID: "r1", Resume: resume, Holder: "test",
+			Reporter: job.NewReporter(w, false)})
+		return err
+	}
+	const scoredLine = `"message":"prm part scored"`
+
+	// A run that is never stopped: three parts (2, 2 and 1 questions).
+	whole := storagetest.Local(t)
+	n := 0
+	if err := run(whole, ctx, prmCancelAt{count: scoredLine, seen: &n}, false); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("uninterrupted run scored %d parts, want 3", n)
+	}
+
+	// Stopped once the first part is kept.
+	st := storagetest.Local(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n = 0
+	if err := run(st, runCtx, prmCancelAt{needle: "parts/prm-00000.jsonl", count: scoredLine, cancel: cancel, seen: &n}, false); err == nil {
+		t.Fatal("the stopped run reports success")
+	}
+	if _, err := job.ReadManifest(ctx, st, "r1", "difficulty"); !errors.Is(err, storage.ErrNotExist) {
+		t.Fatalf("the stopped stage has a manifest (err %v)", err)
+	}
+	if n != 1 {
+		t.Fatalf("the stopped run scored %d parts, want 1", n)
+	}
+	first := readOutput(t, st, "difficulty", "parts/prm-00000.jsonl")
+
+	n = 0
+	if err := run(st, ctx, prmCancelAt{count: scoredLine, seen: &n}, true); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("the resumed run scored %d parts, want the 2 left", n)
+	}
+	for _, name := range []string{PRMScoresFile, DifficultFile} {
+		if got, want := readOutput(t, st, "difficulty", name), readOutput(t, whole, "difficulty", name); !bytes.Equal(got, want) {
+			t.Errorf("%s of the resumed run differs from the uninterrupted run's:\n%s\nvs\n%s", name, got, want)
+		}
+	}
+	if !bytes.Equal(readOutput(t, st, "difficulty", "parts/prm-00000.jsonl"), first) {
+		t.Error("the kept part was rewritten")
+	}
+	m, err := job.ReadManifest(ctx, st, "r1", "difficulty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Metrics["prm_questions_kept"] != 2.0 || m.Metrics["prm_questions_scored"] != 3.0 {
+		t.Errorf("resumed metrics %v: want 2 questions kept, 3 scored", m.Metrics)
+	}
+	// The resumed attempt wrote parts 1 and 2 only.
+	if _, ok := m.Output("parts/prm-00000.jsonl"); ok {
+		t.Error("the resumed attempt wrote the kept part again")
+	}
+	if _, ok := m.Output("parts/prm-00002.jsonl"); !ok {
+		t.Errorf("the resumed attempt did not write the last part: outputs %v", m.Outputs)
+	}
+	u, err := job.ReadManifest(ctx, whole, "r1", "difficulty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Metrics["prm_questions_kept"] != 0.0 || u.Metrics["prm_questions_scored"] != 5.0 || u.Metrics["prm_right"] != m.Metrics["prm_right"] {
+		t.Errorf("uninterrupted metrics %v vs resumed %v", u.Metrics, m.Metrics)
+	}
+	if d := u.Metrics["difficult"]; d == 0.0 || d == 5.0 {
+		t.Errorf("%v of 5 questions difficult: the comparison says little", d)
+	}
+}
+
 // TestDifficultyPRMFingerprint: the PRM's files and rule enter the prm
 // method's fingerprint, batch_tokens does not, and the prm block does not
 // touch the other methods' fingerprints.
@@ -254,22 +366,24 @@ func TestDifficultyPRMFingerprint(t *testing.T) {
 		{[]string{"difficulty.method=prm", "difficulty.prm.model=" + b}, false},
 		{[]string{"difficulty.method=prm", "difficulty.prm.model=" + a, "difficulty.prm.tau1=0.9"}, false},
 		{[]string{"difficulty.method=prm", "difficulty.prm.model=" + a, "difficulty.threshold=0.6"}, false},
+		{[]string{"difficulty.method=prm", "difficulty.prm.model=" + a, "difficulty.part_questions=8"}, false},
 	} {
 		if got := fp(tc.sets...); (got == base) != tc.same {
 			t.Errorf("%v: same fingerprint %v, want %v", tc.sets, got == base, tc.same)
 		}
 	}
-	if fp() != fp("difficulty.prm.tau1=0.5", "difficulty.prm.model="+a) {
-		t.Error("the prm block changed the accuracy method's fingerprint")
+	if fp() != fp("difficulty.prm.tau1=0.5", "difficulty.prm.model="+a, "difficulty.part_questions=3") {
+		t.Error("the prm block or part_questions changed the accuracy method's fingerprint")
 	}
 }
 
 func TestDifficultyPRMValidate(t *testing.T) {
 	for set, want := range map[string]string{
-		`difficulty.prm.model=""`:      "difficulty: prm.model: no process reward model named",
-		"difficulty.prm.tau1=1.5":      "difficulty: prm.tau1: 1.5 is not in [0, 1]",
-		`difficulty.prm.good_token=""`: "difficulty: prm.good_token: empty",
-		"difficulty.threshold=0":       "difficulty: threshold: 0 is not in (0, 1]",
+		`difficulty.prm.model=""`:      "difficulty.prm.model: no process reward model named",
+		"difficulty.prm.tau1=1.5":      "difficulty.prm.tau1: 1.5 is not in [0, 1]",
+		`difficulty.prm.good_token=""`: "difficulty.prm.good_token: empty",
+		"difficulty.threshold=0":       "difficulty.threshold: 0 is not in (0, 1]",
+		"difficulty.part_questions=0":  "difficulty.part_questions: 0, want at least 1",
 	} {
 		spec := testSpec(t, "m", "difficulty.method=prm", "difficulty.prm.model=models/prm", set)
 		if err := spec.Validate(); err == nil || !strings.Contains(err.Error(), want) {

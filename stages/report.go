@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -14,13 +15,15 @@ import (
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/task/problems"
 	"github.com/statjob/statjob/teacher"
+	"github.com/statjob/statjob/train/grpo"
 	"github.com/statjob/statjob/train/sft"
 )
 
 // reportVersion is bumped when the report's content changes for the same
 // inputs.
 // v2: the profile's questions judged correct.
-const reportVersion = "report v2"
+// v3: GRPO reward (and KL) curves; the process reward model's verdicts.
+const reportVersion = "report v3"
 
 // ReportSummary is the report's machine-readable output: the numbers the
 // page shows.
@@ -40,15 +43,26 @@ type reportStage struct {
 }
 
 // NewReport returns the report stage over the named evaluate stages. It also
-// reads difficulty, diagnose and the sft/<arm> stage of every evaluate/<arm>
-// but the base.
+// reads difficulty, diagnose, the sft/<arm> stage of every evaluate/<arm>
+// but the base, and the grpo/<arm> stage of every evaluate/grpo/<arm>.
 func NewReport(evals ...string) job.Stage { return &reportStage{evals: evals} }
 
 func (r *reportStage) Name() string { return "report" }
 
 func (r *reportStage) Needs() []string {
 	needs := append([]string{"difficulty", "diagnose"}, r.evals...)
-	return append(needs, r.sfts()...)
+	return append(append(needs, r.sfts()...), r.grpos()...)
+}
+
+// grpos are the GRPO stages of the evaluated arms (grpo/<arm>).
+func (r *reportStage) grpos() []string {
+	var out []string
+	for _, e := range r.evals {
+		if a := reportArm(e); strings.HasPrefix(a, GRPOArm("")) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // arm is an evaluate stage's arm name ("base", "stat-sel").
@@ -91,8 +105,14 @@ type (
 		Training  []reportTraining         `json:"training,omitempty"`
 		Cost      []reportCost             `json:"teacher_cost,omitempty"`
 		CostTotal *reportCost              `json:"teacher_cost_total,omitempty"`
+		GRPO      []reportGRPO             `json:"grpo,omitempty"`
+		PRM       *reportPRM               `json:"prm,omitempty"`
 		Notes     []string                 `json:"notes,omitempty"`
-		Curves    map[string][]reportPoint `json:"-"`
+		Curves    map[string][]reportPoint `json:"-"` // SFT loss per step, by arm
+		// Reward and KL are each GRPO arm's reward_mean and KL per step;
+		// KL only for an arm that logged a nonzero kl.
+		Reward map[string][]reportPoint `json:"-"`
+		KL     map[string][]reportPoint `json:"-"`
 	}
 	reportSettings struct {
 		Student    string   `json:"student"`
@@ -148,7 +168,46 @@ type (
 		OutputTokens int64   `json:"output_tokens"`
 		USD          float64 `json:"usd"`
 	}
-	reportPoint struct{ Step, Loss float64 }
+	// reportGRPO is one GRPO arm's run (grpo/<arm>'s metrics.jsonl).
+	reportGRPO struct {
+		Arm            string   `json:"arm"` // grpo/<arm>
+		Steps          int      `json:"steps"`
+		FirstReward    float64  `json:"first_reward_mean"`
+		FinalReward    float64  `json:"final_reward_mean"`
+		SignalFraction float64  `json:"mean_signal_fraction"`
+		FinalKL        *float64 `json:"final_kl,omitempty"`
+	}
+	// reportPRM is how the process reward model chose the difficult
+	// validation questions (difficulty.method prm).
+	reportPRM struct {
+		Questions int     `json:"questions"`
+		Difficult int     `json:"difficult"` // judged right on fewer than Threshold of their samples
+		Threshold float64 `json:"threshold"`
+		Tau1      float64 `json:"tau1"`
+		Tau2      float64 `json:"tau2"`
+		Samples   int     `json:"samples"`
+		NotScored int     `json:"samples_not_scored"`
+		// Right summarises the per-question fraction of samples judged
+		// right.
+		Right reportQuantiles `json:"right"`
+		// Histogram counts the questions at each fraction judged right,
+		// lowest first.
+		Histogram []reportPRMBin `json:"histogram"`
+	}
+	reportQuantiles struct {
+		Min    float64 `json:"min"`
+		Q25    float64 `json:"q25"`
+		Median float64 `json:"median"`
+		Q75    float64 `json:"q75"`
+		Max    float64 `json:"max"`
+		Mean   float64 `json:"mean"`
+	}
+	reportPRMBin struct {
+		Right     float64 `json:"right"`
+		Questions int     `json:"questions"`
+		Difficult bool    `json:"difficult"`
+	}
+	reportPoint struct{ Step, Value float64 }
 )
 
 func (r *reportStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
@@ -240,7 +299,8 @@ type reportInputs interface {
 
 // collect reads every upstream result into the summary.
 func (r *reportStage) collect(ctx context.Context, env reportInputs) (*reportSummary, error) {
-	s := &reportSummary{RunID: env.RunID(), Curves: map[string][]reportPoint{}}
+	s := &reportSummary{RunID: env.RunID(), Curves: map[string][]reportPoint{}, Reward: map[string][]reportPoint{},
+		KL: map[string][]reportPoint{}}
 	r.settings(env.Spec(), s)
 	evals := map[string]*Evaluation{}
 	for _, e := range r.evals {
@@ -259,7 +319,13 @@ func (r *reportStage) collect(ctx context.Context, env reportInputs) (*reportSum
 	if err := r.profile(ctx, env, s); err != nil {
 		return nil, err
 	}
+	if err := r.prm(ctx, env, s); err != nil {
+		return nil, err
+	}
 	if err := r.training(ctx, env, s); err != nil {
+		return nil, err
+	}
+	if err := r.grpoRuns(ctx, env, s); err != nil {
 		return nil, err
 	}
 	r.cost(ctx, env, s)
@@ -512,7 +578,7 @@ func (r *reportStage) training(ctx context.Context, env reportInputs, s *reportS
 				return err
 			}
 			for _, p := range steps {
-				s.Curves[arm] = append(s.Curves[arm], reportPoint{Step: float64(p.Step), Loss: p.Loss})
+				s.Curves[arm] = append(s.Curves[arm], reportPoint{Step: float64(p.Step), Value: p.Loss})
 			}
 		}
 		if c := s.Curves[arm]; len(c) > 0 {
@@ -521,10 +587,10 @@ func (r *reportStage) training(ctx context.Context, env reportInputs, s *reportS
 				t.Steps = int(c[len(c)-1].Step)
 			}
 			if t.FirstLoss == nil {
-				t.FirstLoss = &c[0].Loss
+				t.FirstLoss = &c[0].Value
 			}
 			if t.FinalLoss == nil {
-				t.FinalLoss = &c[len(c)-1].Loss
+				t.FinalLoss = &c[len(c)-1].Value
 			}
 		}
 		if t.Steps == 0 {
@@ -534,6 +600,102 @@ func (r *reportStage) training(ctx context.Context, env reportInputs, s *reportS
 		s.Training = append(s.Training, t)
 	}
 	return nil
+}
+
+// grpoRuns reads each GRPO arm's per-step metrics: the reward curve, and the
+// KL curve of an arm that logged a nonzero kl.
+func (r *reportStage) grpoRuns(ctx context.Context, env reportInputs, s *reportSummary) error {
+	for _, st := range r.grpos() {
+		var steps []grpo.Metric
+		if reportHas(env, st, MetricsFile) {
+			var err error
+			if steps, err = readRows[grpo.Metric](ctx, env, st, MetricsFile); err != nil {
+				return err
+			}
+		}
+		if len(steps) == 0 {
+			s.Notes = append(s.Notes, st+" recorded no GRPO steps.")
+			continue
+		}
+		g := reportGRPO{Arm: st, Steps: steps[len(steps)-1].Step, FirstReward: steps[0].RewardMean, FinalReward: steps[len(steps)-1].RewardMean}
+		var kl []reportPoint
+		hasKL := false
+		for _, p := range steps {
+			s.Reward[st] = append(s.Reward[st], reportPoint{Step: float64(p.Step), Value: p.RewardMean})
+			kl = append(kl, reportPoint{Step: float64(p.Step), Value: p.KL})
+			g.SignalFraction += p.SignalFraction / float64(len(steps))
+			hasKL = hasKL || p.KL != 0
+		}
+		if hasKL {
+			s.KL[st] = kl
+			g.FinalKL = &kl[len(kl)-1].Value
+		}
+		s.GRPO = append(s.GRPO, g)
+	}
+	return nil
+}
+
+// prm summarises the process reward model's verdicts on the validation
+// questions when difficulty used the prm method.
+func (r *reportStage) prm(ctx context.Context, env reportInputs, s *reportSummary) error {
+	c := env.Spec().Section("difficulty").(*DifficultyConfig)
+	if c.Method != ByPRM {
+		return nil
+	}
+	if !reportHas(env, "difficulty", PRMScoresFile) {
+		s.Notes = append(s.Notes, "difficulty used the prm method but wrote no "+PRMScoresFile+": no PRM summary.")
+		return nil
+	}
+	rows, err := readRows[PRMScored](ctx, env, "difficulty", PRMScoresFile)
+	if err != nil {
+		return err
+	}
+	p := &reportPRM{Questions: len(rows), Threshold: c.Threshold, Tau1: c.PRM.Tau1, Tau2: c.PRM.Tau2, Histogram: []reportPRMBin{}}
+	right := make([]float64, len(rows))
+	bins := map[float64]int{}
+	for i, q := range rows {
+		right[i] = q.Right
+		bins[q.Right]++
+		if q.Right < c.Threshold {
+			p.Difficult++
+		}
+		for _, sm := range q.Samples {
+			p.Samples++
+			if !sm.Scored {
+				p.NotScored++
+			}
+		}
+	}
+	p.Right = reportQuantilesOf(right)
+	for v, n := range bins {
+		p.Histogram = append(p.Histogram, reportPRMBin{Right: v, Questions: n, Difficult: v < c.Threshold})
+	}
+	sort.Slice(p.Histogram, func(i, j int) bool { return p.Histogram[i].Right < p.Histogram[j].Right })
+	s.PRM = p
+	return nil
+}
+
+// reportQuantilesOf summarises xs (quantiles interpolated between order
+// statistics, as numpy's default); zeros when xs is empty.
+func reportQuantilesOf(xs []float64) reportQuantiles {
+	if len(xs) == 0 {
+		return reportQuantiles{}
+	}
+	x := slices.Clone(xs)
+	slices.Sort(x)
+	q := func(p float64) float64 {
+		h := p * float64(len(x)-1)
+		lo := int(math.Floor(h))
+		if lo+1 >= len(x) {
+			return x[len(x)-1]
+		}
+		return x[lo] + (h-float64(lo))*(x[lo+1]-x[lo])
+	}
+	mean := 0.0
+	for _, v := range x {
+		mean += v / float64(len(x))
+	}
+	return reportQuantiles{Min: x[0], Q25: q(0.25), Median: q(0.5), Q75: q(0.75), Max: x[len(x)-1], Mean: mean}
 }
 
 // reportMetrics decodes manifest metrics (as written, or as a manifest

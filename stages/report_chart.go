@@ -182,15 +182,16 @@ type lineSeries struct {
 	Points []reportPoint
 }
 
-// lineChart draws loss curves: x the optimizer step, y the loss.
-func lineChart(title string, series []lineSeries) svgChart {
+// lineChart draws curves over steps: x the step (xlabel names it), y the
+// value.
+func lineChart(title, xlabel string, series []lineSeries) svgChart {
 	const left, width, top, height, right = 60.0, 560.0, 12.0, 240.0, 160.0
 	c := svgChart{W: left + width + right, H: top + height + 44, Title: title}
 	xmax, ylo, yhi := 1.0, math.Inf(1), math.Inf(-1)
 	for _, s := range series {
 		for _, p := range s.Points {
 			xmax = math.Max(xmax, p.Step)
-			ylo, yhi = math.Min(ylo, p.Loss), math.Max(yhi, p.Loss)
+			ylo, yhi = math.Min(ylo, p.Value), math.Max(yhi, p.Value)
 		}
 	}
 	if math.IsInf(ylo, 0) {
@@ -217,11 +218,11 @@ func lineChart(title string, series []lineSeries) svgChart {
 		last = v
 		c.Texts = append(c.Texts, svgText{X: sx(v), Y: top + height + 16, Text: fmt.Sprintf("%.0f", v), Anchor: "middle", Fill: "#6b7280"})
 	}
-	c.Texts = append(c.Texts, svgText{X: left + width/2, Y: top + height + 36, Text: "optimizer step", Anchor: "middle", Fill: "#6b7280"})
+	c.Texts = append(c.Texts, svgText{X: left + width/2, Y: top + height + 36, Text: xlabel, Anchor: "middle", Fill: "#6b7280"})
 	for i, s := range series {
 		var pts []string
 		for _, p := range s.Points {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", sx(p.Step), sy(p.Loss)))
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", sx(p.Step), sy(p.Value)))
 		}
 		c.Polys = append(c.Polys, svgPoly{Points: strings.Join(pts, " "), Stroke: s.Color, Tip: s.Label})
 		ly := top + 8 + 20*float64(i)

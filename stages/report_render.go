@@ -28,10 +28,18 @@ type reportView struct {
 	Subjects reportTable
 	Skills   reportTable
 	Training reportTable
+	GRPO     reportTable
+	PRM      reportTable
 	Cost     reportTable
 	Charts   map[string]*svgChart
 	// SkillBars are the profile's top skills as text bars (Markdown).
 	SkillBars []string
+	// GRPOLines are each GRPO arm's reward (and KL) per step as text
+	// sparklines (Markdown); PRMBars the PRM histogram as text bars.
+	GRPOLines []string
+	PRMBars   []string
+	// PRMText is the PRM section's prose, one paragraph per string.
+	PRMText []string
 }
 
 type reportCard struct {
@@ -233,9 +241,11 @@ func reportBuildView(s *reportSummary) *reportView {
 		}
 	}
 	if len(series) > 0 {
-		c := lineChart("training loss per optimizer step, one line per arm", series)
+		c := lineChart("training loss per optimizer step, one line per arm", "optimizer step", series)
 		v.Charts["loss"] = &c
 	}
+	reportBuildGRPO(v)
+	reportBuildPRM(v)
 
 	// Teacher cost.
 	v.Cost.Head = []string{"stage", "input tokens", "output tokens", "cost (USD)"}
@@ -286,6 +296,118 @@ func reportBuildView(s *reportSummary) *reportView {
 		v.Cards = append(v.Cards, card)
 	}
 	return v
+}
+
+// reportBuildGRPO draws each GRPO arm's reward per step, and its KL per
+// step where it logged one.
+func reportBuildGRPO(v *reportView) {
+	s := v.S
+	if len(s.GRPO) == 0 {
+		return
+	}
+	v.GRPO.Head = []string{"arm", "steps", "first reward", "final reward", "mean signal fraction", "final KL"}
+	var reward, kl []lineSeries
+	for _, g := range s.GRPO {
+		finalKL := "—"
+		if g.FinalKL != nil {
+			finalKL = fmt.Sprintf("%.4g", *g.FinalKL)
+		}
+		v.GRPO.Rows = append(v.GRPO.Rows, []reportCell{{Text: g.Arm}, {Text: fmt.Sprint(g.Steps)}, {Text: fmt.Sprintf("%.3f", g.FirstReward)},
+			{Text: fmt.Sprintf("%.3f", g.FinalReward)}, {Text: fmt.Sprintf("%.2f", g.SignalFraction)}, {Text: finalKL}})
+		color := reportArmColor(s.Arms, g.Arm)
+		reward = append(reward, lineSeries{Label: g.Arm, Color: color, Points: s.Reward[g.Arm]})
+		v.GRPOLines = append(v.GRPOLines, reportSparkLine(g.Arm+" reward", s.Reward[g.Arm]))
+		if pts := s.KL[g.Arm]; len(pts) > 0 {
+			kl = append(kl, lineSeries{Label: g.Arm, Color: color, Points: pts})
+			v.GRPOLines = append(v.GRPOLines, reportSparkLine(g.Arm+" KL", pts))
+		}
+	}
+	c := lineChart("GRPO mean reward per step, one line per arm", "GRPO step", reward)
+	v.Charts["reward"] = &c
+	if len(kl) > 0 {
+		c := lineChart("GRPO KL to the reference policy per step", "GRPO step", kl)
+		v.Charts["kl"] = &c
+	}
+}
+
+// reportSparks are the levels of a text sparkline, lowest first.
+var reportSparks = []rune("▁▂▃▄▅▆▇█")
+
+// reportSparkLineWidth is the most characters a sparkline takes; longer
+// curves are averaged over runs of steps.
+const reportSparkLineWidth = 60
+
+// reportSparkLine writes pts as "label  ▁▃▅█  first → last (min … max)".
+func reportSparkLine(label string, pts []reportPoint) string {
+	if len(pts) == 0 {
+		return label
+	}
+	n := min(len(pts), reportSparkLineWidth)
+	vals := make([]float64, n)
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i := range n {
+		from, to := i*len(pts)/n, (i+1)*len(pts)/n
+		for _, p := range pts[from:to] {
+			vals[i] += p.Value / float64(to-from)
+		}
+	}
+	for _, p := range pts {
+		lo, hi = math.Min(lo, p.Value), math.Max(hi, p.Value)
+	}
+	var b strings.Builder
+	for _, x := range vals {
+		k := 0
+		if hi > lo {
+			k = int(math.Round((x - lo) / (hi - lo) * float64(len(reportSparks)-1)))
+		}
+		b.WriteRune(reportSparks[k])
+	}
+	return fmt.Sprintf("%-24s %s  %.4g → %.4g (min %.4g, max %.4g)", svgShort(label, 24), b.String(), pts[0].Value, pts[len(pts)-1].Value, lo, hi)
+}
+
+// reportBuildPRM tabulates and draws the PRM's per-question fractions of
+// samples judged right against the threshold.
+func reportBuildPRM(v *reportView) {
+	p := v.S.PRM
+	if p == nil {
+		return
+	}
+	const hardColor, easyColor = "#dc2626", reportBaseColor
+	v.PRM.Head = []string{"samples judged right", "questions", "difficult"}
+	var bars []hbar
+	most := 0
+	for _, b := range p.Histogram {
+		most = max(most, b.Questions)
+	}
+	for _, b := range p.Histogram {
+		hard, color := "no", easyColor
+		if b.Difficult {
+			hard, color = "yes", hardColor
+		}
+		label := reportPct(b.Right)
+		v.PRM.Rows = append(v.PRM.Rows, []reportCell{{Text: label}, {Text: fmt.Sprint(b.Questions)}, {Text: hard}})
+		bars = append(bars, hbar{Label: label, Value: float64(b.Questions), Color: color, Text: fmt.Sprint(b.Questions)})
+		mark := " "
+		if b.Difficult {
+			mark = "*"
+		}
+		v.PRMBars = append(v.PRMBars, fmt.Sprintf("%6s %s %-30s %4d", label, mark, strings.Repeat("█", max(1, 30*b.Questions/max(most, 1))), b.Questions))
+	}
+	thr := reportPct(p.Threshold)
+	v.PRMText = []string{
+		fmt.Sprintf("A process reward model scored every step of each of the student's samples and judged the sample wrong when its last step "+
+			"or the mean of its step scores was below τ1 = %.2f, or a step after the first was below τ2 = %.2f.", p.Tau1, p.Tau2),
+		fmt.Sprintf("%d of %d validation questions were judged difficult: fewer than %s of their samples judged right.", p.Difficult, p.Questions, thr),
+		fmt.Sprintf("Fraction of samples judged right per question: min %s, quartiles %s / %s / %s, max %s, mean %s.",
+			reportPct(p.Right.Min), reportPct(p.Right.Q25), reportPct(p.Right.Median), reportPct(p.Right.Q75), reportPct(p.Right.Max), reportPct(p.Right.Mean)),
+	}
+	if p.NotScored > 0 {
+		v.PRMText = append(v.PRMText, fmt.Sprintf("%d of %d samples were not scored (no steps, or longer than the PRM's max_length) and count as judged wrong.",
+			p.NotScored, p.Samples))
+	}
+	c := hbarChart("validation questions by the fraction of their samples the PRM judged right", bars, float64(most), nil, nil,
+		[]legendItem{{hardColor, "difficult (< " + thr + ")"}, {easyColor, "not difficult"}})
+	v.Charts["prm"] = &c
 }
 
 func reportPctTick(v float64) string { return fmt.Sprintf("%.0f%%", 100*v) }
