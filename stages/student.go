@@ -52,18 +52,17 @@ func (c *StudentConfig) Validate() error {
 	if _, err := time.Parse(time.DateOnly, c.Date); err != nil {
 		return fmt.Errorf("date: %q is not YYYY-MM-DD", c.Date)
 	}
-	if c.DType != "" && c.DType != "float32" && c.DType != "bfloat16" {
-		return fmt.Errorf("dtype: %q, want float32 or bfloat16", c.DType)
+	if _, err := model.HeldDType(c.DType); err != nil {
+		return fmt.Errorf("dtype: %w", err)
 	}
 	return nil
 }
 
-// heldDType is the dtype the weights that are only read are held in.
+// heldDType is the dtype the weights that are only read are held in
+// (Validate checked the name).
 func (c *StudentConfig) heldDType() dtypes.DType {
-	if c.DType == "bfloat16" {
-		return dtypes.BFloat16
-	}
-	return dtypes.Float32
+	dt, _ := model.HeldDType(c.DType)
+	return dt
 }
 
 // trained is c for a stage that trains every weight: held in float32.

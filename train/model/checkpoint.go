@@ -86,6 +86,18 @@ func Load(ctx context.Context, src Source, prefix string) (*Model, error) {
 	return LoadAs(ctx, src, prefix, dtypes.Float32)
 }
 
+// HeldDType parses the name of the dtype weights are held in, as specs
+// spell it: "" or "float32", or "bfloat16" (LoadAs).
+func HeldDType(name string) (dtypes.DType, error) {
+	switch name {
+	case "", "float32":
+		return dtypes.Float32, nil
+	case "bfloat16":
+		return dtypes.BFloat16, nil
+	}
+	return dtypes.InvalidDType, fmt.Errorf("%q, want float32 or bfloat16", name)
+}
+
 // LoadAs is Load with the weights held in dtype: float32, or bfloat16 for a
 // model that is only read (generation, scoring, a frozen base under LoRA),
 // in half the memory. Every graph of the model computes in float32 as

@@ -130,7 +130,8 @@ func Open(ctx context.Context, b backends.Backend, cfg Config) (*PRM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prm %s: %w", where, err)
 	}
-	m, err := model.Load(ctx, st, "")
+	held, _ := model.HeldDType(cfg.DType) // Validate checked it
+	m, err := model.LoadAs(ctx, st, "", held)
 	if err != nil {
 		return nil, fmt.Errorf("prm %s: %w", where, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/statjob/statjob/internal/torchref"
 	"math"
 	"os"
 	"os/exec"
@@ -14,7 +13,11 @@ import (
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
+
+	"github.com/statjob/statjob/internal/torchref"
+	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/train/backend"
+	"github.com/statjob/statjob/train/model"
 	"github.com/statjob/statjob/train/prm/prmtest"
 )
 
@@ -244,5 +247,48 @@ func TestTokenErrors(t *testing.T) {
 	_, err = p.Score(context.Background(), testItems[:1])
 	if !errors.Is(err, ErrTemplate) || !strings.Contains(err.Error(), `assistant turn 1 starts with "+", not the good token " +"`) {
 		t.Errorf("good token \" +\": %v", err)
+	}
+}
+
+// TestHeldInBFloat16: a bfloat16 PRM checkpoint held in bfloat16 (dtype)
+// gives exactly the scores of the same checkpoint held in float32.
+func TestHeldInBFloat16(t *testing.T) {
+	ctx := context.Background()
+	dir := prmtest.Write(t, t.TempDir(), prmtest.Llama, 5)
+	st, err := storage.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, err := model.Load(ctx, st, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Save(ctx, st, "", model.SaveOptions{DType: "BF16"}); err != nil {
+		t.Fatal(err)
+	}
+	b := testBackend(t)
+	var scores [2][]Score
+	for i, dt := range []string{"", "bfloat16"} {
+		cfg := DefaultConfig()
+		cfg.Model, cfg.DType = dir, dt
+		p, err := Open(ctx, b, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if scores[i], err = p.Score(ctx, testItems); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+	}
+	for i := range testItems {
+		if !slices.Equal(scores[0][i].Steps, scores[1][i].Steps) {
+			t.Errorf("item %d: steps %v held in float32, %v in bfloat16", i, scores[0][i].Steps, scores[1][i].Steps)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Model, cfg.DType = dir, "float16"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dtype") {
+		t.Errorf("dtype float16: %v", err)
 	}
 }
