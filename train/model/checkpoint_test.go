@@ -368,14 +368,7 @@ func TestLoadAsBFloat16(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range TensorNames(cfg) {
-		scope, name := scopeOf(h.Name)
-		a := tensors.MustCopyFlatData[float32](f32.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
-		c := tensors.MustCopyFlatData[float32](again.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
-		if !slices.Equal(a, c) {
-			t.Fatalf("%s changed in the bfloat16 round trip", h.Name)
-		}
-	}
+	sameWeights(t, again, f32, "in the bfloat16 round trip")
 	if _, err := LoadAs(ctx, openDir(t, dir), "", dtypes.Float16); err == nil {
 		t.Error("LoadAs float16: no error")
 	}

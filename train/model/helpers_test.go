@@ -3,14 +3,16 @@ package model
 import (
 	"context"
 	"encoding/json"
-	"github.com/statjob/statjob/internal/torchref"
-	"github.com/statjob/statjob/storage"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
+
+	"github.com/statjob/statjob/internal/torchref"
+	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/train/backend"
 )
 
@@ -90,4 +92,24 @@ func runReference(t testing.TB, dir string, prompts [][]int, steps int) referenc
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// sameWeights fails unless every weight of got equals want's, bit for bit
+// (as float32); how names the way got came ("in the round trip").
+func sameWeights(t testing.TB, got, want *Model, how string) {
+	t.Helper()
+	for _, h := range TensorNames(want.Config) {
+		scope, name := scopeOf(h.Name)
+		w, err := Float32Data(want.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := Float32Data(got.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(g, w) {
+			t.Fatalf("%s changed %s", h.Name, how)
+		}
+	}
 }

@@ -5,10 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"testing"
-
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/statjob/statjob/storage/storagetest"
 )
@@ -34,14 +31,7 @@ func TestSaveLoadOnEveryStore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, h := range TensorNames(cfg) {
-				scope, name := scopeOf(h.Name)
-				want := tensors.MustCopyFlatData[float32](orig.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
-				got := tensors.MustCopyFlatData[float32](back.Ctx.GetVariableByScopeAndName(scope, name).MustValue())
-				if !slices.Equal(got, want) {
-					t.Fatalf("%s changed on the way through %s", h.Name, b.Store.URI("models/tiny"))
-				}
-			}
+			sameWeights(t, back, orig, "on the way through "+b.Store.URI("models/tiny"))
 		})
 	}
 }

@@ -110,14 +110,7 @@ func TestLoRAOverBFloat16Base(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fwd, err := ModelForward(m.Config, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := NewTrainer(cfg, tinyBackend(t), m.Ctx, fwd)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tr := modelTrainer(t, m, cfg)
 		for i, st := range plan {
 			s, err := tr.Step(st, LearningRate(cfg.LR, i, 0, len(plan)))
 			if err != nil {

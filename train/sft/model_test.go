@@ -48,6 +48,12 @@ func tinyStudent(t testing.TB) (*model.Model, string) {
 func studentTrainer(t testing.TB, cfg Config) (*Trainer, *model.Model, string) {
 	t.Helper()
 	m, dir := tinyStudent(t)
+	return modelTrainer(t, m, cfg), m, dir
+}
+
+// modelTrainer returns a trainer of m under cfg.
+func modelTrainer(t testing.TB, m *model.Model, cfg Config) *Trainer {
+	t.Helper()
 	fwd, err := ModelForward(m.Config, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +62,7 @@ func studentTrainer(t testing.TB, cfg Config) (*Trainer, *model.Model, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tr, m, dir
+	return tr
 }
 
 func tokenizerFiles(t testing.TB) map[string][]byte {
