@@ -85,7 +85,7 @@ func TestSaveLoad(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "ckpt", "tokenizer.json")); err != nil {
 			t.Errorf("%s: extra file not written: %v", tc.dtype, err)
 		}
-		back, err := Load(ctx, trickleSource{openDir(t, dir)}, "ckpt")
+		back, err := Load(ctx, trickle(openDir(t, dir)), "ckpt")
 		if err != nil {
 			t.Fatalf("%s: %v", tc.dtype, err)
 		}
@@ -135,7 +135,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	// From a file (size known) and from a stream: both name the file and a tensor.
 	tensorName := regexp.MustCompile(`"model\.[a-z0-9_.]+weight"`)
-	for _, src := range []Source{openDir(t, dir), trickleSource{openDir(t, dir)}} {
+	for _, src := range []Source{openDir(t, dir), trickle(openDir(t, dir))} {
 		_, err := Load(ctx, src, "")
 		if !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), WeightsFile) || !tensorName.MatchString(err.Error()) {
 			t.Errorf("truncated file (%T): %v", src, err)
@@ -152,11 +152,13 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
-// trickleSource hands out readers that return one byte per Read, as a slow
-// network stream might: loading must not depend on full reads or seeking.
-type trickleSource struct{ Source }
+// readerSource hands out src's readers through wrap.
+type readerSource struct {
+	Source
+	wrap func(io.Reader) io.Reader
+}
 
-func (s trickleSource) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+func (s readerSource) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	r, err := s.Source.Get(ctx, key)
 	if err != nil {
 		return nil, err
@@ -164,8 +166,12 @@ func (s trickleSource) Get(ctx context.Context, key string) (io.ReadCloser, erro
 	return struct {
 		io.Reader
 		io.Closer
-	}{iotest.OneByteReader(r), r}, nil
+	}{s.wrap(r), r}, nil
 }
+
+// trickle hands out readers that return one byte per Read, as a slow
+// network stream might: loading must not depend on full reads or seeking.
+func trickle(src Source) Source { return readerSource{src, iotest.OneByteReader} }
 
 // TestLoadDuplicateTensor: a tensor stored in two shards is an error naming
 // both, not a silent overwrite or an "unexpected tensor".
@@ -214,7 +220,8 @@ func TestInspect(t *testing.T) {
 	for _, h := range TensorNames(cfg) {
 		want += int64(numElements(h.Shape))
 	}
-	src := &countingSource{Source: openDir(t, dir)}
+	var read int64
+	src := readerSource{openDir(t, dir), func(r io.Reader) io.Reader { return readCounter{r, &read} }}
 	got, params, err := Inspect(ctx, src, "")
 	if err != nil {
 		t.Fatal(err)
@@ -230,8 +237,8 @@ func TestInspect(t *testing.T) {
 		budget += 8 + int64(binary.LittleEndian.Uint64(data)) + 4<<10
 		size += int64(len(data))
 	}
-	if len(shards) < 2 || src.read > budget {
-		t.Errorf("Inspect read %d of the %d shards' %d bytes, more than their headers (%d)", src.read, len(shards), size, budget)
+	if len(shards) < 2 || read > budget {
+		t.Errorf("Inspect read %d of the %d shards' %d bytes, more than their headers (%d)", read, len(shards), size, budget)
 	}
 
 	// A config that disagrees with the weights.
@@ -265,23 +272,6 @@ func TestInspect(t *testing.T) {
 	if _, _, err := Inspect(ctx, openDir(t, dir), ""); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "missing tensors") {
 		t.Errorf("a shard left out of the index: %v", err)
 	}
-}
-
-// countingSource counts the bytes read from the readers it hands out.
-type countingSource struct {
-	Source
-	read int64
-}
-
-func (s *countingSource) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	r, err := s.Source.Get(ctx, key)
-	if err != nil {
-		return nil, err
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{readCounter{r, &s.read}, r}, nil
 }
 
 type readCounter struct {
