@@ -247,7 +247,7 @@ func TestDatasetEmbedSelRefusesBadConfig(t *testing.T) {
 		srv, emb := selTeacher(t), esEmbedServer(t)
 		st := dsStore(t)
 		err := dsRun(t, st, esSpec(t, srv, emb, set), job.Options{}, append(esUpstream(dsTrain, esHard), NewDataset("embed-sel"))...)
-		if err == nil || !strings.Contains(err.Error(), "dataset: "+field) {
+		if err == nil || !strings.Contains(err.Error(), "dataset."+field) {
 			t.Errorf("%s: %v", set, err)
 		}
 		if srv.Calls() != 0 || len(emb.Requests()) != 0 {
@@ -262,7 +262,7 @@ func TestDatasetEmbedSelRefusesBadConfig(t *testing.T) {
 		"dataset.embed.batch_size=0": "embed.batch_size:",
 	} {
 		spec := dsSpec(t, nil, set)
-		if err := spec.Validate(); err == nil || !strings.Contains(err.Error(), "dataset: "+field) {
+		if err := spec.Validate(); err == nil || !strings.Contains(err.Error(), "dataset."+field) {
 			t.Errorf("local %s: %v", set, err)
 		}
 	}

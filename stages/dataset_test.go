@@ -685,7 +685,7 @@ func TestDatasetConfigValidate(t *testing.T) {
 	} {
 		spec := dsSpec(t, nil, "dataset."+set)
 		err := spec.Validate()
-		if err == nil || !strings.Contains(err.Error(), "dataset: "+field+":") {
+		if err == nil || !strings.Contains(err.Error(), "dataset."+field+":") {
 			t.Errorf("dataset.%s: %v", set, err)
 		}
 	}

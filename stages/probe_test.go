@@ -172,20 +172,20 @@ func TestProbeResumesFromParts(t *testing.T) {
 
 func TestGenerationConfigValidate(t *testing.T) {
 	for _, tc := range []struct{ set, want string }{
-		{"probe.samples=0", "probe: samples"},
-		{"probe.pass1_temperature=-1", "probe: pass1_temperature"},
-		{"probe.limit=-2", "probe: limit"},
-		{"probe.batch=0", "probe: batch"},
-		{"probe.sampling.max_new_tokens=0", "probe: sampling.max_new_tokens"},
-		{"probe.sampling.top_p=2", "probe: sampling.top_p"},
-		{"evaluate.benchmarks=[math,nope]", "evaluate: benchmarks[1]"},
-		{"evaluate.benchmarks=[gsm8k,gsm8k]", "evaluate: benchmarks[1]"},
-		{"evaluate.benchmarks=[]", "evaluate: benchmarks"},
-		{`evaluate.skill_map=""`, "evaluate: skill_map"},
-		{"evaluate.bootstrap.resamples=5", "evaluate: bootstrap.resamples"},
+		{"probe.samples=0", "probe.samples"},
+		{"probe.pass1_temperature=-1", "probe.pass1_temperature"},
+		{"probe.limit=-2", "probe.limit"},
+		{"probe.batch=0", "probe.batch"},
+		{"probe.sampling.max_new_tokens=0", "probe.sampling.max_new_tokens"},
+		{"probe.sampling.top_p=2", "probe.sampling.top_p"},
+		{"evaluate.benchmarks=[math,nope]", "evaluate.benchmarks[1]"},
+		{"evaluate.benchmarks=[gsm8k,gsm8k]", "evaluate.benchmarks[1]"},
+		{"evaluate.benchmarks=[]", "evaluate.benchmarks"},
+		{`evaluate.skill_map=""`, "evaluate: skill_map and catalogue"},
+		{"evaluate.bootstrap.resamples=5", "evaluate.bootstrap.resamples"},
 		{"difficulty.method=prm", "process reward model"},
-		{"difficulty.method=vibes", "difficulty: method"},
-		{"difficulty.threshold=0", "difficulty: threshold"},
+		{"difficulty.method=vibes", "difficulty.method"},
+		{"difficulty.threshold=0", "difficulty.threshold"},
 		{"difficulty.method=consistency", ""},
 		{"difficulty.min_agree=1", ""}, // only read by consistency
 	} {
