@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"cloud.google.com/go/storage"
 	"github.com/googleapis/gax-go/v2"
@@ -61,10 +60,15 @@ func openGCS(ctx context.Context, c Config, loc location) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", uri, err)
 	}
+	// The client's default retries a write only when it carries a
+	// precondition. Every write here is safe to repeat: an unconditional
+	// one overwrites with the same bytes, and a conditional one whose first
+	// try was applied but whose answer was lost fails its precondition on
+	// the retry, which Put settles by reading back (settleRefused).
 	client.SetRetry(
-		storage.WithPolicy(storage.RetryAlways), // unconditional writes overwrite: safe to repeat
+		storage.WithPolicy(storage.RetryAlways),
 		storage.WithMaxAttempts(c.MaxAttempts),
-		storage.WithBackoff(gax.Backoff{Initial: 100 * time.Millisecond, Max: c.MaxBackoff, Multiplier: 2}),
+		storage.WithBackoff(gax.Backoff{Initial: min(firstBackoff, c.MaxBackoff), Max: c.MaxBackoff, Multiplier: 2}),
 	)
 	g := &gcsStore{client: client, bucket: client.Bucket(loc.bucket), loc: loc, chunk: c.GCS.ChunkSize}
 	if c.GCS.UserProject != "" {
@@ -137,26 +141,30 @@ func (g *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts PutOpt
 	}
 	// Cancelling the writer's context is how an unfinished upload is
 	// abandoned: it is never finalized, so nothing becomes visible.
-	wctx, cancel := context.WithCancel(ctx)
+	dctx, doubt := withDoubt(ctx)
+	wctx, cancel := context.WithCancel(dctx)
 	defer cancel()
 	w := o.NewWriter(wctx)
 	w.ChunkSize = g.chunk
 	w.ContentType = opts.ContentType
-	var sha string
+	var (
+		sha  string
+		size int64
+	)
 	if hd.small {
 		// The writer buffers ChunkSize bytes for its retries: for a small
 		// object (a manifest, a cached teacher reply) a buffer just large
 		// enough keeps memory at the object's size instead of one full
 		// chunk per upload in flight. 0 would disable the retries.
 		w.ChunkSize = smallChunk(len(hd.buf), g.chunk)
-		sha = hd.sum()
+		sha, size = hd.sum(), int64(len(hd.buf))
 		w.Metadata = map[string]string{shaKey: sha}
 		w.CRC32C = crc32.Checksum(hd.buf, crc32.MakeTable(crc32.Castagnoli))
 		w.SendCRC32C = true
 		_, err = w.Write(hd.buf)
 	} else {
 		// The service computes and checks CRC32C of the whole upload.
-		_, err = io.Copy(w, hd.rest)
+		size, err = io.Copy(w, hd.rest)
 		sha = hd.sum()
 	}
 	if err != nil {
@@ -167,10 +175,15 @@ func (g *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts PutOpt
 	if err := w.Close(); err != nil {
 		var gerr *googleapi.Error
 		if errors.As(err, &gerr) && gerr.Code == http.StatusPreconditionFailed {
+			refusal := ErrStale
 			if opts.IfAbsent {
-				return Attrs{}, g.wrap("put", key, ErrExists)
+				refusal = ErrExists
 			}
-			return Attrs{}, g.wrap("put", key, ErrStale)
+			a, err := settleRefused(ctx, g, key, sha, size, doubt.Load(), refusal)
+			if err != nil {
+				return Attrs{}, g.wrap("put", key, err)
+			}
+			return a, nil
 		}
 		return Attrs{}, g.wrap("put", key, err)
 	}
