@@ -139,3 +139,39 @@ func TestRunOverFlakyStore(t *testing.T) {
 		})
 	}
 }
+
+// TestRenewalOfUnknownOutcome: a renewal the store applied but whose
+// outcome never reached the holder (the write's answer was lost and
+// reading back failed too) leaves the hold one generation behind. The next
+// heartbeat must find the lease still its own, not lost; the release
+// still marks it released.
+func TestRenewalOfUnknownOutcome(t *testing.T) {
+	forBackends(t, func(t *testing.T, st storage.Store) {
+		ctx := context.Background()
+		a := &leaser{store: st, holder: "a", ttl: time.Minute, heartbeat: 20 * time.Second, now: time.Now}
+		key := runKey("r", "leases/gen")
+		gen, err := a.acquire(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &hold{l: a, key: key, gen: gen, stop: make(chan struct{}), done: make(chan struct{})}
+		cur, _, err := a.read(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.Heartbeat = cur.Heartbeat.Add(time.Second)
+		if _, err := a.put(ctx, key, cur, storage.PutOptions{IfGeneration: gen}); err != nil {
+			t.Fatal(err) // applied; h never learns the new generation
+		}
+		if err := h.renew(ctx); err != nil {
+			t.Fatalf("renew after a renewal of unknown outcome: %v", err)
+		}
+		close(h.done)
+		if err := h.release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if ls, _, _ := a.read(ctx, key); !ls.Released || ls.Holder != "a" {
+			t.Fatalf("lease after release: %+v", ls)
+		}
+	})
+}

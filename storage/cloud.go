@@ -98,23 +98,26 @@ func ownWrite(ctx context.Context, s Store, key, sha string, size int64) (Attrs,
 	return a, a.SHA256 == sha, nil
 }
 
-// settleRefused is the outcome of a conditional Put refused with refusal
-// (ErrExists or ErrStale): success if a try whose answer was lost wrote
-// exactly these bytes (ownWrite), else the refusal. If reading back fails,
-// the outcome is unknown: an error that is neither sentinel.
-func settleRefused(ctx context.Context, s Store, key, sha string, size int64, doubt bool, refusal error) (Attrs, error) {
+// settle is the outcome of a Put that failed with failure after one of
+// its tries got no clear answer (doubt): that try may have been applied,
+// and its retry then failed because of it — a conditional write's
+// precondition (ErrExists, ErrStale), or an S3 multipart upload already
+// completed. The Put succeeded if key holds exactly the bytes it sent
+// (ownWrite); else failure stands. If reading back fails, the outcome is
+// unknown: an error that is neither sentinel.
+func settle(ctx context.Context, s Store, key, sha string, size int64, doubt bool, failure error) (Attrs, error) {
 	if !doubt {
-		return Attrs{}, refusal
+		return Attrs{}, failure
 	}
 	a, ours, err := ownWrite(ctx, s, key, sha, size)
 	switch {
 	case err != nil:
-		return Attrs{}, fmt.Errorf("conditional write refused after a try whose answer was lost; reading back to tell whether it was applied: %w", err)
+		return Attrs{}, fmt.Errorf("%v, after a try whose answer was lost; reading back to tell whether that try was applied: %w", failure, err)
 	case ours:
 		a.SHA256 = sha
 		return a, nil
 	}
-	return Attrs{}, refusal
+	return Attrs{}, failure
 }
 
 // guardBody wraps a response's body in a stallBody.

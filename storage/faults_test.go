@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/storage/storagetest"
@@ -299,5 +300,91 @@ func checkHolds(t *testing.T, s storage.Store, key, body string, a storage.Attrs
 	}
 	if st.Generation != a.Generation {
 		t.Fatalf("%s is at generation %s, the put returned %s", key, st.Generation, a.Generation)
+	}
+}
+
+// TestLostAnswersLarge: uploads in several chunks or parts, with answers
+// lost. On S3 a retried CompleteMultipartUpload that finds its upload
+// already completed is settled by reading back: every Put succeeds with the
+// object sent. fake-gcs-server, unlike GCS (which tells the client how much
+// of a session it holds), re-appends a retried chunk and answers 404 to a
+// retried final one: a Put there may fail, and the emulator may be left
+// holding a wrong object, but a Put that succeeds has stored exactly what
+// was sent (the assembled size and CRC32C are checked; seed 9 meets a
+// re-appended chunk).
+func TestLostAnswersLarge(t *testing.T) {
+	const size = 12 << 20 // two 8 MiB chunks, three 5 MiB parts
+	want := storagetest.DataSHA256(4, size)
+	for name, start := range lostBackends {
+		t.Run(name, func(t *testing.T) {
+			clean, ok := start(t)
+			if !ok {
+				t.Skip("versitygw not installed")
+			}
+			direct := storagetest.Open(t, clean)
+			var total storagetest.FaultCounts
+			failed := 0
+			for _, seed := range []uint64{0, 1, 2, 3, 9} {
+				c, counts := storagetest.Flaky(t, clean, storagetest.Faults{Seed: seed, Lost: 0.4})
+				s := storagetest.Open(t, c)
+				key := fmt.Sprintf("ckpt/%d.safetensors", seed)
+				a, err := s.Put(context.Background(), key, storagetest.Data(4, size), storage.PutOptions{})
+				total.Add(counts())
+				if err != nil {
+					failed++
+					if strings.HasPrefix(name, "s3") {
+						t.Errorf("Put %s: %v", key, err)
+					} else {
+						t.Logf("seed %d (an emulator limit): %v", seed, err)
+					}
+					continue
+				}
+				if a.Size != size || a.SHA256 != want {
+					t.Errorf("Put %s returned %d bytes sha256 %s, want %d %s", key, a.Size, a.SHA256, size, want)
+				}
+				r, err := direct.Get(context.Background(), key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := sha256.New()
+				n, err := io.Copy(h, r)
+				r.Close()
+				if err != nil || n != size || hex.EncodeToString(h.Sum(nil)) != want {
+					t.Errorf("%s holds %d bytes sha256 %x (%v), want %d %s", key, n, h.Sum(nil), err, size, want)
+				}
+			}
+			t.Logf("%d of 5 Puts failed; through the proxies: %+v", failed, total)
+			if total.LostWrites == 0 {
+				t.Errorf("no write lost its answer: %+v", total)
+			}
+		})
+	}
+}
+
+// TestRetriesAreBounded: a store that answers 503 (or 429) to everything
+// is tried exactly MaxAttempts times per request, then the error names the
+// URI and the status.
+func TestRetriesAreBounded(t *testing.T) {
+	for name, start := range lostBackends {
+		if name == "s3-versitygw" {
+			continue
+		}
+		for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+			t.Run(fmt.Sprintf("%s/%d", name, status), func(t *testing.T) {
+				clean, _ := start(t)
+				c, counts := storagetest.Flaky(t, clean, storagetest.Faults{Unavailable: 1, UnavailableStatus: status})
+				c.MaxAttempts, c.MaxBackoff = 4, 10*time.Millisecond
+				_, err := c.Open(context.Background()) // S3 probes with a PutObject, GCS lists
+				if err == nil {
+					t.Fatal("open through a store that answers only errors succeeded")
+				}
+				if !strings.Contains(err.Error(), c.Root) || !strings.Contains(err.Error(), fmt.Sprint(status)) {
+					t.Errorf("error %q does not name the root and the status %d", err, status)
+				}
+				if n := counts().Requests; n != 4 {
+					t.Errorf("%d requests, want MaxAttempts = 4", n)
+				}
+			})
+		}
 	}
 }

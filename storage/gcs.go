@@ -64,7 +64,7 @@ func openGCS(ctx context.Context, c Config, loc location) (Store, error) {
 	// precondition. Every write here is safe to repeat: an unconditional
 	// one overwrites with the same bytes, and a conditional one whose first
 	// try was applied but whose answer was lost fails its precondition on
-	// the retry, which Put settles by reading back (settleRefused).
+	// the retry, which Put settles by reading back (settle).
 	client.SetRetry(
 		storage.WithPolicy(storage.RetryAlways),
 		storage.WithMaxAttempts(c.MaxAttempts),
@@ -150,6 +150,7 @@ func (g *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts PutOpt
 	var (
 		sha  string
 		size int64
+		crc  = crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	)
 	if hd.small {
 		// The writer buffers ChunkSize bytes for its retries: for a small
@@ -163,8 +164,7 @@ func (g *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts PutOpt
 		w.SendCRC32C = true
 		_, err = w.Write(hd.buf)
 	} else {
-		// The service computes and checks CRC32C of the whole upload.
-		size, err = io.Copy(w, hd.rest)
+		size, err = io.Copy(io.MultiWriter(w, crc), hd.rest)
 		sha = hd.sum()
 	}
 	if err != nil {
@@ -174,21 +174,33 @@ func (g *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts PutOpt
 	}
 	if err := w.Close(); err != nil {
 		var gerr *googleapi.Error
-		if errors.As(err, &gerr) && gerr.Code == http.StatusPreconditionFailed {
-			refusal := ErrStale
-			if opts.IfAbsent {
-				refusal = ErrExists
-			}
-			a, err := settleRefused(ctx, g, key, sha, size, doubt.Load(), refusal)
-			if err != nil {
-				return Attrs{}, g.wrap("put", key, err)
-			}
-			return a, nil
+		failure := err
+		switch {
+		case errors.As(err, &gerr) && gerr.Code == http.StatusPreconditionFailed && opts.IfAbsent:
+			failure = ErrExists
+		case errors.As(err, &gerr) && gerr.Code == http.StatusPreconditionFailed:
+			failure = ErrStale
+		case errors.As(err, &gerr) && gerr.Code == http.StatusNotFound && !hd.small:
+			// An upload session already finalized by a try whose answer
+			// was lost (GCS itself answers such a retry with the object).
+		default:
+			return Attrs{}, g.wrap("put", key, err)
 		}
-		return Attrs{}, g.wrap("put", key, err)
+		a, err := settle(ctx, g, key, sha, size, doubt.Load(), failure)
+		if err != nil {
+			return Attrs{}, g.wrap("put", key, err)
+		}
+		return a, nil
 	}
 	a := g.attrs(w.Attrs())
 	if !hd.small {
+		// A resumable upload is retried chunk by chunk; what the service
+		// assembled must be what was sent.
+		if got := w.Attrs(); got.Size != size || got.CRC32C != crc.Sum32() {
+			g.obj(key).If(storage.Conditions{GenerationMatch: got.Generation}).Delete(context.WithoutCancel(ctx))
+			return Attrs{}, g.wrap("put", key, fmt.Errorf("the service assembled %d bytes with CRC32C %08x from an upload of %d bytes with CRC32C %08x: removed",
+				got.Size, got.CRC32C, size, crc.Sum32()))
+		}
 		// The sha256 of a streamed object is known only now. Record it on
 		// this generation (metadata updates keep the generation); if
 		// another writer replaced the object meanwhile, there is nothing

@@ -286,24 +286,27 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts PutOpti
 	return a, nil
 }
 
-// putErr maps a failed Put's error; a refused conditional write is
-// settled by settleRefused (the object may hold what a try whose answer was
-// lost wrote: sha and size are what this Put sent).
+// putErr maps a failed Put's error. A refused conditional write, or a
+// multipart upload whose completion is not found, is settled by settle:
+// a try whose answer was lost may have written the object (sha and size
+// are what this Put sent).
 func (s *s3Store) putErr(ctx context.Context, key string, opts PutOptions, err error, sha string, size int64, doubt bool) (Attrs, error) {
-	refusal := err
+	failure := err
 	switch {
 	case isPrecondition(err) && opts.IfAbsent:
-		refusal = ErrExists
+		failure = ErrExists
 	case isPrecondition(err) && opts.IfGeneration != "":
-		refusal = ErrStale
+		failure = ErrStale
+	case isCode(err, "NoSuchUpload"):
+		failure = fmt.Errorf("multipart upload gone before its completion: %w", err)
 	case isCode(err, "NoSuchKey") && opts.IfGeneration != "":
 		return Attrs{}, s.wrap("put", key, ErrStale)
 	default:
 		return Attrs{}, s.wrap("put", key, err)
 	}
-	a, err := settleRefused(ctx, s, key, sha, size, doubt, refusal)
+	a, err := settle(ctx, s, key, sha, size, doubt, failure)
 	if err != nil {
-		return Attrs{}, s.wrap("put", key, err)
+		return Attrs{}, fmt.Errorf("put %s: %w", s.URI(key), err)
 	}
 	return a, nil
 }
