@@ -218,7 +218,7 @@ func (h *hold) renew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if gen != h.gen || cur.Holder != h.l.holder {
+	if !h.ours(cur, gen) {
 		h.lost = true
 		return ErrLeaseLost
 	}
@@ -236,6 +236,19 @@ func (h *hold) renew(ctx context.Context) error {
 	return nil
 }
 
+// ours reports whether the lease read at gen is still this holder's. The
+// holder id is unique to this runner, so a lease naming it is ours even at
+// a generation other than the one last seen: a renewal the store applied
+// although its answer never arrived (a write whose outcome the store could
+// not tell) moved it on. That generation is adopted.
+func (h *hold) ours(cur Lease, gen string) bool {
+	if cur.Holder != h.l.holder || cur.Released {
+		return false
+	}
+	h.gen = gen
+	return true
+}
+
 // release stops the heartbeat and marks the lease released, unless it was
 // lost meanwhile.
 func (h *hold) release(ctx context.Context) error {
@@ -250,7 +263,7 @@ func (h *hold) release(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("release lease %s: %w", h.l.store.URI(h.key), err)
 	}
-	if gen != h.gen || cur.Holder != h.l.holder {
+	if !h.ours(cur, gen) {
 		return nil // taken over: not ours to release
 	}
 	cur.Released = true

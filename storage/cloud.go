@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -31,7 +32,92 @@ type stallGuard struct {
 }
 
 func (g stallGuard) RoundTrip(r *http.Request) (*http.Response, error) {
-	return guardBody(g.base.RoundTrip(r))(g.timeout)
+	resp, err := g.base.RoundTrip(r)
+	noteDoubt(r, resp, err)
+	return guardBody(resp, err)(g.timeout)
+}
+
+// firstBackoff is the longest wait before the first retry (at most
+// MaxBackoff); each further retry may wait twice as long, up to MaxBackoff.
+const firstBackoff = 100 * time.Millisecond
+
+// doubtKey is the context key of a Put's doubt flag.
+type doubtKey struct{}
+
+// withDoubt returns ctx carrying a flag that the cloud transports set when
+// a request made under it gets no clear answer (see noteDoubt).
+func withDoubt(ctx context.Context) (context.Context, *atomic.Bool) {
+	d := new(atomic.Bool)
+	return context.WithValue(ctx, doubtKey{}, d), d
+}
+
+// noteDoubt sets the doubt flag of r's context when r got no answer (a
+// reset, a stall) or a 408, 429 or 5xx one: the store may have applied it
+// all the same, and the SDK repeats it.
+func noteDoubt(r *http.Request, resp *http.Response, err error) {
+	d, _ := r.Context().Value(doubtKey{}).(*atomic.Bool)
+	if d != nil && (err != nil || resp.StatusCode == http.StatusRequestTimeout ||
+		resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500) {
+		d.Store(true)
+	}
+}
+
+// ownWrite settles a conditional Put that the store refused after one of
+// its tries got no clear answer: that try may have been applied, and the
+// SDK's retry then failed its precondition on the object it had just
+// written. It reports whether key now holds exactly the bytes the Put sent
+// (sha256 sha, size bytes), with the object's attributes. An object written
+// in parts carries no sha256 of its own; it is read and hashed (rare: only
+// after a lost answer). Another writer's object is never taken for ours
+// unless it holds the very same bytes.
+func ownWrite(ctx context.Context, s Store, key, sha string, size int64) (Attrs, bool, error) {
+	a, err := s.Stat(ctx, key)
+	if errors.Is(err, ErrNotExist) {
+		return Attrs{}, false, nil
+	}
+	if err != nil || a.Size != size {
+		return Attrs{}, false, err
+	}
+	if a.SHA256 != "" {
+		return a, a.SHA256 == sha, nil
+	}
+	r, err := s.Get(ctx, key)
+	if err != nil {
+		return Attrs{}, false, err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return Attrs{}, false, fmt.Errorf("read back %s: %w", s.URI(key), err)
+	}
+	again, err := s.Stat(ctx, key)
+	if err != nil || again.Generation != a.Generation {
+		return Attrs{}, false, err // replaced while being read: not ours now
+	}
+	a.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return a, a.SHA256 == sha, nil
+}
+
+// settle is the outcome of a Put that failed with failure after one of
+// its tries got no clear answer (doubt): that try may have been applied,
+// and its retry then failed because of it — a conditional write's
+// precondition (ErrExists, ErrStale), or an S3 multipart upload already
+// completed. The Put succeeded if key holds exactly the bytes it sent
+// (ownWrite); else failure stands. If reading back fails, the outcome is
+// unknown: an error that is neither sentinel.
+func settle(ctx context.Context, s Store, key, sha string, size int64, doubt bool, failure error) (Attrs, error) {
+	if !doubt {
+		return Attrs{}, failure
+	}
+	a, ours, err := ownWrite(ctx, s, key, sha, size)
+	switch {
+	case err != nil:
+		return Attrs{}, fmt.Errorf("%v, after a try whose answer was lost; reading back to tell whether that try was applied: %w", failure, err)
+	case ours:
+		a.SHA256 = sha
+		return a, nil
+	}
+	return Attrs{}, failure
 }
 
 // guardBody wraps a response's body in a stallBody.

@@ -19,9 +19,14 @@ type Config struct {
 	// file:///abs/path, or a plain local path (relative to the working dir).
 	Root string `yaml:"root"`
 	// MaxAttempts bounds the tries of one request on transient errors
-	// (429, 5xx, connection resets, stalls). 0 means 6.
+	// (408, 429, 5xx, connection resets, stalls), the first included.
+	// 0 means 10: with the default backoff a request gives up after about
+	// half a minute of a failing store (at most about a minute; S3
+	// throttling, which starts at 1s, about two).
 	MaxAttempts int `yaml:"max_attempts"`
-	// MaxBackoff caps the exponential, jittered wait between tries. 0 means 30s.
+	// MaxBackoff caps the wait between tries: the first retry waits a
+	// random time up to 100ms (S3 throttling: up to 1s), each further one
+	// up to twice as long, capped here. 0 means 30s.
 	MaxBackoff time.Duration `yaml:"max_backoff"`
 	// StallTimeout fails (and retries) a request whose response headers do
 	// not arrive within it. 0 means 2m; it must exceed the slowest single
@@ -75,7 +80,7 @@ type S3Config struct {
 func DefaultConfig(root string) Config {
 	return Config{
 		Root:         root,
-		MaxAttempts:  6,
+		MaxAttempts:  10,
 		MaxBackoff:   30 * time.Second,
 		StallTimeout: 2 * time.Minute,
 		GCS:          GCSConfig{ChunkSize: 16 << 20},

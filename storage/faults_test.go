@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -15,51 +16,44 @@ import (
 	"github.com/statjob/statjob/storage/storagetest"
 )
 
-// faulty puts a FaultProxy in front of the emulator c points at and tunes
-// the client to give up on a stall after three seconds (a loaded 2-core
-// machine under -race can take over a second to answer a forwarded request;
-// a timeout there makes the client repeat a request the emulator already
-// took, which fake-gcs-server answers 404 for a finished resumable upload).
-func faulty(t *testing.T, c storage.Config, f storagetest.Faults) (storage.Config, func() storagetest.FaultCounts) {
-	ep := &c.S3.Endpoint
-	if strings.HasPrefix(c.Root, "gs://") {
-		ep = &c.GCS.Endpoint
-	}
-	proxy, counts := storagetest.FaultProxy(t, *ep, f)
-	*ep = proxy
-	c.StallTimeout = 3 * time.Second
-	c.MaxBackoff = 50 * time.Millisecond
-	c.MaxAttempts = 10
-	return c, counts
-}
-
-// faultyStore opens a store through faulty's proxy and adds the proxy's
+// faultyStore opens a store through storagetest.Flaky's proxy and adds the proxy's
 // counts to total when t ends.
 func faultyStore(t *testing.T, c storage.Config, f storagetest.Faults, total *storagetest.FaultCounts) storage.Store {
-	c, counts := faulty(t, c, f)
-	t.Cleanup(func() {
-		n := counts()
-		total.Requests += n.Requests
-		total.Unavailable += n.Unavailable
-		total.Stalled += n.Stalled
-		total.Reset += n.Reset
-	})
+	c, counts := storagetest.Flaky(t, c, f)
+	t.Cleanup(func() { total.Add(counts()) })
 	return storagetest.Open(t, c)
+}
+
+// emulators start each cloud emulator, fresh and empty, and return its
+// Config; versitygw's subtests skip when it is not installed (and fail
+// under STATJOB_TEST_STRICT=1).
+var emulators = map[string]func(*testing.T) storage.Config{
+	"gcs-fake":    func(t *testing.T) storage.Config { return storagetest.FakeGCS(t) },
+	"s3-gofakes3": func(t *testing.T) storage.Config { return storagetest.GoFakeS3(t) },
+	"s3-versitygw": func(t *testing.T) storage.Config {
+		c, ok := storagetest.Versitygw(t)
+		if !ok {
+			t.Skip("versitygw not installed")
+		}
+		return c
+	},
+}
+
+// skipMissing skips a test whose emulator is not installed (versitygw),
+// before it starts the subtests whose totals it checks.
+func skipMissing(t *testing.T, name string) {
+	if name == "s3-versitygw" && storagetest.VersitygwBinary() == "" && !storagetest.Strict() {
+		t.Skip("versitygw not installed")
+	}
 }
 
 // TestFaults runs the core of the suite through a proxy that answers 503 to
 // one request in seven and stalls one in forty: every operation must still
 // succeed, by retrying.
 func TestFaults(t *testing.T) {
-	backends := map[string]func(*testing.T) (storage.Config, bool){
-		"gcs-fake":    func(t *testing.T) (storage.Config, bool) { return storagetest.FakeGCS(t), true },
-		"s3-gofakes3": func(t *testing.T) (storage.Config, bool) { return storagetest.GoFakeS3(t), true },
-		"s3-versitygw": func(t *testing.T) (storage.Config, bool) {
-			return storagetest.Versitygw(t)
-		},
-	}
-	for name, start := range backends {
+	for name, start := range emulators {
 		t.Run(name, func(t *testing.T) {
+			skipMissing(t, name)
 			var total storagetest.FaultCounts
 			o := storagetest.Options{
 				LargeSize: 24 << 20, // several chunks / parts
@@ -68,10 +62,7 @@ func TestFaults(t *testing.T) {
 				Tests:     []string{"RoundTrip", "Range", "CreateIfAbsent", "CreateIfAbsentRace", "CompareAndSwap", "List", "Copy", "Large"},
 			}
 			storagetest.RunWith(t, o, func(t *testing.T) storage.Store {
-				c, ok := start(t)
-				if !ok {
-					t.Skip("versitygw not installed")
-				}
+				c := start(t)
 				return faultyStore(t, c, storagetest.Faults{UnavailableEvery: 7, StallEvery: 40}, &total)
 			})
 			t.Logf("through the proxy: %+v", total)
@@ -83,19 +74,19 @@ func TestFaults(t *testing.T) {
 }
 
 // TestThrottlingAndResets: 429 answers and connections reset before an
-// answer are transient too; every operation still succeeds by retrying.
+// answer, drawn by seeded chance, are transient too; every operation still
+// succeeds by retrying.
 func TestThrottlingAndResets(t *testing.T) {
-	backends := map[string]func(*testing.T) storage.Config{
-		"gcs-fake":    func(t *testing.T) storage.Config { return storagetest.FakeGCS(t) },
-		"s3-gofakes3": func(t *testing.T) storage.Config { return storagetest.GoFakeS3(t) },
-	}
-	for name, start := range backends {
+	for name, start := range emulators {
+		if name == "s3-versitygw" {
+			continue // TestFaults covers it
+		}
 		t.Run(name, func(t *testing.T) {
 			var total storagetest.FaultCounts
 			o := storagetest.Options{LargeSize: 20 << 20, ListKeys: 100, Racers: 4,
 				Tests: []string{"RoundTrip", "Range", "CreateIfAbsent", "CompareAndSwap", "List", "Copy", "Large"}}
 			storagetest.RunWith(t, o, func(t *testing.T) storage.Store {
-				f := storagetest.Faults{UnavailableEvery: 5, UnavailableStatus: http.StatusTooManyRequests, ResetEvery: 7}
+				f := storagetest.Faults{Seed: 1, Unavailable: 0.2, UnavailableStatus: http.StatusTooManyRequests, Reset: 0.15}
 				return faultyStore(t, start(t), f, &total)
 			})
 			t.Logf("through the proxy: %+v", total)
@@ -115,7 +106,7 @@ func TestS3ConditionalProbe(t *testing.T) {
 	if !honest.Conditional() {
 		t.Fatal("gofakes3 honours conditional PUTs, but the probe says it does not")
 	}
-	c, _ := faulty(t, storagetest.GoFakeS3(t), storagetest.Faults{StripConditions: true})
+	c, _ := storagetest.Flaky(t, storagetest.GoFakeS3(t), storagetest.Faults{StripConditions: true})
 	s := storagetest.Open(t, c)
 	if s.Conditional() {
 		t.Fatal("the probe missed a store that ignores conditional PUTs")
@@ -131,7 +122,7 @@ func TestS3ConditionalProbe(t *testing.T) {
 		t.Errorf("object overwritten by a refused conditional write: %q", got)
 	}
 	storagetest.RunWith(t, storagetest.Options{Tests: []string{"CreateIfAbsent", "CompareAndSwap"}}, func(t *testing.T) storage.Store {
-		c, _ := faulty(t, storagetest.GoFakeS3(t), storagetest.Faults{StripConditions: true})
+		c, _ := storagetest.Flaky(t, storagetest.GoFakeS3(t), storagetest.Faults{StripConditions: true})
 		return storagetest.Open(t, c)
 	})
 }
@@ -147,20 +138,12 @@ func TestConditionalBackends(t *testing.T) {
 // TestBodyStalls: downloads whose response stops half way (headers and
 // 64 KiB, then silence) resume and deliver the whole object.
 func TestBodyStalls(t *testing.T) {
-	backends := map[string]func(*testing.T) (storage.Config, bool){
-		"gcs-fake":     func(t *testing.T) (storage.Config, bool) { return storagetest.FakeGCS(t), true },
-		"s3-gofakes3":  func(t *testing.T) (storage.Config, bool) { return storagetest.GoFakeS3(t), true },
-		"s3-versitygw": func(t *testing.T) (storage.Config, bool) { return storagetest.Versitygw(t) },
-	}
 	const size = 3 << 20
 	want := storagetest.DataSHA256(5, size)
-	for name, start := range backends {
+	for name, start := range emulators {
 		t.Run(name, func(t *testing.T) {
-			c, ok := start(t)
-			if !ok {
-				t.Skip("versitygw not installed")
-			}
-			c, counts := faulty(t, c, storagetest.Faults{BodyStallEvery: 2})
+			c := start(t)
+			c, counts := storagetest.Flaky(t, c, storagetest.Faults{BodyStallEvery: 2})
 			s := storagetest.Open(t, c)
 			if _, err := s.Put(context.Background(), "obj", storagetest.Data(5, size), storage.PutOptions{}); err != nil {
 				t.Fatal(err)
@@ -214,5 +197,184 @@ func TestS3CancelledUploadAborted(t *testing.T) {
 	}
 	if n := storagetest.MultipartUploads(t, c); n != 0 {
 		t.Errorf("%d multipart uploads left after a cancelled Put", n)
+	}
+}
+
+// TestLostAnswers: writes are applied but their answer is lost (503 or a
+// reset connection instead), so the SDK's retry of a conditional write
+// fails its precondition although the first try succeeded. The
+// conditional-write part of the suite (exactly one racer wins, a stale CAS
+// is refused) holds, and small-object reads, writes, lists and copies
+// still succeed.
+func TestLostAnswers(t *testing.T) {
+	for name, start := range emulators {
+		t.Run(name, func(t *testing.T) {
+			skipMissing(t, name)
+			var total storagetest.FaultCounts
+			o := storagetest.Options{ListKeys: 60, Racers: 6,
+				Tests: []string{"RoundTrip", "CreateIfAbsent", "CreateIfAbsentRace", "CompareAndSwap", "CompareAndSwapRace", "List", "Delete", "Copy"}}
+			storagetest.RunWith(t, o, func(t *testing.T) storage.Store {
+				c := start(t)
+				return faultyStore(t, c, storagetest.Faults{Seed: 3, Lost: 0.3, Unavailable: 0.05}, &total)
+			})
+			t.Logf("through the proxy: %+v", total)
+			if total.LostWrites == 0 {
+				t.Errorf("no write lost its answer: %+v", total)
+			}
+		})
+	}
+}
+
+// TestLostAnswerIsOurs takes a lease-like object through create,
+// compare-and-swap and a takeover by another writer, with three answers in
+// ten lost: a conditional write whose answer was lost but which now holds
+// exactly what this writer wrote is a success (with the new generation),
+// never "someone else has it"; a write against another writer's newer
+// object is still refused and leaves that object alone.
+func TestLostAnswerIsOurs(t *testing.T) {
+	ctx := context.Background()
+	for name, start := range emulators {
+		for _, byReset := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reset=%v", name, byReset), func(t *testing.T) {
+				clean := start(t)
+				c, counts := storagetest.Flaky(t, clean, storagetest.Faults{Seed: 11, Lost: 0.3, LostByReset: byReset})
+				s := storagetest.Open(t, c)
+				other := storagetest.Open(t, clean)
+				for i := range 8 {
+					key := fmt.Sprintf("leases/piece-%d", i)
+					body := fmt.Sprintf(`{"holder":"me","i":%d,"v":0}`, i)
+					a, err := s.Put(ctx, key, strings.NewReader(body), storage.PutOptions{IfAbsent: true})
+					if err != nil {
+						t.Fatalf("create %s: %v", key, err)
+					}
+					checkHolds(t, other, key, body, a)
+					for v := 1; v <= 3; v++ {
+						body = fmt.Sprintf(`{"holder":"me","i":%d,"v":%d}`, i, v)
+						if a, err = s.Put(ctx, key, strings.NewReader(body), storage.PutOptions{IfGeneration: a.Generation}); err != nil {
+							t.Fatalf("compare-and-swap %s to v%d: %v", key, v, err)
+						}
+						checkHolds(t, other, key, body, a)
+					}
+					theirs := fmt.Sprintf(`{"holder":"other","i":%d}`, i)
+					b, err := other.Put(ctx, key, strings.NewReader(theirs), storage.PutOptions{IfGeneration: a.Generation})
+					if err != nil {
+						t.Fatalf("the other writer's takeover of %s: %v", key, err)
+					}
+					_, err = s.Put(ctx, key, strings.NewReader(`{"holder":"me","late":true}`), storage.PutOptions{IfGeneration: a.Generation})
+					if !errors.Is(err, storage.ErrStale) {
+						t.Fatalf("compare-and-swap of %s against the other writer's object: %v, want ErrStale", key, err)
+					}
+					_, err = s.Put(ctx, key, strings.NewReader(`{"holder":"me","again":true}`), storage.PutOptions{IfAbsent: true})
+					if !errors.Is(err, storage.ErrExists) {
+						t.Fatalf("create of %s over the other writer's object: %v, want ErrExists", key, err)
+					}
+					checkHolds(t, other, key, theirs, b)
+				}
+				n := counts()
+				t.Logf("through the proxy: %+v", n)
+				if n.LostWrites == 0 {
+					t.Errorf("no write lost its answer: %+v", n)
+				}
+			})
+		}
+	}
+}
+
+// checkHolds reads key through s (a store without faults) and checks that
+// it holds body at the generation a put returned.
+func checkHolds(t *testing.T, s storage.Store, key, body string, a storage.Attrs) {
+	t.Helper()
+	if got := string(storagetest.ReadAll(t, s, key)); got != body {
+		t.Fatalf("%s holds %s, want %s", key, got, body)
+	}
+	st, err := s.Stat(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Generation != a.Generation {
+		t.Fatalf("%s is at generation %s, the put returned %s", key, st.Generation, a.Generation)
+	}
+}
+
+// TestLostAnswersLarge: uploads in several chunks or parts, with answers
+// lost. On S3 a retried CompleteMultipartUpload that finds its upload
+// already completed is settled by reading back: every Put succeeds with the
+// object sent. fake-gcs-server, unlike GCS (which tells the client how much
+// of a session it holds), re-appends a retried chunk and answers 404 to a
+// retried final one: a Put there may fail, and the emulator may be left
+// holding a wrong object, but a Put that succeeds has stored exactly what
+// was sent (the assembled size and CRC32C are checked; seed 9 meets a
+// re-appended chunk).
+func TestLostAnswersLarge(t *testing.T) {
+	const size = 12 << 20 // two 8 MiB chunks, three 5 MiB parts
+	want := storagetest.DataSHA256(4, size)
+	for name, start := range emulators {
+		t.Run(name, func(t *testing.T) {
+			clean := start(t)
+			direct := storagetest.Open(t, clean)
+			var total storagetest.FaultCounts
+			failed := 0
+			for _, seed := range []uint64{0, 1, 9} {
+				c, counts := storagetest.Flaky(t, clean, storagetest.Faults{Seed: seed, Lost: 0.4})
+				s := storagetest.Open(t, c)
+				key := fmt.Sprintf("ckpt/%d.safetensors", seed)
+				a, err := s.Put(context.Background(), key, storagetest.Data(4, size), storage.PutOptions{})
+				total.Add(counts())
+				if err != nil {
+					failed++
+					if strings.HasPrefix(name, "s3") {
+						t.Errorf("Put %s: %v", key, err)
+					} else {
+						t.Logf("seed %d (an emulator limit): %v", seed, err)
+					}
+					continue
+				}
+				if a.Size != size || a.SHA256 != want {
+					t.Errorf("Put %s returned %d bytes sha256 %s, want %d %s", key, a.Size, a.SHA256, size, want)
+				}
+				r, err := direct.Get(context.Background(), key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := sha256.New()
+				n, err := io.Copy(h, r)
+				r.Close()
+				if err != nil || n != size || hex.EncodeToString(h.Sum(nil)) != want {
+					t.Errorf("%s holds %d bytes sha256 %x (%v), want %d %s", key, n, h.Sum(nil), err, size, want)
+				}
+			}
+			t.Logf("%d of 3 Puts failed; through the proxies: %+v", failed, total)
+			if total.LostWrites == 0 {
+				t.Errorf("no write lost its answer: %+v", total)
+			}
+		})
+	}
+}
+
+// TestRetriesAreBounded: a store that answers 503 (or 429) to everything
+// is tried exactly MaxAttempts times per request, then the error names the
+// URI and the status.
+func TestRetriesAreBounded(t *testing.T) {
+	for name, start := range emulators {
+		if name == "s3-versitygw" {
+			continue
+		}
+		for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+			t.Run(fmt.Sprintf("%s/%d", name, status), func(t *testing.T) {
+				clean := start(t)
+				c, counts := storagetest.Flaky(t, clean, storagetest.Faults{Unavailable: 1, UnavailableStatus: status})
+				c.MaxAttempts, c.MaxBackoff = 4, 10*time.Millisecond
+				_, err := c.Open(context.Background()) // S3 probes with a PutObject, GCS lists
+				if err == nil {
+					t.Fatal("open through a store that answers only errors succeeded")
+				}
+				if !strings.Contains(err.Error(), c.Root) || !strings.Contains(err.Error(), fmt.Sprint(status)) {
+					t.Errorf("error %q does not name the root and the status %d", err, status)
+				}
+				if n := counts().Requests; n != 4 {
+					t.Errorf("%d requests, want MaxAttempts = 4", n)
+				}
+			})
+		}
 	}
 }

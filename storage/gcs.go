@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"cloud.google.com/go/storage"
 	"github.com/googleapis/gax-go/v2"
@@ -61,10 +60,15 @@ func openGCS(ctx context.Context, c Config, loc location) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", uri, err)
 	}
+	// The client's default retries a write only when it carries a
+	// precondition. Every write here is safe to repeat: an unconditional
+	// one overwrites with the same bytes, and a conditional one whose first
+	// try was applied but whose answer was lost fails its precondition on
+	// the retry, which Put settles by reading back (settle).
 	client.SetRetry(
-		storage.WithPolicy(storage.RetryAlways), // unconditional writes overwrite: safe to repeat
+		storage.WithPolicy(storage.RetryAlways),
 		storage.WithMaxAttempts(c.MaxAttempts),
-		storage.WithBackoff(gax.Backoff{Initial: 100 * time.Millisecond, Max: c.MaxBackoff, Multiplier: 2}),
+		storage.WithBackoff(gax.Backoff{Initial: min(firstBackoff, c.MaxBackoff), Max: c.MaxBackoff, Multiplier: 2}),
 	)
 	g := &gcsStore{client: client, bucket: client.Bucket(loc.bucket), loc: loc, chunk: c.GCS.ChunkSize}
 	if c.GCS.UserProject != "" {
@@ -137,26 +141,30 @@ func (g *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts PutOpt
 	}
 	// Cancelling the writer's context is how an unfinished upload is
 	// abandoned: it is never finalized, so nothing becomes visible.
-	wctx, cancel := context.WithCancel(ctx)
+	dctx, doubt := withDoubt(ctx)
+	wctx, cancel := context.WithCancel(dctx)
 	defer cancel()
 	w := o.NewWriter(wctx)
 	w.ChunkSize = g.chunk
 	w.ContentType = opts.ContentType
-	var sha string
+	var (
+		sha  string
+		size int64
+		crc  = crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	)
 	if hd.small {
 		// The writer buffers ChunkSize bytes for its retries: for a small
 		// object (a manifest, a cached teacher reply) a buffer just large
 		// enough keeps memory at the object's size instead of one full
 		// chunk per upload in flight. 0 would disable the retries.
 		w.ChunkSize = smallChunk(len(hd.buf), g.chunk)
-		sha = hd.sum()
+		sha, size = hd.sum(), int64(len(hd.buf))
 		w.Metadata = map[string]string{shaKey: sha}
 		w.CRC32C = crc32.Checksum(hd.buf, crc32.MakeTable(crc32.Castagnoli))
 		w.SendCRC32C = true
 		_, err = w.Write(hd.buf)
 	} else {
-		// The service computes and checks CRC32C of the whole upload.
-		_, err = io.Copy(w, hd.rest)
+		size, err = io.Copy(io.MultiWriter(w, crc), hd.rest)
 		sha = hd.sum()
 	}
 	if err != nil {
@@ -166,16 +174,33 @@ func (g *gcsStore) Put(ctx context.Context, key string, r io.Reader, opts PutOpt
 	}
 	if err := w.Close(); err != nil {
 		var gerr *googleapi.Error
-		if errors.As(err, &gerr) && gerr.Code == http.StatusPreconditionFailed {
-			if opts.IfAbsent {
-				return Attrs{}, g.wrap("put", key, ErrExists)
-			}
-			return Attrs{}, g.wrap("put", key, ErrStale)
+		failure := err
+		switch {
+		case errors.As(err, &gerr) && gerr.Code == http.StatusPreconditionFailed && opts.IfAbsent:
+			failure = ErrExists
+		case errors.As(err, &gerr) && gerr.Code == http.StatusPreconditionFailed:
+			failure = ErrStale
+		case errors.As(err, &gerr) && gerr.Code == http.StatusNotFound && !hd.small:
+			// An upload session already finalized by a try whose answer
+			// was lost (GCS itself answers such a retry with the object).
+		default:
+			return Attrs{}, g.wrap("put", key, err)
 		}
-		return Attrs{}, g.wrap("put", key, err)
+		a, err := settle(ctx, g, key, sha, size, doubt.Load(), failure)
+		if err != nil {
+			return Attrs{}, g.wrap("put", key, err)
+		}
+		return a, nil
 	}
 	a := g.attrs(w.Attrs())
 	if !hd.small {
+		// A resumable upload is retried chunk by chunk; what the service
+		// assembled must be what was sent.
+		if got := w.Attrs(); got.Size != size || got.CRC32C != crc.Sum32() {
+			g.obj(key).If(storage.Conditions{GenerationMatch: got.Generation}).Delete(context.WithoutCancel(ctx))
+			return Attrs{}, g.wrap("put", key, fmt.Errorf("the service assembled %d bytes with CRC32C %08x from an upload of %d bytes with CRC32C %08x: removed",
+				got.Size, got.CRC32C, size, crc.Sum32()))
+		}
 		// The sha256 of a streamed object is known only now. Record it on
 		// this generation (metadata updates keep the generation); if
 		// another writer replaced the object meanwhile, there is nothing

@@ -54,6 +54,7 @@ func openS3(ctx context.Context, c Config, loc location) (Store, error) {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = c.MaxAttempts
 				o.MaxBackoff = c.MaxBackoff
+				o.BaseDelay = min(firstBackoff, c.MaxBackoff) // throttles: 1s, capped by MaxBackoff
 				// Retry every transient error of a long job, not only
 				// while a client-side retry quota lasts.
 				o.RateLimiter = ratelimit.None
@@ -124,7 +125,9 @@ func (s *s3Store) probe(ctx context.Context) error {
 		_, err := s.client.PutObject(ctx, in)
 		return err
 	}
-	if err := putIf("*", ""); err != nil {
+	// The key is fresh: a 412 here means a try whose answer was lost
+	// created it.
+	if err := putIf("*", ""); err != nil && !isPrecondition(err) {
 		if isCode(err, "NotImplemented") {
 			return nil // conditional PUT refused outright: unsupported
 		}
@@ -215,6 +218,7 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts PutOpti
 	if err != nil {
 		return Attrs{}, s.wrap("put", key, err)
 	}
+	sctx, doubt := withDoubt(ctx)
 	in := &s3.PutObjectInput{Bucket: aws.String(s.loc.bucket), Key: aws.String(s.loc.prefix + key)}
 	if opts.ContentType != "" {
 		in.ContentType = aws.String(opts.ContentType)
@@ -243,9 +247,9 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts PutOpti
 			sum := md5.Sum(hd.buf)
 			in.ContentMD5 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
 		}
-		out, err := s.client.PutObject(ctx, in)
+		out, err := s.client.PutObject(sctx, in)
 		if err != nil {
-			return Attrs{}, s.putErr(key, opts, err)
+			return s.putErr(ctx, key, opts, err, sha, size, doubt.Load())
 		}
 		etag = aws.ToString(out.ETag)
 	} else {
@@ -256,7 +260,7 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts PutOpti
 		// out with CreateMultipartUpload: Put returns it, Stat cannot.
 		cr := &countingReader{r: hd.rest}
 		in.Body = cr
-		out, err := s.uploader.Upload(ctx, in)
+		out, err := s.uploader.Upload(sctx, in)
 		if err != nil {
 			// The uploader aborts a failed upload with the caller's
 			// context, which fails when that context is what ended it;
@@ -268,7 +272,7 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts PutOpti
 					Bucket: in.Bucket, Key: in.Key, UploadId: aws.String(mf.UploadID())})
 				cancel()
 			}
-			return Attrs{}, s.putErr(key, opts, err)
+			return s.putErr(ctx, key, opts, err, hd.sum(), cr.n, doubt.Load())
 		}
 		etag, sha, size = aws.ToString(out.ETag), hd.sum(), cr.n
 	}
@@ -282,14 +286,29 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, opts PutOpti
 	return a, nil
 }
 
-func (s *s3Store) putErr(key string, opts PutOptions, err error) error {
+// putErr maps a failed Put's error. A refused conditional write, or a
+// multipart upload whose completion is not found, is settled by settle:
+// a try whose answer was lost may have written the object (sha and size
+// are what this Put sent).
+func (s *s3Store) putErr(ctx context.Context, key string, opts PutOptions, err error, sha string, size int64, doubt bool) (Attrs, error) {
+	failure := err
 	switch {
 	case isPrecondition(err) && opts.IfAbsent:
-		return s.wrap("put", key, ErrExists)
-	case (isPrecondition(err) || isCode(err, "NoSuchKey")) && opts.IfGeneration != "":
-		return s.wrap("put", key, ErrStale)
+		failure = ErrExists
+	case isPrecondition(err) && opts.IfGeneration != "":
+		failure = ErrStale
+	case isCode(err, "NoSuchUpload"):
+		failure = fmt.Errorf("multipart upload gone before its completion: %w", err)
+	case isCode(err, "NoSuchKey") && opts.IfGeneration != "":
+		return Attrs{}, s.wrap("put", key, ErrStale)
+	default:
+		return Attrs{}, s.wrap("put", key, err)
 	}
-	return s.wrap("put", key, err)
+	a, err := settle(ctx, s, key, sha, size, doubt, failure)
+	if err != nil {
+		return Attrs{}, fmt.Errorf("put %s: %w", s.URI(key), err)
+	}
+	return a, nil
 }
 
 func (s *s3Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
@@ -504,5 +523,7 @@ type stallClient struct {
 }
 
 func (s stallClient) Do(r *http.Request) (*http.Response, error) {
-	return guardBody(s.c.Do(r))(s.timeout)
+	resp, err := s.c.Do(r)
+	noteDoubt(r, resp, err)
+	return guardBody(resp, err)(s.timeout)
 }

@@ -73,14 +73,30 @@
 // # Retries
 //
 // Both SDKs retry 408/429/5xx, connection resets and stalls (no response
-// headers within StallTimeout) with jittered exponential backoff, up to
-// MaxAttempts. A download whose body goes silent for StallTimeout is
-// resumed from where it stopped (GCS by its client, S3 by a ranged GET
-// pinned to the ETag). Conditional writes are retried too; a retry of a conditional
-// write whose first try took effect but whose answer was lost reports
-// ErrExists / ErrStale although the write is ours. Callers that must tell
-// compare the object's content (a manifest's fingerprint, a lease's holder).
-// 403, 404 and a missing bucket are not retried.
+// headers within StallTimeout) with jittered exponential backoff (the
+// first retry waits up to 100ms, S3 throttling up to 1s, doubling up to
+// MaxBackoff), up to MaxAttempts tries per request; then the error, naming
+// the URI, reaches the caller. 403, 404 and a missing bucket are not
+// retried. A download whose body goes silent for StallTimeout is resumed
+// from where it stopped (GCS by its client, S3 by a ranged GET pinned to
+// the ETag).
+//
+// Every write is retried, conditional ones included (the GCS client's own
+// default retries a write only when it carries a precondition). A store
+// may apply a write and lose its answer (a 503 or a reset after the
+// commit); the retry of a conditional write then fails its precondition on
+// the object its own first try wrote, and a retried S3
+// CompleteMultipartUpload finds its upload gone. Put notes when any of its
+// requests got no clear answer, and then settles such a failure by reading
+// the object back: if it holds exactly the bytes this Put sent (its
+// sha256, recorded on the object or hashed from a read), the Put succeeded
+// and returns the object's new generation; otherwise ErrExists / ErrStale
+// stand. A conditional write never overwrites another writer's object; two
+// writers of byte-identical content after a lost answer may both be told
+// they succeeded. If the read-back itself fails, Put returns an error that
+// is neither sentinel: the outcome is unknown, and callers retry later.
+// Resumable GCS uploads are checked after the fact: an object whose size
+// or CRC32C differs from what was sent is removed and Put fails.
 //
 // # Local folders
 //

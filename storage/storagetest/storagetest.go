@@ -22,7 +22,8 @@
 //
 // FakeGCS, GoFakeS3 and Versitygw return a storage.Config rather than a
 // Store, so a test can open several stores on one server (two runners on
-// one bucket) or put FaultProxy in front of it. The S3 helpers point this
+// one bucket) or put a FaultProxy in front of it (Flaky: a store's Config
+// through one, with retries tuned for tests). The S3 helpers point this
 // test process's AWS environment (AWS_ACCESS_KEY_ID, …) at the emulators'
 // keys, the way real credentials reach the SDK.
 //
