@@ -7,8 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 )
 
 // TestMistralConfig: mistral parses with Llama's tensors and its window;
@@ -73,8 +78,23 @@ func TestSlidingWindowMatters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Hidden (embeddings, PRM scores) is windowed as Forward is.
+	n := len(prompt[0])
+	tokens, positions := make([]int32, n), make([]int32, n)
+	for j, tok := range prompt[0] {
+		tokens[j], positions[j] = int32(tok), int32(j)
+	}
+	out := mlctx.MustExecOnce(b, m.Ctx, func(ctx *mlctx.Context, tok, pos, val *Node) *Node {
+		return LMHead(ctx, m.Config, Hidden(ctx, m.Config, tok, pos, val))
+	}, tensors.FromFlatDataAndDimensions(tokens, 1, n), tensors.FromFlatDataAndDimensions(positions, 1, n),
+		tensors.FromFlatDataAndDimensions(slices.Repeat([]bool{true}, n), 1, n))
+	hidden := tensors.MustCopyFlatData[float32](out)
+	v := m.Config.VocabSize
 	w := m.Config.Window()
 	for j := range prompt[0] {
+		if d := maxAbsDiff(hidden[j*v:(j+1)*v], windowed[0][j]); d > 1e-5 {
+			t.Errorf("position %d: lm_head(Hidden) differs from Forward by %.2e", j, d)
+		}
 		d := maxAbsDiff(windowed[0][j], causal[0][j])
 		if j < w && d != 0 {
 			t.Errorf("position %d (inside the window): logits differ by %.2e", j, d)
