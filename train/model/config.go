@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Config is the part of a Hugging Face config.json the decoder needs.
 // Field names and JSON tags are Hugging Face's.
 type Config struct {
-	ModelType             string       `json:"model_type"` // "llama", "qwen2" or "qwen3"
+	ModelType             string       `json:"model_type"` // "llama", "mistral", "qwen2" or "qwen3"
 	VocabSize             int          `json:"vocab_size"`
 	HiddenSize            int          `json:"hidden_size"`
 	IntermediateSize      int          `json:"intermediate_size"`
@@ -29,6 +30,14 @@ type Config struct {
 	BOSTokenID            any          `json:"bos_token_id,omitempty"`
 	EOSTokenID            any          `json:"eos_token_id,omitempty"` // an id or a list of ids
 	TorchDType            string       `json:"torch_dtype,omitempty"`
+	// SlidingWindow (mistral): a query at index i sees the keys at indices
+	// j with i-W < j <= i; null: every earlier key. Mistral's default, when
+	// the field is absent, is 4096 (as in Hugging Face's MistralConfig).
+	// Qwen2/Qwen3 configs carry it too but use it only with UseSlidingWindow.
+	SlidingWindow *int `json:"sliding_window,omitempty"`
+	// UseSlidingWindow (qwen2, qwen3) windows the layers from
+	// max_window_layers on; not supported, so it must be false.
+	UseSlidingWindow bool `json:"use_sliding_window,omitempty"`
 
 	// Raw keeps every field of the file so that Save writes back what it read.
 	Raw map[string]any `json:"-"`
@@ -44,6 +53,9 @@ type RopeScaling struct {
 	HighFreqFactor                float64 `json:"high_freq_factor"`
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
 }
+
+// defaultMistralWindow is Hugging Face's MistralConfig default sliding_window.
+const defaultMistralWindow = 4096
 
 // ErrConfig marks an invalid or unsupported config.json.
 var ErrConfig = errors.New("invalid model config")
@@ -73,6 +85,10 @@ func ParseConfig(data []byte) (*Config, error) {
 	if c.HiddenAct == "" {
 		c.HiddenAct = "silu"
 	}
+	if _, set := c.Raw["sliding_window"]; !set && c.ModelType == "mistral" {
+		w := defaultMistralWindow
+		c.SlidingWindow = &w
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -85,9 +101,30 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
 	switch c.ModelType {
-	case "llama", "qwen2", "qwen3":
+	case "llama", "mistral", "qwen2", "qwen3":
 	default:
-		return bad("model_type", "%q is not supported (llama, qwen2, qwen3)", c.ModelType)
+		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3)", c.ModelType)
+	}
+	switch c.ModelType {
+	case "mistral":
+		if c.SlidingWindow != nil && *c.SlidingWindow <= 0 {
+			return bad("sliding_window", "must be positive or null, got %d", *c.SlidingWindow)
+		}
+		if c.AttentionBias {
+			return bad("attention_bias", "mistral has no attention biases")
+		}
+		if c.MLPBias {
+			return bad("mlp_bias", "mistral has no MLP biases")
+		}
+	case "qwen2", "qwen3":
+		// Qwen windows only the layers from max_window_layers on (or those
+		// layer_types names): not implemented, so refused rather than run unwindowed.
+		if c.UseSlidingWindow {
+			return bad("use_sliding_window", "sliding-window attention on some layers of %s is not supported", c.ModelType)
+		}
+		if types, _ := c.Raw["layer_types"].([]any); slices.Contains(types, any("sliding_attention")) {
+			return bad("layer_types", "sliding_attention layers of %s are not supported", c.ModelType)
+		}
 	}
 	for _, f := range []struct {
 		name string
@@ -136,6 +173,15 @@ func (s *RopeScaling) kind() string {
 		return s.Type
 	}
 	return "default"
+}
+
+// Window is the sliding window W of attention (mistral's sliding_window), or
+// 0 when every query sees all the keys at or before it.
+func (c *Config) Window() int {
+	if c.ModelType == "mistral" && c.SlidingWindow != nil {
+		return *c.SlidingWindow
+	}
+	return 0
 }
 
 // QKVBias reports whether q/k/v projections carry a bias (always in Qwen2).

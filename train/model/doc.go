@@ -1,6 +1,12 @@
-// Package model is statjob's student model: the Llama / Qwen2 (and Qwen3)
-// decoder in GoMLX, read from and written to Hugging Face's layout, with
-// the loss for fine-tuning and a KV-cached sampler.
+// Package model is statjob's student model: the Llama / Mistral / Qwen2
+// (and Qwen3) decoder in GoMLX, read from and written to Hugging Face's
+// layout, with the loss for fine-tuning and a KV-cached sampler.
+//
+// Mistral is Llama's layout with sliding-window attention: with
+// sliding_window W a query at index i sees the keys at i-W < j <= i, in
+// Forward, ForwardSegments (within each segment), Hidden, prefill and every
+// cached decode step (Config.Window; null: full causal). Qwen2/Qwen3's
+// use_sliding_window, which windows only some layers, is refused.
 //
 // Loading and saving (any storage.Store is a Source and a Sink):
 //

@@ -132,7 +132,7 @@ func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cach
 		}
 		return Concatenate([]*Node{x, Zeros(g, shapes.Make(x.DType(), d[0], d[1], cacheLen-t, d[3]))}, 2)
 	}
-	hidden := decoder(ctx, cfg, tokens, positions, causalMask(valid), func(layer int, k, v *Node) (*Node, *Node) {
+	hidden := decoder(ctx, cfg, tokens, positions, causalMask(cfg, valid), func(layer int, k, v *Node) (*Node, *Node) {
 		caches[2*layer], caches[2*layer+1] = pad(k), pad(v)
 		return k, v
 	})
@@ -143,14 +143,16 @@ func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cach
 
 // decodeGraph feeds one token per sequence, tokens [B] at positions pos [B],
 // and returns the logits [B, V] and the caches with this step's keys and
-// values written at pos. The write is a select over a one-hot of pos
+// values written at pos. The step sees the cached keys at or before pos, and
+// with a sliding window W only those after pos-W (the cache keeps older keys
+// but masks them). The write is a select over a one-hot of pos
 // (SimpleGo has no DynamicUpdateSlice), so one graph serves every step.
 func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []*Node) []*Node {
 	g := tokens.Graph()
 	b, l := tokens.Shape().Dimensions[0], caches[0].Shape().Dimensions[2]
 	slots := Iota(g, shapes.Make(dtypes.Int32, b, l), 1)
-	posCol := InsertAxes(pos, -1)                     // [B, 1]
-	mask := InsertAxes(LessOrEqual(slots, posCol), 1) // [B, 1(T), L]
+	posCol := InsertAxes(pos, -1)                      // [B, 1]
+	mask := InsertAxes(attends(cfg, posCol, slots), 1) // [B, 1(T), L]: the cached keys in the window
 	write := Reshape(Equal(slots, posCol), b, 1, l, 1)
 	out := make([]*Node, len(caches))
 	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, mask, func(layer int, k, v *Node) (*Node, *Node) {
@@ -242,7 +244,7 @@ func (gen *Generator) generateBatch(reqs []Request, s Sampling) ([]Result, error
 	}
 	rngs := make([]*rand.Rand, len(reqs))
 	for i, r := range reqs {
-		rngs[i] = rand.New(rand.NewPCG(r.Seed, r.Seed^0x5851f42d4c957f2d))
+		rngs[i] = requestRNG(r.Seed)
 	}
 	results := make([]Result, len(reqs))
 	done := make([]bool, b)
@@ -302,6 +304,11 @@ func (gen *Generator) generateBatch(reqs []Request, s Sampling) ([]Result, error
 			}
 		}
 	}
+}
+
+// requestRNG is the generator a request's draws come from: its seed alone.
+func requestRNG(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))
 }
 
 // pick draws one token from logits under s with rng.

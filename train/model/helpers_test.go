@@ -62,6 +62,12 @@ const (
 		"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 24,
 		"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 40960,
 		"tie_word_embeddings": true, "attention_bias": false, "hidden_act": "silu", "eos_token_id": 3}`
+	// Mistral: Llama's layout with a sliding window shorter than the test
+	// prompts and continuations, so that the window matters.
+	tinyMistral = `{"model_type": "mistral", "vocab_size": 88, "hidden_size": 64, "intermediate_size": 96,
+		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+		"rope_theta": 1000000.0, "max_position_embeddings": 32768, "tie_word_embeddings": false,
+		"sliding_window": 4, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2}`
 )
 
 type reference struct {

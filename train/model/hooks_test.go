@@ -11,38 +11,41 @@ import (
 )
 
 // TestForwardSegments: two prompts packed in one row, positions restarting,
-// give the logits each has alone.
+// give the logits each has alone — also with Mistral's sliding window (4),
+// which the packed prompts exceed.
 func TestForwardSegments(t *testing.T) {
 	b := testBackend(t)
-	m := NewRandom(mustConfig(t, tinyQwen2), 4, 0.15)
-	prompts := [][]int{{5, 17, 33, 2, 9}, {12, 4, 40}}
-	alone, err := Logits(b, m, prompts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const T = 10 // 5 + 3 tokens, then 2 of padding
-	var tokens, positions, segments []int32
-	for s, p := range prompts {
-		for j, tok := range p {
-			tokens, positions, segments = append(tokens, int32(tok)), append(positions, int32(j)), append(segments, int32(s+1))
+	for _, tc := range []struct{ name, config string }{{"qwen2", tinyQwen2}, {"mistral", tinyMistral}} {
+		m := NewRandom(mustConfig(t, tc.config), 4, 0.15)
+		prompts := [][]int{{5, 17, 33, 2, 9, 41, 60, 11}, {12, 4, 40, 7, 8, 9}}
+		alone, err := Logits(b, m, prompts)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	for len(tokens) < T {
-		tokens, positions, segments = append(tokens, 0), append(positions, 0), append(segments, 0)
-	}
-	out := mlctx.MustExecOnce(b, m.Ctx, func(ctx *mlctx.Context, tok, pos, seg *Node) *Node {
-		return ForwardSegments(ctx, m.Config, tok, pos, seg)
-	}, tensors.FromFlatDataAndDimensions(tokens, 1, T), tensors.FromFlatDataAndDimensions(positions, 1, T),
-		tensors.FromFlatDataAndDimensions(segments, 1, T))
-	packed := tensors.MustCopyFlatData[float32](out)
-	v := m.Config.VocabSize
-	row := 0
-	for s, p := range prompts {
-		for j := range p {
-			if d := maxAbsDiff(packed[row*v:(row+1)*v], alone[s][j]); d > 1e-5 {
-				t.Errorf("segment %d position %d: packed logits differ by %.2e", s+1, j, d)
+		const T = 16 // 8 + 6 tokens, then 2 of padding
+		var tokens, positions, segments []int32
+		for s, p := range prompts {
+			for j, tok := range p {
+				tokens, positions, segments = append(tokens, int32(tok)), append(positions, int32(j)), append(segments, int32(s+1))
 			}
-			row++
+		}
+		for len(tokens) < T {
+			tokens, positions, segments = append(tokens, 0), append(positions, 0), append(segments, 0)
+		}
+		out := mlctx.MustExecOnce(b, m.Ctx, func(ctx *mlctx.Context, tok, pos, seg *Node) *Node {
+			return ForwardSegments(ctx, m.Config, tok, pos, seg)
+		}, tensors.FromFlatDataAndDimensions(tokens, 1, T), tensors.FromFlatDataAndDimensions(positions, 1, T),
+			tensors.FromFlatDataAndDimensions(segments, 1, T))
+		packed := tensors.MustCopyFlatData[float32](out)
+		v := m.Config.VocabSize
+		row := 0
+		for s, p := range prompts {
+			for j := range p {
+				if d := maxAbsDiff(packed[row*v:(row+1)*v], alone[s][j]); d > 1e-5 {
+					t.Errorf("%s: segment %d position %d: packed logits differ by %.2e", tc.name, s+1, j, d)
+				}
+				row++
+			}
 		}
 	}
 }

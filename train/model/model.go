@@ -13,7 +13,8 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 )
 
-// The decoder, top to bottom as in Hugging Face's modeling_llama.py and
+// The decoder, top to bottom as in Hugging Face's modeling_llama.py,
+// modeling_mistral.py (Llama's layout plus a sliding window) and
 // modeling_qwen2.py. Every weight is a context variable whose scope and name
 // spell its checkpoint name: "model.layers.0.self_attn.q_proj.weight" lives
 // in scope /model/layers/0/self_attn/q_proj under the name "weight".
@@ -25,35 +26,48 @@ import (
 // Forward computes next-token logits [B, T, V] for tokens [B, T] (int32).
 // positions [B, T] (int32) are the rotary positions (0, 1, 2, … for a
 // right-padded batch); valid [B, T] (bool) marks real tokens: a position
-// attends to the real positions at or before its own index.
+// attends to the real positions at or before its own index (and, with a
+// sliding window W, after index-W: Config.Window).
 func Forward(ctx *context.Context, cfg *Config, tokens, positions, valid *Node) *Node {
-	mask := causalMask(valid)
+	mask := causalMask(cfg, valid)
 	hidden := decoder(ctx, cfg, tokens, positions, mask, nil)
 	return LMHead(ctx, cfg, hidden)
 }
 
 // ForwardSegments is Forward for packed rows: segments [B, T] (int32)
 // numbers the sequences packed in each row (1, 2, …; 0 is padding), and a
-// token attends only to tokens at or before it in its own segment.
-// positions restart at 0 for each segment.
+// token attends only to tokens at or before it in its own segment (and
+// within the sliding window, if any). positions restart at 0 for each segment.
 func ForwardSegments(ctx *context.Context, cfg *Config, tokens, positions, segments *Node) *Node {
 	b, t := segments.Shape().Dimensions[0], segments.Shape().Dimensions[1]
 	same := Equal(InsertAxes(segments, -1), InsertAxes(segments, 1))                           // [B, T, S]
 	notPad := BroadcastToDims(InsertAxes(NotEqual(segments, ZerosLike(segments)), 1), b, t, t) // [B, T, S]
-	mask := LogicalAnd(LogicalAnd(same, notPad), BroadcastPrefix(causal(segments.Graph(), t), b))
+	mask := LogicalAnd(LogicalAnd(same, notPad), BroadcastPrefix(causal(cfg, segments.Graph(), t), b))
 	hidden := decoder(ctx, cfg, tokens, positions, mask, nil)
 	return LMHead(ctx, cfg, hidden)
 }
 
-// causal [T, S]: key s is at or before query t.
-func causal(g *Graph, t int) *Node {
-	return LessOrEqual(Iota(g, shapes.Make(dtypes.Int32, t, t), 1), Iota(g, shapes.Make(dtypes.Int32, t, t), 0))
+// attends says whether the query at index q sees the key at index k (int32
+// nodes that broadcast together): k <= q and, with a sliding window W,
+// k > q-W — Hugging Face's causal mask and sliding_window_overlay. Every
+// attention mask (training, prefill, each cached decode step) comes from here.
+func attends(cfg *Config, q, k *Node) *Node {
+	ok := LessOrEqual(k, q)
+	if w := cfg.Window(); w > 0 {
+		ok = LogicalAnd(ok, GreaterThan(k, AddScalar(q, float64(-w))))
+	}
+	return ok
 }
 
-// causalMask [B, T, S]: query t may see key s when s <= t and s is valid.
-func causalMask(valid *Node) *Node {
+// causal [T, S]: query t sees key s (attends).
+func causal(cfg *Config, g *Graph, t int) *Node {
+	return attends(cfg, Iota(g, shapes.Make(dtypes.Int32, t, t), 0), Iota(g, shapes.Make(dtypes.Int32, t, t), 1))
+}
+
+// causalMask [B, T, S]: query t may see key s when causal allows it and s is valid.
+func causalMask(cfg *Config, valid *Node) *Node {
 	b, t := valid.Shape().Dimensions[0], valid.Shape().Dimensions[1]
-	return LogicalAnd(BroadcastPrefix(causal(valid.Graph(), t), b), BroadcastToDims(InsertAxes(valid, 1), b, t, t))
+	return LogicalAnd(BroadcastPrefix(causal(cfg, valid.Graph(), t), b), BroadcastToDims(InsertAxes(valid, 1), b, t, t))
 }
 
 // kvFunc lets generation see and replace each layer's keys and values

@@ -6,14 +6,15 @@ import (
 	"testing"
 )
 
-// TestParity writes tiny random Llama, Qwen2 (sharded) and Qwen3 checkpoints, loads them
+// TestParity writes tiny random Llama, Qwen2 (sharded), Qwen3 and Mistral
+// (sliding window 4, shorter than the prompts and continuations) checkpoints, loads them
 // back, and compares GoMLX's logits (one ragged, right-padded batch) and
 // KV-cached greedy continuations against the PyTorch reference.
 func TestParity(t *testing.T) {
 	for _, tc := range []struct {
 		name, config string
 		shard        int64 // qwen2 is written in shards with an index, as large checkpoints are
-	}{{"llama", tinyLlama, 0}, {"qwen2", tinyQwen2, 20000}, {"qwen3", tinyQwen3, 0}} {
+	}{{"llama", tinyLlama, 0}, {"qwen2", tinyQwen2, 20000}, {"qwen3", tinyQwen3, 0}, {"mistral", tinyMistral, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustConfig(t, tc.config)
 			dir := t.TempDir()

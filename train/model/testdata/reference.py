@@ -1,7 +1,7 @@
-"""Reference forward of Hugging Face's Llama / Qwen2 / Qwen3 decoder in plain PyTorch.
+"""Reference forward of Hugging Face's Llama / Mistral / Qwen2 / Qwen3 decoder in plain PyTorch.
 
-A faithful transcription of transformers' modeling_llama.py / modeling_qwen2.py /
-modeling_qwen3.py
+A faithful transcription of transformers' modeling_llama.py / modeling_mistral.py /
+modeling_qwen2.py / modeling_qwen3.py
 (eager attention, float32) that reads a checkpoint directory written in HF
 layout (config.json + model.safetensors, or shards with
 model.safetensors.index.json) without the transformers or
@@ -102,6 +102,9 @@ class Model:
         self.qkv_bias = c["model_type"] == "qwen2" or c.get("attention_bias", False)
         self.o_bias = c.get("attention_bias", False)
         self.inv_freq = rope_inv_freq(c, self.head_dim)
+        # Mistral's sliding window (MistralConfig defaults it to 4096; null:
+        # none). Qwen's use_sliding_window is refused by the model under test.
+        self.window = c.get("sliding_window", 4096) if c["model_type"] == "mistral" else None
 
     def rms(self, x, name):
         variance = x.pow(2).mean(-1, keepdim=True)
@@ -121,7 +124,14 @@ class Model:
         freqs = (self.inv_freq[None, :, None] @ pos[:, None, :]).transpose(1, 2)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos()[:, None], emb.sin()[:, None]
-        mask = torch.full((t, start + t), torch.finfo(torch.float32).min).triu(start + 1)[None, None]
+        # masking_utils: causal_mask_function (kv_idx <= q_idx), and with a
+        # window sliding_window_overlay (kv_idx > q_idx - sliding_window).
+        q_idx = torch.arange(start, start + t)[:, None]
+        kv_idx = torch.arange(start + t)[None, :]
+        allowed = kv_idx <= q_idx
+        if self.window is not None:
+            allowed = allowed & (kv_idx > q_idx - self.window)
+        mask = torch.zeros(t, start + t).masked_fill(~allowed, torch.finfo(torch.float32).min)[None, None]
         groups = self.heads // self.kv_heads
         new_cache = []
         for i in range(self.cfg["num_hidden_layers"]):
