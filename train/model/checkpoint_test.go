@@ -39,8 +39,27 @@ func TestParseConfig(t *testing.T) {
 	if scaled[0] != unscaled[0] || math.Abs(float64(scaled[7]*32/unscaled[7])-1) > 1e-6 {
 		t.Errorf("llama3 rope scaling: %v vs %v", scaled, unscaled)
 	}
+	// transformers 5 writes rope_theta and the scaling as rope_parameters.
+	v5 := strings.Replace(strings.Replace(tinyLlama, `"rope_theta": 500000.0,`, "", 1),
+		`"rope_scaling": {"rope_type": "llama3"`, `"rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3"`, 1)
+	if c5, err := ParseConfig([]byte(v5)); err != nil || c5.RopeTheta != 500000 || !slices.Equal(c5.InvFreq(), scaled) {
+		t.Errorf("rope_parameters: %v, %+v", err, c5)
+	}
+	yarn := strings.Replace(v5, `"rope_type": "llama3"`, `"rope_type": "yarn"`, 1)
+	if _, err := ParseConfig([]byte(yarn)); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "rope_type") {
+		t.Errorf("rope_parameters of an unsupported rope: %v", err)
+	}
+	both := strings.Replace(tinyLlama, `"rope_theta": 500000.0,`, `"rope_theta": 500000.0, "rope_parameters": {"rope_type": "default"},`, 1)
+	if _, err := ParseConfig([]byte(both)); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "rope_parameters.rope_type") {
+		t.Errorf("rope_parameters disagreeing with rope_scaling: %v", err)
+	}
+	q5 := strings.Replace(tinyQwen2, `"rope_theta": 1000000.0,`, `"rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},`, 1)
+	if c5, err := ParseConfig([]byte(q5)); err != nil || c5.RopeTheta != 1e6 || c5.RopeScaling != nil {
+		t.Errorf("rope_parameters of a default rope: %v, %+v", err, c5)
+	}
 	for _, bad := range []struct{ edit, field string }{
 		{`"model_type": "gpt2"`, "model_type"},
+		{`"rope_theta": 1000.0, "rope_parameters": {"rope_theta": 500000.0}`, "rope_parameters.rope_theta"},
 		{`"num_key_value_heads": 3`, "num_key_value_heads"},
 		{`"hidden_act": "gelu"`, "hidden_act"},
 		{`"rope_scaling": {"rope_type": "yarn", "factor": 4}`, "rope_scaling.rope_type"},

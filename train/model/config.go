@@ -22,6 +22,9 @@ type Config struct {
 	RMSNormEps            float64      `json:"rms_norm_eps"`
 	RopeTheta             float64      `json:"rope_theta"`
 	RopeScaling           *RopeScaling `json:"rope_scaling,omitempty"`
+	// RopeParameters is how transformers 5 writes rope_theta and
+	// rope_scaling together; ParseConfig folds it into the two.
+	RopeParameters *RopeScaling `json:"rope_parameters,omitempty"`
 	MaxPositionEmbeddings int          `json:"max_position_embeddings"`
 	TieWordEmbeddings     bool         `json:"tie_word_embeddings"`
 	AttentionBias         bool         `json:"attention_bias"` // llama: bias on q/k/v/o
@@ -52,6 +55,7 @@ type RopeScaling struct {
 	LowFreqFactor                 float64 `json:"low_freq_factor"`
 	HighFreqFactor                float64 `json:"high_freq_factor"`
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
+	RopeTheta                     float64 `json:"rope_theta,omitempty"` // in rope_parameters only
 }
 
 // defaultMistralWindow is Hugging Face's MistralConfig default sliding_window.
@@ -75,6 +79,20 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	if c.HeadDim == 0 && c.NumAttentionHeads > 0 {
 		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
+	}
+	if p := c.RopeParameters; p != nil {
+		if c.RopeTheta != 0 && p.RopeTheta != 0 && c.RopeTheta != p.RopeTheta {
+			return nil, fmt.Errorf("%w: rope_parameters.rope_theta: %g, but rope_theta says %g", ErrConfig, p.RopeTheta, c.RopeTheta)
+		}
+		if p.RopeTheta != 0 {
+			c.RopeTheta = p.RopeTheta
+		}
+		switch {
+		case c.RopeScaling != nil && c.RopeScaling.kind() != p.kind():
+			return nil, fmt.Errorf("%w: rope_parameters.rope_type: %q, but rope_scaling says %q", ErrConfig, p.kind(), c.RopeScaling.kind())
+		case c.RopeScaling == nil && p.kind() != "default":
+			c.RopeScaling = p
+		}
 	}
 	if c.RopeTheta == 0 {
 		c.RopeTheta = 10000
