@@ -11,20 +11,20 @@ import (
 // Config is the part of a Hugging Face config.json the decoder needs.
 // Field names and JSON tags are Hugging Face's.
 type Config struct {
-	ModelType             string       `json:"model_type"` // "llama", "mistral", "qwen2" or "qwen3"
-	VocabSize             int          `json:"vocab_size"`
-	HiddenSize            int          `json:"hidden_size"`
-	IntermediateSize      int          `json:"intermediate_size"`
-	NumHiddenLayers       int          `json:"num_hidden_layers"`
-	NumAttentionHeads     int          `json:"num_attention_heads"`
-	NumKeyValueHeads      int          `json:"num_key_value_heads"` // 0: same as NumAttentionHeads
-	HeadDim               int          `json:"head_dim,omitempty"`  // 0: HiddenSize / NumAttentionHeads
-	RMSNormEps            float64      `json:"rms_norm_eps"`
-	RopeTheta             float64      `json:"rope_theta"`
-	RopeScaling           *RopeScaling `json:"rope_scaling,omitempty"`
+	ModelType         string       `json:"model_type"` // "llama", "mistral", "qwen2" or "qwen3"
+	VocabSize         int          `json:"vocab_size"`
+	HiddenSize        int          `json:"hidden_size"`
+	IntermediateSize  int          `json:"intermediate_size"`
+	NumHiddenLayers   int          `json:"num_hidden_layers"`
+	NumAttentionHeads int          `json:"num_attention_heads"`
+	NumKeyValueHeads  int          `json:"num_key_value_heads"` // 0: same as NumAttentionHeads
+	HeadDim           int          `json:"head_dim,omitempty"`  // 0: HiddenSize / NumAttentionHeads
+	RMSNormEps        float64      `json:"rms_norm_eps"`
+	RopeTheta         float64      `json:"rope_theta"`
+	RopeScaling       *RopeScaling `json:"rope_scaling,omitempty"`
 	// RopeParameters is how transformers 5 writes rope_theta and
 	// rope_scaling together; ParseConfig folds it into the two.
-	RopeParameters *RopeScaling `json:"rope_parameters,omitempty"`
+	RopeParameters        *RopeScaling `json:"rope_parameters,omitempty"`
 	MaxPositionEmbeddings int          `json:"max_position_embeddings"`
 	TieWordEmbeddings     bool         `json:"tie_word_embeddings"`
 	AttentionBias         bool         `json:"attention_bias"` // llama: bias on q/k/v/o
