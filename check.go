@@ -20,6 +20,7 @@ func newCheckCmd() *cobra.Command {
 	var (
 		f       specFlags
 		offline bool
+		asJSON  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -32,8 +33,10 @@ headers agree (no weights are read); every data file loads; and the teacher
 (and an embeddings API, when the spec uses one) answers one short request,
 past the response cache. --offline leaves out the calls to paid APIs.
 
-Each check prints one line; the exit status is 1 when any failed.`,
+Each check prints one line (--json: a list of {"check", "ok", "detail",
+"error"}); the exit status is 1 when any failed.`,
 		Example: `  statjob check --config my.yaml
+  statjob check --config my.yaml --json | jq '.[] | select(.ok | not)'
   statjob check --config gs://my-bucket/statjob/submit/nightly-1/spec.yaml --offline`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -44,28 +47,49 @@ Each check prints one line; the exit status is 1 when any failed.`,
 			ctx := cmd.Context()
 			d, err := checkStorage(ctx, spec.Storage())
 			checks := append([]stages.Check{{Name: "storage", Detail: d, Err: err}}, stages.Preflight(ctx, spec, !offline)...)
-			return printChecks(cmd.OutOrStdout(), checks)
+			return printChecks(cmd.OutOrStdout(), checks, asJSON)
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().BoolVar(&offline, "offline", false, "do not call the teacher or an embeddings API")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the checks as JSON")
 	return cmd
 }
 
-// printChecks writes one line per check and fails when any did.
-func printChecks(w io.Writer, checks []stages.Check) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+// printChecks writes one line per check (or, asJSON, a JSON list) and
+// fails when any did.
+func printChecks(w io.Writer, checks []stages.Check, asJSON bool) error {
+	type row struct {
+		Check  string `json:"check"`
+		OK     bool   `json:"ok"`
+		Detail string `json:"detail,omitempty"`
+		Error  string `json:"error,omitempty"`
+	}
+	rows := make([]row, len(checks))
 	failed := 0
-	for _, c := range checks {
-		status, text := "ok", c.Detail
+	for i, c := range checks {
+		rows[i] = row{Check: c.Name, OK: c.Err == nil, Detail: c.Detail}
 		if c.Err != nil {
-			status, text = "FAIL", c.Err.Error()
+			rows[i].Error = c.Err.Error()
 			failed++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", status, c.Name, text)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	if asJSON {
+		if err := writeJSON(w, rows); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, r := range rows {
+			status, text := "ok", r.Detail
+			if !r.OK {
+				status, text = "FAIL", r.Error
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", status, r.Check, text)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d checks failed", failed, len(checks))

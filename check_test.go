@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -98,6 +99,29 @@ func TestCheck(t *testing.T) {
 		}
 		if !line(out, "FAIL", "teacher", "skills-world-oracle") || !line(out, "ok", "storage", "") {
 			t.Errorf("want the teacher failed and the storage ok:\n%s", out)
+		}
+	})
+
+	t.Run("json", func(t *testing.T) {
+		out, err := statjob(t, "check", "--config", file, "--json", "--set", "student.model=/nonexistent", "--offline")
+		if err == nil {
+			t.Error("a failed check did not fail the command")
+		}
+		var rows []struct {
+			Check, Detail, Error string
+			OK                   bool
+		}
+		if err := json.Unmarshal([]byte(out), &rows); err != nil {
+			t.Fatalf("%v:\n%s", err, out)
+		}
+		failed := map[string]bool{}
+		for _, r := range rows {
+			if !r.OK {
+				failed[r.Check] = r.Error != ""
+			}
+		}
+		if len(failed) != 1 || !failed["student"] {
+			t.Errorf("failed checks %v, want the student's with its error:\n%s", failed, out)
 		}
 	})
 
