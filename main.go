@@ -607,7 +607,13 @@ func newSpecCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "spec",
 		Short: "Print the resolved job spec (defaults, file, --set) as YAML",
-		Example: `  statjob spec > my.yaml        # a spec to start from, every field written out
+		Long: `Print the resolved job spec (defaults, then --config, then --set) as YAML.
+Every field is written out but the optional ones left empty, which are
+omitted: pipeline.grpo, student.system, student.dtype,
+difficulty.prm.dtype, teacher.prices, teacher.budget's limits, and the
+base_url, api_key_env, project and location of teacher and of
+dataset.embed, and dataset.embed.dimensions (README.md describes them).`,
+		Example: `  statjob spec > my.yaml        # a spec to start from
   statjob spec --config my.yaml --set job.poll=5s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
