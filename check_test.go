@@ -59,7 +59,7 @@ func TestCheck(t *testing.T) {
 			for _, want := range [][2]string{
 				{"storage", "write, conditional write, read, list, delete"},
 				{"backend", ""},
-				{"student", `qwen2, \d+ layers, .*; chat template renders`},
+				{"student", `qwen2, \d+ layers, .*; weights 3\d\d KiB in float32; chat template renders`},
 				{"data", `math: \d+ problems`},
 				{"teacher", "openai skills-world-oracle answered"},
 			} {
@@ -122,6 +122,14 @@ func TestCheck(t *testing.T) {
 		}
 		if len(failed) != 1 || !failed["student"] {
 			t.Errorf("failed checks %v, want the student's with its error:\n%s", failed, out)
+		}
+	})
+
+	t.Run("bfloat16", func(t *testing.T) {
+		// The demo trains every weight: float32 then, bfloat16 to answer.
+		out, err := check(t, "student.dtype=bfloat16")
+		if err != nil || !line(out, "ok", "student", `weights 1\d\d KiB in bfloat16 when answering, 3\d\d KiB in float32 when trained`) {
+			t.Errorf("%v\n%s", err, out)
 		}
 	})
 

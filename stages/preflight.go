@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"slices"
 	"time"
 
@@ -11,7 +12,9 @@ import (
 	"github.com/statjob/statjob/task/problems"
 	"github.com/statjob/statjob/teacher"
 	"github.com/statjob/statjob/train/backend"
+	"github.com/statjob/statjob/train/grpo"
 	"github.com/statjob/statjob/train/model"
+	"github.com/statjob/statjob/train/sft"
 	"github.com/statjob/statjob/train/tokenizer"
 )
 
@@ -39,7 +42,9 @@ func Preflight(ctx context.Context, spec *job.Spec, callAPIs bool) []Check {
 		add("backend", be.Name()+": "+be.Description(), nil)
 		be.Finalize()
 	}
-	d, err := CheckStudent(ctx, student)
+	full := spec.Section("sft").(*sft.Config).LoRA.Rank == 0 ||
+		len(spec.Section("pipeline").(*PipelineConfig).GRPO) > 0 && spec.Section("grpo").(*grpo.Config).LoRA.Rank == 0
+	d, err := checkStudent(ctx, student, full)
 	add("student", d, err)
 	lines, err := CheckData(spec)
 	for _, l := range lines {
@@ -80,16 +85,18 @@ func prefixErr(field string, err error) error {
 	return fmt.Errorf("%s: %w", field, err)
 }
 
-// CheckStudent checks, without loading the weights, that the base student
+// checkStudent checks, without loading the weights, that the base student
 // of cfg is one the stages can use: its tokenizer files load, its chat
 // template renders a conversation with the spec's system prompt and marks
 // the assistant's tokens (SFT's loss mask), and its checkpoint holds what
-// its config asks for (inspectModel). It returns a one-line summary.
-func CheckStudent(ctx context.Context, cfg *StudentConfig) (string, error) {
+// its config asks for (inspectModel). It returns a one-line summary, with
+// what the weights take (fullTraining: in float32 too, as trained).
+func checkStudent(ctx context.Context, cfg *StudentConfig, fullTraining bool) (string, error) {
 	summary, tok, params, err := inspectModel(ctx, cfg.Model)
 	if err != nil {
 		return "", prefixErr("student.model", err)
 	}
+	summary += "; " + studentMemory(params, cfg, fullTraining)
 	chat, err := tok.ApplyChatTemplate(cfg.withSystem([]tokenizer.Message{
 		{Role: "user", Content: "What is 2 + 3?"},
 		{Role: "assistant", Content: `2 + 3 = 5, so the answer is \boxed{5}.`},
@@ -100,9 +107,32 @@ func CheckStudent(ctx context.Context, cfg *StudentConfig) (string, error) {
 	if len(chat.Assistant) != 1 || chat.Assistant[0].End <= chat.Assistant[0].Start {
 		return "", fmt.Errorf("student %s: chat template: the assistant's reply is not marked in %q", cfg.Model, chat.Text)
 	}
-	held := cfg.heldDType()
-	return fmt.Sprintf("%s; %.2f GiB held in %s; chat template renders", summary,
-		float64(params)*float64(held.Size())/(1<<30), held), nil
+	return summary + "; chat template renders", nil
+}
+
+// studentMemory says what the student's weights take as the spec holds
+// them: answering (and a LoRA base) in student.dtype, trained weights in
+// float32.
+func studentMemory(params int64, student *StudentConfig, fullTraining bool) string {
+	size := func(dtype string, bytesEach int64) string {
+		b := float64(params * bytesEach)
+		for _, u := range []string{"B", "KiB", "MiB", "GiB"} {
+			if b < 1024 || u == "GiB" {
+				return fmt.Sprintf("%.3g %s in %s", b, u, dtype)
+			}
+			b /= 1024
+		}
+		return ""
+	}
+	held := "float32"
+	if student.heldDType() != dtypes.Float32 {
+		held = student.DType
+	}
+	out := "weights " + size(held, int64(student.heldDType().Size()))
+	if fullTraining && held != "float32" {
+		out += " when answering, " + size("float32", 4) + " when trained (full fine-tuning)"
+	}
+	return out
 }
 
 // inspectModel checks the Hugging Face model directory at uri without
