@@ -55,16 +55,25 @@ func (t *Tokenizer) buildSentencePiece(tj *tokenizerFile, n int) error {
 	for i := range sp.byteTok {
 		sp.byteTok[i] = -1
 	}
+	replace, byteFallback, err := sp.loadDecoder(tj.Decoder)
+	if err != nil {
+		return err
+	}
 	t.vocab = make(map[string]int, len(m.Vocab))
 	for tok, id := range m.Vocab {
 		if id < 0 {
 			return fmt.Errorf("model.vocab[%q]: negative id %d", tok, id)
 		}
 		t.vocab[tok] = id
-		if b, ok := byteToken(tok); ok {
-			sp.byteTok[b] = int32(id)
+		b, isByte := byteToken(tok)
+		if isByte && m.ByteFallback && tok == fmt.Sprintf("<0x%02X>", b) {
+			sp.byteTok[b] = int32(id) // encoding looks up the upper-case form
+		}
+		if isByte && byteFallback {
 			sp.isByte[id] = true
 			t.idBytes[id] = []byte{b}
+		} else {
+			t.idBytes[id] = []byte(replace.Replace(tok))
 		}
 	}
 	if m.UnkToken != nil {
@@ -82,15 +91,6 @@ func (t *Tokenizer) buildSentencePiece(tj *tokenizerFile, n int) error {
 	}
 	if err := sp.loadPreTokenizer(tj.PreTokenizer); err != nil {
 		return err
-	}
-	replace, err := sp.loadDecoder(tj.Decoder)
-	if err != nil {
-		return err
-	}
-	for tok, id := range m.Vocab {
-		if !sp.isByte[id] {
-			t.idBytes[id] = []byte(replace.Replace(tok))
-		}
 	}
 	return nil
 }
@@ -215,51 +215,53 @@ func (sp *sentencePiece) loadPreTokenizer(raw json.RawMessage) error {
 
 // loadDecoder reads the decoder Sequence of Replace steps, ByteFallback, Fuse
 // and Strip (after Fuse, so it strips the whole text) and returns the Replace
-// steps, which apply to each vocabulary piece.
-func (sp *sentencePiece) loadDecoder(raw json.RawMessage) (*strings.Replacer, error) {
+// steps, which apply to each vocabulary piece, and whether ByteFallback turns
+// <0xXX> tokens into bytes.
+func (sp *sentencePiece) loadDecoder(raw json.RawMessage) (*strings.Replacer, bool, error) {
 	var c spConfig
 	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, fmt.Errorf("decoder: %w", err)
+		return nil, false, fmt.Errorf("decoder: %w", err)
 	}
 	steps := []json.RawMessage{raw}
 	if c.Type == "Sequence" {
 		steps = c.Decoders
 	}
 	var pairs []string
+	byteFallback := false
 	stage := 0 // 0 Replace, 1 after ByteFallback, 2 after Fuse, 3 after Strip
 	for i, step := range steps {
 		var d spConfig
 		if err := json.Unmarshal(step, &d); err != nil {
-			return nil, fmt.Errorf("decoder %d: %w", i, err)
+			return nil, false, fmt.Errorf("decoder %d: %w", i, err)
 		}
 		switch {
 		case d.Type == "Replace" && stage == 0:
 			from, to, err := d.replacePair("decoder")
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 			pairs = append(pairs, from, to)
 		case d.Type == "ByteFallback" && stage == 0:
-			stage = 1
+			byteFallback, stage = true, 1
 		case d.Type == "Fuse" && stage <= 1:
 			stage = 2
 		case d.Type == "Strip" && stage == 2:
 			var content string
 			if err := json.Unmarshal(d.Content, &content); err != nil || utf8.RuneCountInString(content) != 1 {
-				return nil, fmt.Errorf("decoder Strip content %s: want one character", d.Content)
+				return nil, false, fmt.Errorf("decoder Strip content %s: want one character", d.Content)
 			}
 			sp.stripChar, _ = utf8.DecodeRuneInString(content)
 			sp.stripStart, sp.stripStop = d.Start, d.Stop
 			stage = 3
 		default:
-			return nil, fmt.Errorf("decoder %q (step %d): %w (byte-fallback BPE takes Replace, ByteFallback, Fuse, Strip in that order)", d.Type, i, ErrUnsupported)
+			return nil, false, fmt.Errorf("decoder %q (step %d): %w (byte-fallback BPE takes Replace, ByteFallback, Fuse, Strip in that order)", d.Type, i, ErrUnsupported)
 		}
 	}
 	if len(pairs) > 2 {
 		// Each Replace sees the output of the one before: not one Replacer.
-		return nil, fmt.Errorf("decoder: more than one Replace: %w", ErrUnsupported)
+		return nil, false, fmt.Errorf("decoder: more than one Replace: %w", ErrUnsupported)
 	}
-	return strings.NewReplacer(pairs...), nil
+	return strings.NewReplacer(pairs...), byteFallback, nil
 }
 
 // normalize applies the normalizer and the Metaspace replacement to one

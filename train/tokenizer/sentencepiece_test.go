@@ -14,6 +14,15 @@ import (
 // older way: no normalizer and a Metaspace pre-tokenizer.
 func metaspaceVariant(t *testing.T, scheme string, split bool) *Tokenizer {
 	t.Helper()
+	return llama2Variant(t, func(tj map[string]any) {
+		tj["normalizer"] = nil
+		tj["pre_tokenizer"] = map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": scheme, "split": split}
+	})
+}
+
+// llama2Variant loads the llama2 reference tokenizer.json as edit changes it.
+func llama2Variant(t *testing.T, edit func(map[string]any)) *Tokenizer {
+	t.Helper()
 	needReference(t)
 	raw, err := os.ReadFile(filepath.Join(modelDir("llama2"), "tokenizer.json"))
 	if err != nil {
@@ -23,15 +32,14 @@ func metaspaceVariant(t *testing.T, scheme string, split bool) *Tokenizer {
 	if err := json.Unmarshal(raw, &tj); err != nil {
 		t.Fatal(err)
 	}
-	tj["normalizer"] = nil
-	tj["pre_tokenizer"] = map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": scheme, "split": split}
+	edit(tj)
 	raw, err = json.Marshal(tj)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tok, err := Load(bytes.NewReader(raw), nil)
 	if err != nil {
-		t.Fatalf("load with Metaspace %s: %v", scheme, err)
+		t.Fatalf("load an edited llama2 tokenizer.json: %v", err)
 	}
 	return tok
 }
@@ -109,5 +117,28 @@ func TestSentencePieceDecode(t *testing.T) {
 	// DecodeBytes keeps every space, for streaming pieces.
 	if got := string(tok.DecodeBytes([]int{id("▁a"), id("▁b")})); got != " a b" {
 		t.Errorf("DecodeBytes = %q, want \" a b\"", got)
+	}
+}
+
+// TestUnknownWithoutByteFallback checks that without byte_fallback a
+// character missing from the vocabulary is unk_token, consecutive ones fused
+// into one with fuse_unk, although the vocabulary has the <0xXX> tokens.
+func TestUnknownWithoutByteFallback(t *testing.T) {
+	ref := loadRef(t, "llama2")
+	for _, fuse := range []bool{true, false} {
+		tok := llama2Variant(t, func(tj map[string]any) {
+			m := tj["model"].(map[string]any)
+			m["byte_fallback"] = false
+			m["fuse_unk"] = fuse
+		})
+		unk, _ := ref.TokenID("<unk>")
+		want := slices.Concat(ref.Encode("a"), []int{unk}, ref.Encode("b"))
+		if !fuse {
+			want = slices.Concat(ref.Encode("a"), []int{unk, unk}, ref.Encode("b"))
+		}
+		// ∮ is missing from the vocabulary; ref.Encode("b") is "▁b".
+		if got := tok.Encode("a∮∮ b"); !slices.Equal(got, want) {
+			t.Errorf("fuse_unk %v: %v, want %v", fuse, got, want)
+		}
 	}
 }
