@@ -298,7 +298,12 @@ func TestHashIsTokenizerJSON(t *testing.T) {
 }
 
 func TestEncodeConcurrently(t *testing.T) {
-	tok := loadRef(t, "qwen3")
+	for _, name := range []string{"qwen3", "llama2"} {
+		t.Run(name, func(t *testing.T) { encodeConcurrently(t, loadRef(t, name)) })
+	}
+}
+
+func encodeConcurrently(t *testing.T, tok *Tokenizer) {
 	texts := mathTexts(t)[:400]
 	want := make([][]int, len(texts))
 	for i, s := range texts {
