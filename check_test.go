@@ -134,9 +134,20 @@ func TestCheck(t *testing.T) {
 	})
 
 	t.Run("offline", func(t *testing.T) {
+		// No call (the teacher is not there), but a key that is not
+		// set is seen, and a key that is set is never printed.
 		out, err := statjob(t, "check", "--config", file, "--offline", "--set", "teacher.base_url=http://127.0.0.1:1/v1")
-		if err != nil || strings.Contains(out, "teacher") {
+		if err != nil || !line(out, "ok", "teacher", `skills-world-oracle: no key needed; not called \(--offline\)`) {
 			t.Errorf("--offline called the teacher, or failed: %v\n%s", err, out)
+		}
+		out, err = statjob(t, "check", "--config", file, "--offline", "--set", "teacher.api_key_env=STATJOB_CHECK_UNSET_KEY")
+		if err == nil || !line(out, "FAIL", "teacher", `teacher.api_key_env: .*\$STATJOB_CHECK_UNSET_KEY is empty or unset`) {
+			t.Errorf("an unset key passed --offline: %v\n%s", err, out)
+		}
+		t.Setenv("STATJOB_CHECK_KEY", "sk-check-secret-value")
+		out, err = statjob(t, "check", "--config", file, "--offline", "--set", "teacher.api_key_env=STATJOB_CHECK_KEY")
+		if err != nil || !line(out, "ok", "teacher", `key in \$STATJOB_CHECK_KEY; not called`) || strings.Contains(out, "sk-check") {
+			t.Errorf("a set key: %v\n%s", err, out)
 		}
 	})
 }

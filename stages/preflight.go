@@ -3,9 +3,11 @@ package stages
 import (
 	"context"
 	"fmt"
-	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	"os"
 	"slices"
 	"time"
+
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 
 	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/storage"
@@ -68,13 +70,36 @@ func Preflight(ctx context.Context, spec *job.Spec, callAPIs bool) []Check {
 		case callAPIs:
 			d, err := checkEmbedder(ctx, c.EmbedConfig)
 			add("embedder", d, err)
+		default:
+			d, err := checkKey("dataset.embed", c.Provider, c.Model, c.KeyEnv())
+			add("embedder", d, err)
 		}
 	}
+	tc := spec.Section("teacher").(*teacher.Config)
 	if callAPIs {
-		d, err := checkTeacher(ctx, *spec.Section("teacher").(*teacher.Config))
+		d, err := checkTeacher(ctx, *tc)
+		add("teacher", d, err)
+	} else {
+		d, err := checkKey("teacher", tc.Provider, tc.Model, tc.KeyEnv())
 		add("teacher", d, err)
 	}
 	return out
+}
+
+// checkKey is what can be checked of an API without calling it: that the
+// variable its key is read from is set (section names the spec section).
+// Vertex AI signs in with Application Default Credentials instead.
+func checkKey(section, provider, model, env string) (string, error) {
+	id := provider + " " + model
+	switch {
+	case provider == teacher.ProviderVertex:
+		return id + ": Application Default Credentials; not called (--offline)", nil
+	case env == "":
+		return id + ": no key needed; not called (--offline)", nil
+	case os.Getenv(env) == "":
+		return "", fmt.Errorf("%s.api_key_env: %s %s: $%s is empty or unset", section, provider, model, env)
+	}
+	return fmt.Sprintf("%s: key in $%s; not called (--offline)", id, env), nil
 }
 
 // prefixErr names the spec field err is about, or is nil.

@@ -82,6 +82,12 @@ func DefaultEmbedConfig() EmbedConfig {
 // dimensions (the endpoint, limits and retries shape no vector).
 func (c *EmbedConfig) ID() string { return fmt.Sprintf("%s:%s:%d", c.Provider, c.Model, c.Dimensions) }
 
+// KeyEnv is the variable the key is read from ("" when none is needed).
+func (c *EmbedConfig) KeyEnv() string {
+	tc := c.teacherConfig()
+	return tc.KeyEnv()
+}
+
 // teacherConfig is c as a teacher Config, so the provider settings are
 // checked and used exactly as the teacher's are.
 func (c *EmbedConfig) teacherConfig() Config {
