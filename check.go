@@ -31,7 +31,8 @@ leases depend on them), reads, lists and deletes; the compute backend
 starts; the base student's tokenizer, chat template, config and safetensors
 headers agree (no weights are read); every data file loads; and the teacher
 (and an embeddings API, when the spec uses one) answers one short request,
-past the response cache. --offline leaves out the calls to paid APIs.
+past the response cache. --offline leaves out the calls to paid APIs and only checks that their
+key variables are set.
 
 Each check prints one line (--json: a list of {"check", "ok", "detail",
 "error"}); the exit status is 1 when any failed.`,
@@ -51,7 +52,7 @@ Each check prints one line (--json: a list of {"check", "ok", "detail",
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().BoolVar(&offline, "offline", false, "do not call the teacher or an embeddings API")
+	cmd.Flags().BoolVar(&offline, "offline", false, "do not call the teacher or an embeddings API; only check that their key variables are set")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the checks as JSON")
 	return cmd
 }
