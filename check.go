@@ -31,8 +31,8 @@ leases depend on them), reads, lists and deletes; the compute backend
 starts; the base student's tokenizer, chat template, config and safetensors
 headers agree (no weights are read); every data file loads; and the teacher
 (and an embeddings API, when the spec uses one) answers one short request,
-past the response cache. --offline leaves out the calls to paid APIs and only checks that their
-key variables are set.
+past the response cache. --offline leaves out the calls to paid APIs and
+only checks that the variables holding their keys are set.
 
 Each check prints one line (--json: a list of {"check", "ok", "detail",
 "error"}); the exit status is 1 when any failed.`,
