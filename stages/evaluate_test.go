@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+
 	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/storage/storagetest"
@@ -196,5 +198,56 @@ func TestEvaluateHeldInBFloat16(t *testing.T) {
 	}
 	if err := testSpec(t, dir, "student.dtype=float16").Validate(); err == nil || !strings.Contains(err.Error(), "dtype") {
 		t.Errorf("student.dtype=float16: %v", err)
+	}
+}
+
+// TestGenerationPrecision: evaluate.precision (and probe.precision) bf16
+// runs the student's matrix products in bfloat16 and the stage answers
+// every question; an unknown precision is refused, naming the key; only a
+// precision other than the default changes the fingerprint, so specs
+// without the key keep their stages.
+func TestGenerationPrecision(t *testing.T) {
+	dir := writeTinyStudent(t, t.TempDir())
+	sets := append(append([]string{}, genSets...), "evaluate.benchmarks=[gsm8k]", "evaluate.limit=3",
+		"evaluate.samples=2", "evaluate.sampling.max_new_tokens=8", "evaluate.precision=bf16")
+	spec := testSpec(t, dir, sets...)
+	st, err := openStudent(context.Background(), nil, spec.Section("student").(*StudentConfig), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for precision, want := range map[string]dtypes.DType{"": dtypes.Float32, "f32": dtypes.Float32, "bf16": dtypes.BFloat16} {
+		cfg := spec.Section("evaluate").(*EvaluateConfig).GenerationConfig
+		cfg.Precision = precision
+		r, err := newResponder(st, spec.Section("student").(*StudentConfig), cfg, *spec.Section("grade").(*mathgrade.Config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.gen.ComputeDType != want {
+			t.Errorf("precision %q: the sampler computes in %s, want %s", precision, r.gen.ComputeDType, want)
+		}
+	}
+	out := storagetest.Local(t)
+	if _, err := runStages(t, out, spec, NewEvaluate("base", "")); err != nil {
+		t.Fatal(err)
+	}
+	if rs := decodeResponses(t, readOutput(t, out, "evaluate/base", "gsm8k.jsonl")); len(rs) != 3 || len(rs[2].Samples) != 2 {
+		t.Errorf("bf16 evaluation answered %d questions, want 3 with 2 samples", len(rs))
+	}
+
+	if err := testSpec(t, dir, "probe.precision=fp16").Validate(); err == nil || !strings.Contains(err.Error(), "probe.precision") {
+		t.Errorf("probe.precision=fp16: %v", err)
+	}
+	fp := func(sets ...string) string {
+		fp, err := NewProbe().Fingerprint(testSpec(t, dir, sets...), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fp
+	}
+	if base := fp(); fp("probe.precision=f32") != base || fp("probe.precision=bf16") == base {
+		t.Error("probe.precision: f32 must keep the default's fingerprint, bf16 change it")
+	}
+	if b, _ := json.Marshal(defaultGeneration(1).fingerprinted()); strings.Contains(string(b), "Precision") {
+		t.Errorf("the default generation settings hash with a precision: %s", b)
 	}
 }

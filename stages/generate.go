@@ -15,6 +15,7 @@ import (
 	"github.com/statjob/statjob/task/problems"
 	"github.com/statjob/statjob/train/backend"
 	"github.com/statjob/statjob/train/model"
+	"github.com/statjob/statjob/train/sft"
 	"github.com/statjob/statjob/train/tokenizer"
 )
 
@@ -43,6 +44,11 @@ type GenerationConfig struct {
 	// Batch is the number of sequences decoded together; it changes speed
 	// and memory, never the samples (so it is not in the fingerprint).
 	Batch int `yaml:"batch"`
+	// Precision is the dtype of the matrix products: "f32" ("", the
+	// default) or "bf16", as GPUs run them fastest; with bf16 the answers
+	// differ slightly from f32's. Left out of the fingerprint when empty,
+	// so specs without it keep their stages.
+	Precision string `yaml:"precision,omitempty" json:",omitempty"`
 }
 
 // defaultGeneration is k samples at temperature 1.0, top_p 1, sample 0
@@ -66,6 +72,8 @@ func (c *GenerationConfig) Validate() error {
 		return fmt.Errorf("limit: %d is negative (0 keeps every question)", c.Limit)
 	case c.Batch < 1:
 		return fmt.Errorf("batch: %d, want at least 1", c.Batch)
+	case c.Precision != "" && c.Precision != sft.PrecisionF32 && c.Precision != sft.PrecisionBF16:
+		return fmt.Errorf("precision: %q, want %q or %q", c.Precision, sft.PrecisionF32, sft.PrecisionBF16)
 	}
 	return c.Sampling.Validate() // names "sampling.<field>"
 }
@@ -73,6 +81,9 @@ func (c *GenerationConfig) Validate() error {
 // fingerprinted is c without what does not change the samples.
 func (c GenerationConfig) fingerprinted() GenerationConfig {
 	c.Batch = 0
+	if c.Precision == sft.PrecisionF32 {
+		c.Precision = "" // the default, spelt out
+	}
 	return c
 }
 
@@ -120,6 +131,7 @@ func newResponder(st *Student, sc *StudentConfig, cfg GenerationConfig, grade ma
 		return nil, fmt.Errorf("student %s: generator: %w", st.Where, err)
 	}
 	gen.MaxBatch = cfg.Batch
+	gen.ComputeDType, _ = sft.ComputeDType(cfg.Precision) // Validate checked the name
 	stop := st.Tok.StopIDs()
 	for _, id := range cfg.Sampling.StopTokens {
 		if !slices.Contains(stop, id) {
