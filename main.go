@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/statjob/statjob/job"
 	"github.com/statjob/statjob/stages"
 	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/task/problems"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -276,6 +278,20 @@ setting is the run's own. To change one, start a new run: statjob run
 	return cmd
 }
 
+// checkDataDir refuses a data directory that is not there before a stage
+// looks for its files, saying where a relative one was looked for.
+func checkDataDir(spec *job.Spec) error {
+	dir := spec.Section("data").(*problems.Config).Dir
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return nil
+	}
+	where := dir
+	if wd, err := os.Getwd(); err == nil && !filepath.IsAbs(dir) {
+		where = fmt.Sprintf("%s (relative to the working directory, %s)", dir, wd)
+	}
+	return fmt.Errorf("data.dir: %s is not a directory: run statjob where its data/ is (a checkout, or /opt/statjob in the image), or set data.dir", where)
+}
+
 // work builds the graph and runs it. A plan with stages this build does not
 // have is printed and refused before storage is touched.
 func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options, logFormat string) error {
@@ -290,6 +306,9 @@ func work(ctx context.Context, cmd *cobra.Command, spec *job.Spec, o job.Options
 	if missing := job.Missing(selected); len(missing) > 0 {
 		printPlan(cmd.OutOrStdout(), g)
 		return fmt.Errorf("nothing was run: the plan needs stages this build does not have yet: %s", strings.Join(missing, ", "))
+	}
+	if err := checkDataDir(spec); err != nil {
+		return err
 	}
 	tty := isatty.IsTerminal(os.Stderr.Fd())
 	switch logFormat {

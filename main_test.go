@@ -90,6 +90,28 @@ func TestSpecErrorsNameFileAndLine(t *testing.T) {
 	}
 }
 
+// TestRunWithoutData: a run whose data directory is not there stops before
+// any stage, saying where a relative one was looked for.
+func TestRunWithoutData(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"no-such-data", filepath.Join(t.TempDir(), "none")} {
+		root := t.TempDir()
+		_, err := statjob(t, "run", "--root", root, "--set", "data.dir="+dir)
+		if err == nil || !strings.Contains(err.Error(), "data.dir: "+dir) || !strings.Contains(err.Error(), "is not a directory") {
+			t.Errorf("data.dir=%s: %v", dir, err)
+		}
+		if rel := !filepath.IsAbs(dir); err != nil && rel != strings.Contains(err.Error(), "working directory, "+wd) {
+			t.Errorf("data.dir=%s: the working directory is named only for a relative path: %v", dir, err)
+		}
+		if entries, _ := os.ReadDir(root); len(entries) != 0 {
+			t.Errorf("data.dir=%s: a refused run wrote under its root", dir)
+		}
+	}
+}
+
 // TestEverySectionIsValidatedUpFront: each package's settings section is in
 // the spec, and a bad field in any of them fails before a stage runs, naming
 // the field.
