@@ -60,18 +60,22 @@ type Result struct {
 	Stopped bool  // ended on a stop token (else on MaxNewTokens)
 }
 
-// Generator samples continuations with a KV cache. It compiles one prefill
-// graph and one decode-step graph per (batch, prompt length, cache length)
-// bucket; buckets are powers of two so that compilations stay few.
+// Generator samples continuations with a KV cache, batching continuously:
+// up to MaxBatch sequences decode together, and when one ends, its slot
+// takes the next waiting request at once (its prompt is prefilled into that
+// row of the cache), so a batch never waits for its longest answer. It
+// compiles one prefill, one refill and one decode-step graph per shape;
+// every length and count is bucketed to a power of two so that
+// compilations stay few.
 type Generator struct {
 	backend backends.Backend
 	model   *Model
 	prefill *context.Exec
+	refill  *context.Exec
 	decode  *context.Exec
 	// MinBucket is the smallest prompt/cache length bucket (default 16).
 	MinBucket int
-	// MaxBatch bounds the sequences decoded together (default 32); more
-	// requests are split into batches of similar prompt length.
+	// MaxBatch bounds the sequences decoded together (default 32).
 	MaxBatch int
 	// ComputeDType is the dtype of the matrix products (UseComputeDType);
 	// zero means float32. Set it before the first Generate.
@@ -80,6 +84,17 @@ type Generator struct {
 	// (UseAdapter), so a model with LoRA adapters samples as it trains.
 	// Set it before the first Generate.
 	Adapter Adapter
+
+	// static refills only when every slot is free (batch after batch, as
+	// before continuous batching): the benchmark's baseline.
+	static bool
+	// stats counts the last Generate's graph runs.
+	stats genCounts
+}
+
+// genCounts counts the graph runs of a Generate.
+type genCounts struct {
+	prefills, refills, steps int
 }
 
 // ErrEmptyPrompt: a request has no prompt tokens.
@@ -89,30 +104,37 @@ var ErrEmptyPrompt = errors.New("empty prompt")
 func NewGenerator(b backends.Backend, m *Model) (*Generator, error) {
 	gen := &Generator{backend: b, model: m, MinBucket: 16, MaxBatch: 32}
 	cfg := m.Config
+	hooks := func(ctx *context.Context, g *Graph) {
+		UseComputeDType(ctx, g, gen.ComputeDType)
+		if gen.Adapter != nil {
+			UseAdapter(ctx, g, gen.Adapter)
+		}
+	}
 	var err error
 	gen.prefill, err = context.NewExec(b, m.Ctx, func(ctx *context.Context, in []*Node) []*Node {
-		tokens, lengths, cacheLen := in[0], in[1], in[2].Shape().Dimensions[0]
-		UseComputeDType(ctx, tokens.Graph(), gen.ComputeDType)
-		if gen.Adapter != nil {
-			UseAdapter(ctx, tokens.Graph(), gen.Adapter)
-		}
-		return prefillGraph(ctx, cfg, tokens, lengths, cacheLen)
+		hooks(ctx, in[0].Graph())
+		return prefillGraph(ctx, cfg, in[0], in[1], in[2].Shape().Dimensions[0])
+	})
+	if err != nil {
+		return nil, err
+	}
+	gen.refill, err = context.NewExec(b, m.Ctx, func(ctx *context.Context, in []*Node) []*Node {
+		hooks(ctx, in[0].Graph())
+		return refillGraph(ctx, cfg, in[0], in[1], in[2], in[3:])
 	})
 	if err != nil {
 		return nil, err
 	}
 	gen.decode, err = context.NewExec(b, m.Ctx, func(ctx *context.Context, in []*Node) []*Node {
-		UseComputeDType(ctx, in[0].Graph(), gen.ComputeDType)
-		if gen.Adapter != nil {
-			UseAdapter(ctx, in[0].Graph(), gen.Adapter)
-		}
+		hooks(ctx, in[0].Graph())
 		return decodeGraph(ctx, cfg, in[0], in[1], in[2:])
 	})
 	if err != nil {
 		return nil, err
 	}
-	gen.prefill.SetMaxCache(-1)
-	gen.decode.SetMaxCache(-1)
+	for _, e := range []*context.Exec{gen.prefill, gen.refill, gen.decode} {
+		e.SetMaxCache(-1)
+	}
 	return gen, nil
 }
 
@@ -139,6 +161,27 @@ func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cach
 	last := ConvertDType(Equal(positions, InsertAxes(AddScalar(lengths, -1), -1)), dtypes.Float32) // [B, T]
 	hLast := DotGeneral(last, []int{1}, []int{0}, hidden, []int{1}, []int{0})                      // [B, D]
 	return append([]*Node{LMHead(ctx, cfg, hLast)}, caches...)
+}
+
+// refillGraph prefills new prompts tokens [N, T] (right-padded; lengths
+// [N]) into rows slots [N] of the caches [B, K, L, E] and returns their last
+// prompt tokens' logits [N, V] followed by the caches with those rows
+// replaced; a slot outside [0, B) (a padding row) replaces nothing. The
+// prompts' keys and values are computed for N rows only, then gathered into
+// place (SimpleGo has no DynamicUpdateSlice).
+func refillGraph(ctx *context.Context, cfg *Config, tokens, lengths, slots *Node, caches []*Node) []*Node {
+	g := tokens.Graph()
+	b, n := caches[0].Shape().Dimensions[0], tokens.Shape().Dimensions[0]
+	out := prefillGraph(ctx, cfg, tokens, lengths, caches[0].Shape().Dimensions[2])
+	rows := Equal(Iota(g, shapes.Make(dtypes.Int32, b, n), 0), BroadcastToDims(InsertAxes(slots, 0), b, n)) // [B, N]: row b takes prompt j
+	taken := ReduceLogicalOr(rows, 1)                                                                       // [B]
+	from := ArgMax(ConvertDType(rows, dtypes.Float32), 1, dtypes.Int32)                                     // [B]: which prompt (0 when none)
+	for i, c := range caches {
+		dims := c.Shape().Dimensions
+		fresh := Gather(out[1+i], InsertAxes(from, -1)) // [B, K, L, E]
+		out[1+i] = Where(BroadcastToDims(Reshape(taken, b, 1, 1, 1), dims...), fresh, c)
+	}
+	return out
 }
 
 // decodeGraph feeds one token per sequence, tokens [B] at positions pos [B],
@@ -175,10 +218,12 @@ func bucket(n, min int) int {
 	return b
 }
 
-// Generate continues every request, in the order given. Prompts may differ
-// in length: requests are grouped by prompt length into batches of at most
-// MaxBatch, each padded to a power of two. A result depends only on its
-// request (prompt and seed), never on the others.
+// Generate continues every request, in the order given. Requests are
+// taken in order of prompt length and decoded MaxBatch at a time with
+// continuous batching; requests whose prompt and answer need a longer cache
+// (a bigger power of two) are decoded in a later round, so that short ones
+// do not pay for the longest. A result depends only on its request (prompt
+// and seed), never on the others.
 func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -198,112 +243,184 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return len(reqs[a].Prompt) - len(reqs[b].Prompt) })
+	cacheLen := func(i int) int { return bucket(len(reqs[i].Prompt)+s.MaxNewTokens, gen.MinBucket) }
+	gen.stats = genCounts{}
 	results := make([]Result, len(reqs))
-	for start := 0; start < len(order); start += max(gen.MaxBatch, 1) {
-		idx := order[start:min(start+max(gen.MaxBatch, 1), len(order))]
-		batch := make([]Request, len(idx))
-		for j, i := range idx {
-			batch[j] = reqs[i]
+	for start := 0; start < len(order); {
+		end := start + 1 // one round: the requests that share a cache length
+		for end < len(order) && cacheLen(order[end]) == cacheLen(order[start]) {
+			end++
 		}
-		res, err := gen.generateBatch(batch, s)
-		if err != nil {
+		if err := gen.round(reqs, order[start:end], cacheLen(order[start]), s, results); err != nil {
 			return nil, err
 		}
-		for j, i := range idx {
-			results[i] = res[j]
-		}
+		start = end
 	}
 	return results, nil
 }
 
-// generateBatch decodes one batch of valid requests together.
-func (gen *Generator) generateBatch(reqs []Request, s Sampling) ([]Result, error) {
-	maxPrompt := 0
-	for _, r := range reqs {
-		maxPrompt = max(maxPrompt, len(r.Prompt))
+// round decodes the requests queue (indices into reqs, by prompt length)
+// with caches of length l, writing results[i] for each.
+func (gen *Generator) round(reqs []Request, queue []int, l int, s Sampling, results []Result) (err error) {
+	b := bucket(min(max(gen.MaxBatch, 1), len(queue)), 1)
+	v := gen.model.Config.VocabSize
+	var (
+		caches []*tensors.Tensor
+		logits = make([]float32, b*v) // each row's newest logits
+		slot   = make([]int, b)       // the request in each row, -1 when free
+		fresh  = make([]bool, b)      // logits of the row not sampled yet
+		pos    = make([]int32, b)     // where the row's next token goes
+		next   = make([]int32, b)
+		rngs   = make([]*rand.Rand, b)
+	)
+	for i := range slot {
+		slot[i] = -1
 	}
-	b := bucket(len(reqs), 1)
-	t := bucket(maxPrompt, gen.MinBucket)
-	l := bucket(maxPrompt+s.MaxNewTokens, gen.MinBucket)
-	tokens := make([]int32, b*t)
-	lengths := make([]int32, b)
-	for i := range b {
-		p := []int{0}
-		if i < len(reqs) {
-			p = reqs[i].Prompt
+	defer func() {
+		for _, t := range caches {
+			t.FinalizeAll()
 		}
-		for j, tok := range p {
-			tokens[i*t+j] = int32(tok)
-		}
-		lengths[i] = int32(len(p))
-	}
-	outs, err := gen.prefill.Exec(tensors.FromFlatDataAndDimensions(tokens, b, t),
-		tensors.FromFlatDataAndDimensions(lengths, b), tensors.FromShape(shapes.Make(dtypes.Int8, l)))
-	if err != nil {
-		return nil, fmt.Errorf("prefill: %w", err)
-	}
-	rngs := make([]*rand.Rand, len(reqs))
-	for i, r := range reqs {
-		rngs[i] = requestRNG(r.Seed)
-	}
-	results := make([]Result, len(reqs))
-	done := make([]bool, b)
-	for i := len(reqs); i < b; i++ {
-		done[i] = true
-	}
-	pos := slices.Clone(lengths)
-	next := make([]int32, b)
-	for step := 0; ; step++ {
-		logits := tensors.MustCopyFlatData[float32](outs[0])
-		v := gen.model.Config.VocabSize
-		picked := make([]int, len(reqs))
+	}()
+	for {
+		// Sample every row whose logits are new, each from its own
+		// generator.
 		var wg sync.WaitGroup
-		for i := range reqs { // each sequence draws from its own generator
-			if !done[i] {
+		picked := make([]int, b)
+		for i := range b {
+			if fresh[i] {
 				wg.Go(func() { picked[i] = pick(logits[i*v:(i+1)*v], s, rngs[i]) })
 			}
 		}
 		wg.Wait()
-		for i := range reqs {
-			if done[i] {
+		for i := range b {
+			if !fresh[i] {
 				continue
 			}
-			tok := picked[i]
-			results[i].Tokens = append(results[i].Tokens, tok)
+			fresh[i] = false
+			r, tok := &results[slot[i]], picked[i]
+			r.Tokens = append(r.Tokens, tok)
 			next[i] = int32(tok)
 			if slices.Contains(s.StopTokens, tok) {
-				results[i].Stopped, done[i] = true, true
-			} else if len(results[i].Tokens) >= s.MaxNewTokens {
-				done[i] = true
+				r.Stopped = true
+				slot[i] = -1
+			} else if len(r.Tokens) >= s.MaxNewTokens {
+				slot[i] = -1
 			}
 		}
-		if !slices.Contains(done, false) {
-			for _, t := range outs {
-				t.FinalizeAll()
+		var free []int
+		for i := range b {
+			if slot[i] < 0 {
+				free = append(free, i)
 			}
-			return results, nil
+		}
+		if len(free) == len(slot) && len(queue) == 0 {
+			return nil
+		}
+		if len(queue) > 0 && len(free) > 0 && (!gen.static || len(free) == len(slot)) {
+			n := min(len(free), len(queue))
+			if caches, err = gen.fill(reqs, queue[:n], free[:n], l, caches, logits); err != nil {
+				return err
+			}
+			for j, i := range free[:n] {
+				slot[i], fresh[i], pos[i] = queue[j], true, int32(len(reqs[queue[j]].Prompt))
+				rngs[i] = requestRNG(reqs[queue[j]].Seed)
+			}
+			queue = queue[n:]
+			continue // sample the new rows' first tokens
+		}
+		// One decode step for every row; free rows decode a dummy token
+		// at position 0, which the next fill of that row overwrites.
+		for i := range b {
+			if slot[i] < 0 {
+				next[i], pos[i] = 0, 0
+			}
 		}
 		args := []any{tensors.FromFlatDataAndDimensions(slices.Clone(next), b), tensors.FromFlatDataAndDimensions(slices.Clone(pos), b)}
-		for _, c := range outs[1:] {
+		for _, c := range caches {
 			args = append(args, c)
 		}
-		prev := outs
-		outs, err = gen.decode.Exec(args...)
+		outs, err := gen.decode.Exec(args...)
 		if err != nil {
-			return nil, fmt.Errorf("decode step %d: %w", step, err)
+			return fmt.Errorf("decode step %d: %w", gen.stats.steps, err)
 		}
+		gen.stats.steps++
 		// Free the previous step's cache now: on an accelerator its memory
 		// is not Go heap, and waiting for the garbage collector could run
 		// the device out of memory over a long generation.
-		for _, t := range prev {
+		for _, t := range caches {
 			t.FinalizeAll()
 		}
-		for i := range pos {
-			if pos[i] < int32(l-1) {
+		caches = outs[1:]
+		copy(logits, tensors.MustCopyFlatData[float32](outs[0]))
+		outs[0].FinalizeAll()
+		for i := range b {
+			if slot[i] >= 0 {
+				fresh[i] = true
 				pos[i]++
 			}
 		}
 	}
+}
+
+// fill prefills the prompts of requests take (indices into reqs) into rows
+// rows of caches (all b rows from scratch when caches is nil) and writes
+// their last prompt tokens' logits into those rows of logits [b, V]. It
+// returns the new caches; the old ones are freed.
+func (gen *Generator) fill(reqs []Request, take, rows []int, l int, caches []*tensors.Tensor, logits []float32) ([]*tensors.Tensor, error) {
+	v := gen.model.Config.VocabSize
+	b := len(logits) / v
+	n := b // the first fill prefills every row
+	if caches != nil {
+		n = bucket(len(take), 1)
+	}
+	longest := 0
+	for _, i := range take {
+		longest = max(longest, len(reqs[i].Prompt))
+	}
+	t := bucket(longest, gen.MinBucket)
+	tokens := make([]int32, n*t)
+	lengths := make([]int32, n)
+	slots := make([]int32, n)
+	for j := range n {
+		p, slot := []int{0}, int32(-1) // padding rows: a one-token prompt, no row
+		if j < len(take) {
+			p, slot = reqs[take[j]].Prompt, int32(rows[j])
+		}
+		for k, tok := range p {
+			tokens[j*t+k] = int32(tok)
+		}
+		lengths[j], slots[j] = int32(len(p)), slot
+	}
+	var (
+		outs []*tensors.Tensor
+		err  error
+	)
+	if caches == nil {
+		// rows are 0..len(take)-1 here: the request order fills the slots.
+		outs, err = gen.prefill.Exec(tensors.FromFlatDataAndDimensions(tokens, n, t),
+			tensors.FromFlatDataAndDimensions(lengths, n), tensors.FromShape(shapes.Make(dtypes.Int8, l)))
+		gen.stats.prefills++
+	} else {
+		args := []any{tensors.FromFlatDataAndDimensions(tokens, n, t), tensors.FromFlatDataAndDimensions(lengths, n),
+			tensors.FromFlatDataAndDimensions(slots, n)}
+		for _, c := range caches {
+			args = append(args, c)
+		}
+		outs, err = gen.refill.Exec(args...)
+		gen.stats.refills++
+	}
+	if err != nil {
+		return caches, fmt.Errorf("prefill: %w", err)
+	}
+	for _, c := range caches {
+		c.FinalizeAll()
+	}
+	fresh := tensors.MustCopyFlatData[float32](outs[0])
+	outs[0].FinalizeAll()
+	for j := range take {
+		copy(logits[rows[j]*v:(rows[j]+1)*v], fresh[j*v:(j+1)*v])
+	}
+	return outs[1:], nil
 }
 
 // requestRNG is the generator a request's draws come from: its seed alone.

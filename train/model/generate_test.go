@@ -215,3 +215,83 @@ func TestGenerateCompilesFewShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestContinuousBatching: with fewer slots than requests, a slot freed by
+// an answer that ended takes the next request at once, and every
+// continuation is exactly the one its request gets alone; batch after batch
+// (static) gives the same answers in more decode steps. Also with a
+// sliding window shorter than the prompts.
+func TestContinuousBatching(t *testing.T) {
+	b := testBackend(t)
+	for _, c := range []struct{ name, config string }{{"llama", tinyLlama}, {"mistral window 4", tinyMistral}} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := mustConfig(t, c.config)
+			m := NewRandom(cfg, 5, 0.15)
+			// Stop on one token in eight: answer lengths spread from 1 to
+			// the cap, as real answers do.
+			var stop []int
+			for tok := 3; tok < cfg.VocabSize; tok += 8 {
+				stop = append(stop, tok)
+			}
+			s := Sampling{Temperature: 1, MaxNewTokens: 20, StopTokens: stop}
+			rng := rand.New(rand.NewPCG(7, 7))
+			reqs := make([]Request, 30)
+			for i := range reqs {
+				p := make([]int, 1+rng.IntN(14))
+				for j := range p {
+					p[j] = rng.IntN(cfg.VocabSize)
+				}
+				reqs[i] = Request{Prompt: p, Seed: uint64(100 + i)}
+			}
+			gen, err := NewGenerator(b, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alone := make([]Result, len(reqs))
+			for i, r := range reqs {
+				res, err := gen.Generate([]Request{r}, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				alone[i] = res[0]
+			}
+			gen.MaxBatch = 4
+			together, err := gen.Generate(reqs, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			continuous := gen.stats
+			gen.static = true
+			static, err := gen.Generate(reqs, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopped, capped := 0, 0
+			for i := range reqs {
+				if !slices.Equal(together[i].Tokens, alone[i].Tokens) || together[i].Stopped != alone[i].Stopped {
+					t.Errorf("request %d: continuous batching %v (stopped %v), alone %v (stopped %v)",
+						i, together[i].Tokens, together[i].Stopped, alone[i].Tokens, alone[i].Stopped)
+				}
+				if !slices.Equal(static[i].Tokens, alone[i].Tokens) {
+					t.Errorf("request %d: static batching %v, alone %v", i, static[i].Tokens, alone[i].Tokens)
+				}
+				if alone[i].Stopped {
+					stopped++
+				} else {
+					capped++
+				}
+			}
+			if stopped < 5 || capped < 2 {
+				t.Fatalf("%d answers stopped and %d reached the cap: the lengths do not spread enough to test refills", stopped, capped)
+			}
+			if continuous.refills < 5 {
+				t.Errorf("%d refills for %d requests in 4 slots", continuous.refills, len(reqs))
+			}
+			if continuous.steps >= gen.stats.steps {
+				t.Errorf("continuous batching took %d decode steps, static %d", continuous.steps, gen.stats.steps)
+			}
+			t.Logf("%d requests, 4 slots: %d decode steps continuous (%d prefills, %d refills), %d static",
+				len(reqs), continuous.steps, continuous.prefills, continuous.refills, gen.stats.steps)
+		})
+	}
+}
