@@ -140,14 +140,17 @@ func NewGenerator(b backends.Backend, m *Model) (*Generator, error) {
 
 // prefillGraph runs the prompts tokens [B, T] (right-padded; lengths [B])
 // through the model and returns the logits [B, V] of each last prompt token
-// followed by every layer's keys and values, zero-padded to cacheLen.
+// followed by every layer's keys and values, zero-padded to cacheLen, in
+// the compute dtype (a bf16 cache takes half the memory of an f32 one).
 func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cacheLen int) []*Node {
 	g := tokens.Graph()
 	b, t := tokens.Shape().Dimensions[0], tokens.Shape().Dimensions[1]
 	positions := Iota(g, shapes.Make(dtypes.Int32, b, t), 1)
 	valid := LessThan(positions, InsertAxes(lengths, -1))
 	caches := make([]*Node, 2*cfg.NumHiddenLayers)
+	dt := ComputeDType(ctx, g) // the cache holds keys and values as the products compute them
 	pad := func(x *Node) *Node { // [B, K, T, E] → [B, K, cacheLen, E]
+		x = ConvertDType(x, dt)
 		d := x.Shape().Dimensions
 		if cacheLen == t {
 			return x
@@ -190,6 +193,7 @@ func refillGraph(ctx *context.Context, cfg *Config, tokens, lengths, slots *Node
 // with a sliding window W only those after pos-W (the cache keeps older keys
 // but masks them). The write is a select over a one-hot of pos
 // (SimpleGo has no DynamicUpdateSlice), so one graph serves every step.
+// Attention reads the cache back in float32.
 func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []*Node) []*Node {
 	g := tokens.Graph()
 	b, l := tokens.Shape().Dimensions[0], caches[0].Shape().Dimensions[2]
@@ -202,9 +206,9 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 		for j, x := range []*Node{k, v} {
 			c := caches[2*layer+j]
 			dims := c.Shape().Dimensions
-			out[2*layer+j] = Where(BroadcastToDims(write, dims...), BroadcastToDims(x, dims...), c)
+			out[2*layer+j] = Where(BroadcastToDims(write, dims...), BroadcastToDims(ConvertDType(x, c.DType()), dims...), c)
 		}
-		return out[2*layer], out[2*layer+1]
+		return ConvertDType(out[2*layer], k.DType()), ConvertDType(out[2*layer+1], v.DType())
 	})
 	return append([]*Node{LMHead(ctx, cfg, Squeeze(hidden, 1))}, out...)
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
@@ -220,10 +221,13 @@ func TestGenerateCompilesFewShapes(t *testing.T) {
 // an answer that ended takes the next request at once, and every
 // continuation is exactly the one its request gets alone; batch after batch
 // (static) gives the same answers in more decode steps. Also with a
-// sliding window shorter than the prompts.
+// sliding window shorter than the prompts, and in bf16.
 func TestContinuousBatching(t *testing.T) {
 	b := testBackend(t)
-	for _, c := range []struct{ name, config string }{{"llama", tinyLlama}, {"mistral window 4", tinyMistral}} {
+	for _, c := range []struct {
+		name, config string
+		dtype        dtypes.DType
+	}{{"llama", tinyLlama, dtypes.Float32}, {"mistral window 4", tinyMistral, dtypes.Float32}, {"llama bf16", tinyLlama, dtypes.BFloat16}} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := mustConfig(t, c.config)
 			m := NewRandom(cfg, 5, 0.15)
@@ -247,6 +251,7 @@ func TestContinuousBatching(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			gen.ComputeDType = c.dtype
 			alone := make([]Result, len(reqs))
 			for i, r := range reqs {
 				res, err := gen.Generate([]Request{r}, s)

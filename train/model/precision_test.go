@@ -216,7 +216,7 @@ func TestBF16GradientsReachF32Masters(t *testing.T) {
 // TestBF16Generation: greedy generation with bf16 matrix products starts
 // like f32 generation (a random model's logits are close together, so later
 // tokens may drift once one differs), and its prefill graph computes the
-// projections in bf16.
+// projections in bf16 and returns a bf16 KV cache (half the memory).
 func TestBF16Generation(t *testing.T) {
 	be := testBackend(t)
 	m := NewRandom(mustConfig(t, tinyLlama), 3, 0.15)
@@ -236,6 +236,11 @@ func TestBF16Generation(t *testing.T) {
 			tensors.FromFlatDataAndDimensions([]int32{4}, 1), tensors.FromShape(shapes.Make(dtypes.Int8, 16)))
 		if err != nil {
 			t.Fatal(err)
+		}
+		for i, o := range outs[1:] { // the KV cache, in the compute dtype
+			if o.DType() != dt {
+				t.Errorf("%s prefill: cache %d held in %s", dt, i, o.DType())
+			}
 		}
 		for _, o := range outs {
 			o.FinalizeAll()
