@@ -148,7 +148,7 @@ func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cach
 	positions := Iota(g, shapes.Make(dtypes.Int32, b, t), 1)
 	valid := LessThan(positions, InsertAxes(lengths, -1))
 	caches := make([]*Node, 2*cfg.NumHiddenLayers)
-	dt := ComputeDType(ctx, g) // the cache holds keys and values as the products compute them
+	dt := ComputeDType(ctx, g)   // the cache holds keys and values as the products compute them
 	pad := func(x *Node) *Node { // [B, K, T, E] → [B, K, cacheLen, E]
 		x = ConvertDType(x, dt)
 		d := x.Shape().Dimensions
