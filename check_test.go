@@ -60,6 +60,7 @@ func TestCheck(t *testing.T) {
 				{"storage", "write, conditional write, read, list, delete"},
 				{"backend", ""},
 				{"student", `qwen2, \d+ layers, .*; weights 3\d\d KiB in float32; chat template renders`},
+				{"generation", `probe: KV cache [\d.]+ [KMG]?i?B \(batch \d+ × \d+ tokens, float32; .*\), evaluate: (the same|KV cache)`},
 				{"data", `math: \d+ problems`},
 				{"teacher", "openai skills-world-oracle answered"},
 			} {

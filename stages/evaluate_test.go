@@ -251,3 +251,21 @@ func TestGenerationPrecision(t *testing.T) {
 		t.Errorf("the default generation settings hash with a precision: %s", b)
 	}
 }
+
+// TestGenerationMemory: statjob check's KV cache figure for a
+// Qwen2.5-1.5B-shaped student (28 layers, 2 KV heads of 128) answering 32
+// at a time with up to 2,048 new tokens: 4,096-token caches, 7 GiB in
+// float32, half in bf16.
+func TestGenerationMemory(t *testing.T) {
+	mc := &model.Config{NumHiddenLayers: 28, NumKeyValueHeads: 2, HeadDim: 128}
+	probe, eval := defaultGeneration(5), defaultGeneration(1)
+	got := generationMemory(mc, map[string]*GenerationConfig{"probe": &probe, "evaluate": &eval})
+	want := "probe: KV cache 7 GiB (batch 32 × 4096 tokens, float32; more for prompts over 2048 tokens), evaluate: the same; twice that while a decode step runs"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	eval.Precision = "bf16"
+	if got := generationMemory(mc, map[string]*GenerationConfig{"probe": &probe, "evaluate": &eval}); !strings.Contains(got, "evaluate: KV cache 3.5 GiB (batch 32 × 4096 tokens, bfloat16;") {
+		t.Errorf("bf16: %s", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -46,8 +47,14 @@ func Preflight(ctx context.Context, spec *job.Spec, callAPIs bool) []Check {
 	}
 	full := spec.Section("sft").(*sft.Config).LoRA.Rank == 0 ||
 		len(spec.Section("pipeline").(*PipelineConfig).GRPO) > 0 && spec.Section("grpo").(*grpo.Config).LoRA.Rank == 0
-	d, err := checkStudent(ctx, student, full)
+	d, mc, err := checkStudent(ctx, student, full)
 	add("student", d, err)
+	if mc != nil {
+		add("generation", generationMemory(mc, map[string]*GenerationConfig{
+			"probe":    &spec.Section("probe").(*ProbeConfig).GenerationConfig,
+			"evaluate": &spec.Section("evaluate").(*EvaluateConfig).GenerationConfig,
+		}), nil)
+	}
 	lines, err := CheckData(spec)
 	for _, l := range lines {
 		add("data", l, nil)
@@ -56,14 +63,14 @@ func Preflight(ctx context.Context, spec *job.Spec, callAPIs bool) []Check {
 		add("data", "", err)
 	}
 	if diff := spec.Section("difficulty").(*DifficultyConfig); diff.Method == ByPRM {
-		d, _, _, err := inspectModel(ctx, diff.PRM.Model)
+		d, _, _, _, err := inspectModel(ctx, diff.PRM.Model)
 		add("prm", d, prefixErr("difficulty.prm.model", err))
 	}
 	if slices.Contains(spec.Section("pipeline").(*PipelineConfig).Strategies, "embed-sel") {
 		c := spec.Section("dataset").(*DatasetConfig).Embed
 		switch {
 		case c.Provider == EmbedLocal && c.Model != "":
-			d, _, _, err := inspectModel(ctx, c.Model)
+			d, _, _, _, err := inspectModel(ctx, c.Model)
 			add("embedder", d, prefixErr("dataset.embed.model", err))
 		case c.Provider == EmbedLocal:
 			add("embedder", "local: the student's hidden states", nil)
@@ -115,11 +122,12 @@ func prefixErr(field string, err error) error {
 // template renders a conversation with the spec's system prompt and marks
 // the assistant's tokens (SFT's loss mask), and its checkpoint holds what
 // its config asks for (inspectModel). It returns a one-line summary, with
-// what the weights take (fullTraining: in float32 too, as trained).
-func checkStudent(ctx context.Context, cfg *StudentConfig, fullTraining bool) (string, error) {
-	summary, tok, params, err := inspectModel(ctx, cfg.Model)
+// what the weights take (fullTraining: in float32 too, as trained), and
+// its config.
+func checkStudent(ctx context.Context, cfg *StudentConfig, fullTraining bool) (string, *model.Config, error) {
+	summary, tok, params, mc, err := inspectModel(ctx, cfg.Model)
 	if err != nil {
-		return "", prefixErr("student.model", err)
+		return "", nil, prefixErr("student.model", err)
 	}
 	summary += "; " + studentMemory(params, cfg, fullTraining)
 	chat, err := tok.ApplyChatTemplate(cfg.withSystem([]tokenizer.Message{
@@ -127,12 +135,51 @@ func checkStudent(ctx context.Context, cfg *StudentConfig, fullTraining bool) (s
 		{Role: "assistant", Content: `2 + 3 = 5, so the answer is \boxed{5}.`},
 	}), cfg.ChatOptions())
 	if err != nil {
-		return "", fmt.Errorf("student %s: chat template: %w", cfg.Model, err)
+		return "", nil, fmt.Errorf("student %s: chat template: %w", cfg.Model, err)
 	}
 	if len(chat.Assistant) != 1 || chat.Assistant[0].End <= chat.Assistant[0].Start {
-		return "", fmt.Errorf("student %s: chat template: the assistant's reply is not marked in %q", cfg.Model, chat.Text)
+		return "", nil, fmt.Errorf("student %s: chat template: the assistant's reply is not marked in %q", cfg.Model, chat.Text)
 	}
-	return summary + "; chat template renders", nil
+	return summary + "; chat template renders", mc, nil
+}
+
+// generationMemory says what the KV cache of each generating stage takes
+// on the accelerator: batch × cache length × layers × keys and values, in
+// the stage's precision. A cache is as long as prompt + max_new_tokens
+// rounded up to a power of two; the figure is for prompts that leave it at
+// the smallest such length. While a decode step runs, the step's input and
+// output caches are both held.
+func generationMemory(mc *model.Config, stages map[string]*GenerationConfig) string {
+	var parts []string
+	last := ""
+	for _, name := range []string{"probe", "evaluate"} {
+		g := stages[name]
+		l := 16
+		for l < g.Sampling.MaxNewTokens+1 {
+			l *= 2
+		}
+		dt, _ := sft.ComputeDType(g.Precision)
+		perSeq := int64(mc.NumHiddenLayers) * 2 * int64(mc.NumKeyValueHeads) * int64(mc.HeadDim) * int64(l) * int64(dt.Size())
+		this := fmt.Sprintf("KV cache %s (batch %d × %d tokens, %s; more for prompts over %d tokens)",
+			byteSize(float64(perSeq*int64(g.Batch))), g.Batch, l, map[bool]string{true: "float32", false: "bfloat16"}[dt == dtypes.Float32],
+			l-g.Sampling.MaxNewTokens)
+		if this == last {
+			this = "the same"
+		}
+		parts, last = append(parts, name+": "+this), this
+	}
+	return strings.Join(parts, ", ") + "; twice that while a decode step runs"
+}
+
+// byteSize writes b bytes in B, KiB, MiB or GiB, three digits.
+func byteSize(b float64) string {
+	for _, u := range []string{"B", "KiB", "MiB", "GiB"} {
+		if b < 1024 || u == "GiB" {
+			return fmt.Sprintf("%.3g %s", b, u)
+		}
+		b /= 1024
+	}
+	return ""
 }
 
 // studentMemory says what the student's weights take as the spec holds
@@ -140,14 +187,7 @@ func checkStudent(ctx context.Context, cfg *StudentConfig, fullTraining bool) (s
 // float32.
 func studentMemory(params int64, student *StudentConfig, fullTraining bool) string {
 	size := func(dtype string, bytesEach int64) string {
-		b := float64(params * bytesEach)
-		for _, u := range []string{"B", "KiB", "MiB", "GiB"} {
-			if b < 1024 || u == "GiB" {
-				return fmt.Sprintf("%.3g %s in %s", b, u, dtype)
-			}
-			b /= 1024
-		}
-		return ""
+		return byteSize(float64(params*bytesEach)) + " in " + dtype
 	}
 	held := "float32"
 	if student.heldDType() != dtypes.Float32 {
@@ -164,26 +204,26 @@ func studentMemory(params int64, student *StudentConfig, fullTraining bool) stri
 // reading its weights: the tokenizer loads, config.json is a supported
 // architecture whose safetensors headers hold exactly the tensors it asks
 // for (model.Inspect), and the embedding covers every token id.
-func inspectModel(ctx context.Context, uri string) (string, *tokenizer.Tokenizer, int64, error) {
+func inspectModel(ctx context.Context, uri string) (string, *tokenizer.Tokenizer, int64, *model.Config, error) {
 	st, err := storage.Open(ctx, uri)
 	if err != nil {
-		return "", nil, 0, err
+		return "", nil, 0, nil, err
 	}
 	defer st.Close()
 	where := st.URI("")
 	tok, _, err := loadTokenizer(ctx, st, "", where)
 	if err != nil {
-		return "", nil, 0, err
+		return "", nil, 0, nil, err
 	}
 	mc, params, err := model.Inspect(ctx, st, "")
 	if err != nil {
-		return "", nil, 0, fmt.Errorf("%s: %w", where, err)
+		return "", nil, 0, nil, fmt.Errorf("%s: %w", where, err)
 	}
 	if tok.VocabSize() > mc.VocabSize {
-		return "", nil, 0, fmt.Errorf("%s: the tokenizer has %d tokens, more than config.json's vocab_size %d", where, tok.VocabSize(), mc.VocabSize)
+		return "", nil, 0, nil, fmt.Errorf("%s: the tokenizer has %d tokens, more than config.json's vocab_size %d", where, tok.VocabSize(), mc.VocabSize)
 	}
 	return fmt.Sprintf("%s: %s, %d layers, hidden %d, %.1fM parameters, %d tokens",
-		where, mc.ModelType, mc.NumHiddenLayers, mc.HiddenSize, float64(params)/1e6, tok.VocabSize()), tok, params, nil
+		where, mc.ModelType, mc.NumHiddenLayers, mc.HiddenSize, float64(params)/1e6, tok.VocabSize()), tok, params, mc, nil
 }
 
 // CheckData loads every data file a run of spec reads, as the stages read
