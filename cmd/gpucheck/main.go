@@ -2,7 +2,9 @@
 // accelerator: parity of tiny Llama / Qwen2 models between the chosen
 // backend, SimpleGo on the CPU and (when an interpreter with torch is
 // given) the PyTorch reference, then a Qwen2-0.5B-shaped random model's SFT
-// step tokens/s and KV-cached decode tokens/s.
+// step tokens/s, KV-cached decode tokens/s (f32, bf16 weights, bf16 products)
+// and answers of spread lengths batch after batch against continuous
+// batching.
 //
 //	GOMLX_BACKEND=xla:/abs/path/xla_cuda_plugin.so gpucheck [flags]
 //
@@ -268,7 +270,7 @@ func bench(b backends.Backend) error {
 	fmt.Printf("RESULT sft_step: batch %dx%d, %.3f s/step, %.0f tokens/s (full-weight SGD, f32; loss %.3f -> %.3f)\n",
 		bt, tt, el/float64(*flagSteps), float64(n**flagSteps)/el, first, last)
 
-	if err := timeDecode(b, m, "decode"); err != nil {
+	if err := timeDecode(b, m, "decode", dtypes.Float32); err != nil {
 		return err
 	}
 	// The same weights held in bfloat16 (student.dtype: bfloat16).
@@ -289,17 +291,78 @@ func bench(b backends.Backend) error {
 	if err != nil {
 		return err
 	}
-	return timeDecode(b, held, "decode_bf16_weights")
+	if err := timeDecode(b, held, "decode_bf16_weights", dtypes.Float32); err != nil {
+		return err
+	}
+	// probe.precision: bf16 — bf16 products and a bf16 KV cache.
+	if err := timeDecode(b, held, "decode_bf16_compute", dtypes.BFloat16); err != nil {
+		return err
+	}
+	return timeSpread(b, held, dtypes.BFloat16)
 }
 
-// timeDecode times greedy decoding of the flags' batch with m, after a
-// compiling run, and prints a RESULT line named label.
-func timeDecode(b backends.Backend, m *model.Model, label string) error {
+// timeSpread times answers of spread lengths (a stop token one time in 64,
+// at most -new×4 tokens) for 4 × -decode-batch requests, -decode-batch at a
+// time: batch after batch (one Generate per batch, which never refills) and
+// with continuous batching (one Generate for all). Prints the answers'
+// tokens/s of each.
+func timeSpread(b backends.Backend, m *model.Model, dt dtypes.DType) error {
+	cfg := m.Config
+	var stop []int
+	for tok := 7; tok < cfg.VocabSize; tok += 64 {
+		stop = append(stop, tok)
+	}
+	s := model.Sampling{Temperature: 1, MaxNewTokens: 4 * *flagNew, StopTokens: stop}
+	reqs := make([]model.Request, 4**flagDecodeB)
+	for i := range reqs {
+		p := make([]int, *flagPrompt)
+		for j := range p {
+			p[j] = (i*131 + j*17) % cfg.VocabSize
+		}
+		reqs[i] = model.Request{Prompt: p, Seed: uint64(i)}
+	}
+	gen, err := model.NewGenerator(b, m)
+	if err != nil {
+		return err
+	}
+	gen.MaxBatch, gen.ComputeDType = *flagDecodeB, dt
+	if _, err := gen.Generate(reqs[:2**flagDecodeB], s); err != nil { // compiles prefill, refill and decode
+		return err
+	}
+	for _, continuous := range []bool{false, true} {
+		start, tokens := time.Now(), 0
+		for from := 0; from < len(reqs); {
+			to := len(reqs)
+			if !continuous {
+				to = from + *flagDecodeB
+			}
+			res, err := gen.Generate(reqs[from:to], s)
+			if err != nil {
+				return err
+			}
+			for _, r := range res {
+				tokens += len(r.Tokens)
+			}
+			from = to
+		}
+		el := time.Since(start).Seconds()
+		fmt.Printf("RESULT generate_%s: %d requests, %d slots, prompt %d, %.1f new tokens on average (cap %d), %s, %.0f answer tokens/s\n",
+			map[bool]string{false: "static", true: "continuous"}[continuous], len(reqs), *flagDecodeB, *flagPrompt,
+			float64(tokens)/float64(len(reqs)), s.MaxNewTokens, dt, float64(tokens)/el)
+	}
+	return nil
+}
+
+// timeDecode times greedy decoding of the flags' batch with m, matrix
+// products in dt, after a compiling run, and prints a RESULT line named
+// label.
+func timeDecode(b backends.Backend, m *model.Model, label string, dt dtypes.DType) error {
 	cfg := m.Config
 	gen, err := model.NewGenerator(b, m)
 	if err != nil {
 		return err
 	}
+	gen.ComputeDType = dt
 	reqs := make([]model.Request, *flagDecodeB)
 	for i := range reqs {
 		p := make([]int, *flagPrompt)
