@@ -300,3 +300,43 @@ func TestContinuousBatching(t *testing.T) {
 		})
 	}
 }
+
+// TestContinuousBatchingFewShapes: a realistic mix — prompts of 25 to 60
+// tokens, 8 slots, spread answer lengths — compiles one prefill graph, one
+// decode graph and a few refill graphs (prompt buckets 32 and 64 × refill
+// counts 1, 2, 4, 8 at most): every new shape compiles a graph, which is
+// slow on XLA. An Exec asked for more shapes than its cache allows fails.
+func TestContinuousBatchingFewShapes(t *testing.T) {
+	m := NewRandom(mustConfig(t, tinyLlama), 7, 0.3)
+	gen, err := NewGenerator(testBackend(t), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen.MaxBatch = 8
+	gen.prefill.SetMaxCache(1)
+	gen.decode.SetMaxCache(1)
+	gen.refill.SetMaxCache(2 * 4)
+	rng := rand.New(rand.NewPCG(9, 9))
+	reqs := make([]Request, 48)
+	for i := range reqs {
+		p := make([]int, 25+rng.IntN(36))
+		for j := range p {
+			p[j] = rng.IntN(m.Config.VocabSize)
+		}
+		reqs[i] = Request{Prompt: p, Seed: uint64(i)}
+	}
+	s := Sampling{Temperature: 1, MaxNewTokens: 40, StopTokens: []int{3, 7, 11, 19, 23, 31}}
+	res, err := gen.Generate(reqs, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := 0
+	for _, r := range res {
+		if r.Stopped {
+			stopped++
+		}
+	}
+	if gen.stats.refills < 8 || stopped == 0 || stopped == len(reqs) {
+		t.Errorf("%d refills, %d/%d stopped: not a mix that refills", gen.stats.refills, stopped, len(reqs))
+	}
+}
