@@ -44,6 +44,11 @@ type GenerationConfig struct {
 	// Batch is the number of sequences decoded together; it changes speed
 	// and memory, never the samples (so it is not in the fingerprint).
 	Batch int `yaml:"batch"`
+	// PartQuestions is how many questions are answered between the stage's
+	// checkpoints (its parts/ files): a restarted task answers again at
+	// most one part. Larger parts keep the continuous batch fuller (it
+	// drains at the end of each part); never changes the samples.
+	PartQuestions int `yaml:"part_questions" json:",omitempty"`
 	// Precision is the dtype of the matrix products: "f32" ("", the
 	// default) or "bf16", as GPUs run them fastest; with bf16 the answers
 	// differ slightly from f32's. Left out of the fingerprint when empty,
@@ -58,6 +63,8 @@ func defaultGeneration(k int) GenerationConfig {
 		Samples:  k,
 		Sampling: model.Sampling{Temperature: 1.0, TopP: 1.0, MaxNewTokens: 2048},
 		Batch:    32,
+
+		PartQuestions: 256,
 	}
 }
 
@@ -72,6 +79,8 @@ func (c *GenerationConfig) Validate() error {
 		return fmt.Errorf("limit: %d is negative (0 keeps every question)", c.Limit)
 	case c.Batch < 1:
 		return fmt.Errorf("batch: %d, want at least 1", c.Batch)
+	case c.PartQuestions < 1:
+		return fmt.Errorf("part_questions: %d, want at least 1", c.PartQuestions)
 	case c.Precision != "" && c.Precision != sft.PrecisionF32 && c.Precision != sft.PrecisionBF16:
 		return fmt.Errorf("precision: %q, want %q or %q", c.Precision, sft.PrecisionF32, sft.PrecisionBF16)
 	}
@@ -80,7 +89,7 @@ func (c *GenerationConfig) Validate() error {
 
 // fingerprinted is c without what does not change the samples.
 func (c GenerationConfig) fingerprinted() GenerationConfig {
-	c.Batch = 0
+	c.Batch, c.PartQuestions = 0, 0
 	if c.Precision == sft.PrecisionF32 {
 		c.Precision = "" // the default, spelt out
 	}
@@ -262,7 +271,7 @@ func accuracy(rs []Response) (avg, pass1 float64) {
 	return avg, pass1
 }
 
-// respondInParts answers ps in parts of cfg.Batch questions and keeps each
+// respondInParts answers ps in parts of cfg.PartQuestions questions and keeps each
 // finished part in this stage's (or shard's) folder as
 // parts/<name>-<i>.jsonl, so a task restarted after preemption resumes
 // after the last finished part instead of starting over.
@@ -272,7 +281,7 @@ func respondInParts(ctx context.Context, env *job.Env, r *responder, name string
 		stats genStats
 	)
 	prog := env.Progress("questions", int64(len(ps)))
-	step := r.cfg.Batch
+	step := r.cfg.PartQuestions
 	for i := 0; i*step < len(ps); i++ {
 		part := ps[i*step : min((i+1)*step, len(ps))]
 		key := fmt.Sprintf("parts/%s-%05d.jsonl", name, i)

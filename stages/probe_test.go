@@ -23,8 +23,8 @@ import (
 var genSets = []string{"data.dir=../data", "job.poll=20ms", "job.heartbeat=100ms", "job.lease_ttl=2s", "job.grace=0s"}
 
 // probeSets: 3 validation questions, 3 samples of at most 8 tokens, decoded
-// 2 sequences at a time (so a run writes several parts).
-var probeSets = []string{"probe.limit=3", "probe.samples=3", "probe.sampling.max_new_tokens=8", "probe.batch=2"}
+// 2 sequences at a time, in parts of 2 questions (so a run writes several parts).
+var probeSets = []string{"probe.limit=3", "probe.samples=3", "probe.sampling.max_new_tokens=8", "probe.batch=2", "probe.part_questions=2"}
 
 // runSharded runs stages as n tasks of one run side by side, shard i in
 // task i, as a batch array does.
@@ -176,6 +176,7 @@ func TestGenerationConfigValidate(t *testing.T) {
 		{"probe.pass1_temperature=-1", "probe.pass1_temperature"},
 		{"probe.limit=-2", "probe.limit"},
 		{"probe.batch=0", "probe.batch"},
+		{"probe.part_questions=0", "probe.part_questions"},
 		{"probe.sampling.max_new_tokens=0", "probe.sampling.max_new_tokens"},
 		{"probe.sampling.top_p=2", "probe.sampling.top_p"},
 		{"evaluate.benchmarks=[math,nope]", "evaluate.benchmarks[1]"},
@@ -204,7 +205,7 @@ func TestGenerationConfigValidate(t *testing.T) {
 }
 
 // TestGenerationFingerprint: what changes the samples changes the
-// fingerprint; the batch size does not.
+// fingerprint; the batch size and the part size do not.
 func TestGenerationFingerprint(t *testing.T) {
 	model := writeTinyStudent(t, t.TempDir())
 	fp := func(sets ...string) string {
@@ -215,8 +216,8 @@ func TestGenerationFingerprint(t *testing.T) {
 		return fp
 	}
 	base := fp()
-	if fp("probe.batch=7") != base {
-		t.Error("probe.batch changed the fingerprint")
+	if fp("probe.batch=7") != base || fp("probe.part_questions=3") != base {
+		t.Error("probe.batch or probe.part_questions changed the fingerprint")
 	}
 	for _, s := range []string{"probe.samples=4", "probe.seed=1", "probe.sampling.temperature=0.7", "student.system=Be brief.", "data.seed=3", "grade.rel_tol=1e-4"} {
 		if fp(s) == base {
