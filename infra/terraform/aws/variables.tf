@@ -51,12 +51,22 @@ variable "image_tag" {
   description = "Tag of the statjob image in the ECR repository that the submit flags name (the Dockerfile's targets: cuda, cpu)."
   type        = string
   default     = "cuda"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag))
+    error_message = "image_tag: want a Docker tag (letters, digits, '_', '.', '-'; at most 128), without the repository or a ':'."
+  }
 }
 
 variable "job_definition_name" {
   description = "Job definition statjob submit registers (--job-definition-name); the schedule may submit jobs of it."
   type        = string
   default     = "statjob"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$", var.job_definition_name))
+    error_message = "job_definition_name: want a job definition name (letters, digits, '-', '_'; at most 128), not an ARN or NAME:REVISION."
+  }
 }
 
 variable "subnet_ids" {

@@ -61,6 +61,11 @@ variable "image_tag" {
   description = "Tag of the statjob image in the repository that the submit flags name (the Dockerfile's targets: cuda, cpu)."
   type        = string
   default     = "cuda"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag))
+    error_message = "image_tag: want a Docker tag (letters, digits, '_', '.', '-'; at most 128), without the repository or a ':'."
+  }
 }
 
 variable "service_account_id" {

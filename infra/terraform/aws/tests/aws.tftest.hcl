@@ -282,9 +282,11 @@ run "rejects_bucket_uri_and_zone" {
   command = plan
 
   variables {
-    bucket_name = "s3://my-bucket"
-    region      = "us-east-1a"
+    bucket_name         = "s3://my-bucket"
+    region              = "us-east-1a"
+    image_tag           = "statjob:cuda"
+    job_definition_name = "statjob:3"
   }
 
-  expect_failures = [var.bucket_name, var.region]
+  expect_failures = [var.bucket_name, var.region, var.image_tag, var.job_definition_name]
 }

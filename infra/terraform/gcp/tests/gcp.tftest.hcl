@@ -244,9 +244,10 @@ run "rejects_zone_and_prefix_slash" {
   command = plan
 
   variables {
-    region = "us-central1-a"
-    prefix = "/statjob/"
+    region    = "us-central1-a"
+    prefix    = "/statjob/"
+    image_tag = "statjob:cuda"
   }
 
-  expect_failures = [var.region, var.prefix]
+  expect_failures = [var.region, var.prefix, var.image_tag]
 }
