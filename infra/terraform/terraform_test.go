@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // schema is testdata/schema.json: `tofu providers schema -json` trimmed by
@@ -172,7 +173,7 @@ func sortedAttributes(b *hclsyntax.Body) []*hclsyntax.Attribute {
 
 func exprIsEmpty(e hclsyntax.Expression) bool {
 	v, diags := e.Value(nil)
-	return diags.HasErrors() || v.IsNull() || !v.IsKnown() || v.AsString() == ""
+	return diags.HasErrors() || !v.Type().Equals(cty.String) || v.IsNull() || v.AsString() == ""
 }
 
 func loadSchema(t *testing.T) schema {
