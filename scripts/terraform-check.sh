@@ -8,7 +8,8 @@
 # and runs `tofu fmt -check`, `tofu init`, `tofu validate` and `tofu test` on
 # infra/terraform/gcp and infra/terraform/aws. With --schema it also rewrites
 # infra/terraform/testdata/schema.json (the trimmed provider schema the Go test
-# in infra/terraform checks every block against).
+# in infra/terraform checks every block against); without it, checks that
+# file is current.
 #
 # Slow the first time (the AWS provider alone is ~30 min of compiling on 2
 # cores); later runs reuse the cache. Not part of `make test`.
@@ -89,18 +90,25 @@ for m in gcp aws; do
 		"$tofu" validate -no-color && "$tofu" test -no-color)
 done
 
+# The trimmed schema: only the resource and data source types the modules
+# use, only the parts the Go test reads (attributes' required/optional/
+# computed, nested blocks). Without --schema, the committed one must match.
+types=$(cat gcp/*.tf aws/*.tf | sed -n 's/^\(resource\|data\) "\([a-z0-9_]*\)".*/\1 \2/p' | sort -u |
+	jq -R -s 'split("\n") | map(select(. != "") | split(" ")) | map({kind: .[0], type: .[1]})')
+schema=$(mktemp)
+trap 'rm -f "$schema"' EXIT
+for m in gcp aws; do (cd "$m" && "$tofu" providers schema -json); done | jq -s --argjson types "$types" '
+	def trim: {attributes: ((.attributes // {}) | with_entries(.value |= {required, optional, computed} | .value |= with_entries(select(.value != null)))),
+	           block_types: ((.block_types // {}) | with_entries(.value |= {nesting_mode, min_items, max_items, block: (.block | trim)} | .value |= with_entries(select(.value != null))))};
+	[.[].provider_schemas[]] as $ps
+	| {resource: ([$types[] | select(.kind == "resource") | .type as $t | {key: $t, value: ($ps | map(.resource_schemas[$t] // empty) | first | .block | trim)}] | from_entries),
+	   data: ([$types[] | select(.kind == "data") | .type as $t | {key: $t, value: ($ps | map(.data_source_schemas[$t] // empty) | first | .block | trim)}] | from_entries)}
+' >"$schema"
 if ((write_schema)); then
-	# Only the resource and data source types the modules use, only the parts
-	# the Go test reads (attributes' required/optional/computed, nested blocks).
-	types=$(cat gcp/*.tf aws/*.tf | sed -n 's/^\(resource\|data\) "\([a-z0-9_]*\)".*/\1 \2/p' | sort -u |
-		jq -R -s 'split("\n") | map(select(. != "") | split(" ")) | map({kind: .[0], type: .[1]})')
-	for m in gcp aws; do (cd "$m" && "$tofu" providers schema -json); done | jq -s --argjson types "$types" '
-		def trim: {attributes: ((.attributes // {}) | with_entries(.value |= {required, optional, computed} | .value |= with_entries(select(.value != null)))),
-		           block_types: ((.block_types // {}) | with_entries(.value |= {nesting_mode, min_items, max_items, block: (.block | trim)} | .value |= with_entries(select(.value != null))))};
-		[.[].provider_schemas[]] as $ps
-		| {resource: ([$types[] | select(.kind == "resource") | .type as $t | {key: $t, value: ($ps | map(.resource_schemas[$t] // empty) | first | .block | trim)}] | from_entries),
-		   data: ([$types[] | select(.kind == "data") | .type as $t | {key: $t, value: ($ps | map(.data_source_schemas[$t] // empty) | first | .block | trim)}] | from_entries)}
-	' >testdata/schema.json
+	cp "$schema" testdata/schema.json
 	echo "wrote infra/terraform/testdata/schema.json" >&2
+elif ! cmp -s "$schema" testdata/schema.json; then
+	echo "infra/terraform/testdata/schema.json differs from the providers' schema: rerun with --schema" >&2
+	exit 1
 fi
 echo "terraform-check: ok" >&2
