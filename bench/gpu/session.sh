@@ -25,7 +25,7 @@ export PLUGIN=$plugin PJRT_PLUGIN=$plugin
 part() { echo; echo "=== $1 ($(date +%T))"; }
 
 part "1. model parity and timing"
-timeout 240 bench/gpu/run.sh; echo "exit $?"
+timeout 300 bench/gpu/run.sh; echo "exit $?"
 
 for p in bf16 f32; do
   part "2. SFT step, $p"

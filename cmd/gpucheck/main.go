@@ -302,7 +302,7 @@ func bench(b backends.Backend) error {
 }
 
 // timeSpread times answers of spread lengths (a stop token one time in 64,
-// at most -new×4 tokens) for 4 × -decode-batch requests, -decode-batch at a
+// at most -new×2 tokens) for 4 × -decode-batch requests, -decode-batch at a
 // time: batch after batch (one Generate per batch, which never refills) and
 // with continuous batching (one Generate for all). Prints the answers'
 // tokens/s of each.
@@ -312,7 +312,7 @@ func timeSpread(b backends.Backend, m *model.Model, dt dtypes.DType) error {
 	for tok := 7; tok < cfg.VocabSize; tok += 64 {
 		stop = append(stop, tok)
 	}
-	s := model.Sampling{Temperature: 1, MaxNewTokens: 4 * *flagNew, StopTokens: stop}
+	s := model.Sampling{Temperature: 1, MaxNewTokens: 2 * *flagNew, StopTokens: stop}
 	reqs := make([]model.Request, 4**flagDecodeB)
 	for i := range reqs {
 		p := make([]int, *flagPrompt)
