@@ -99,13 +99,13 @@ func DefaultConfig() Config {
 	}
 }
 
-// ErrConfig is wrapped by every Validate error.
+// ErrConfig is matched (errors.Is) by every Validate error.
 var ErrConfig = errors.New("invalid grpo config")
 
 // Validate names the first bad field.
 func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: grpo.%s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+		return sft.FieldError(ErrConfig, "grpo.%s: %s", field, fmt.Sprintf(format, args...))
 	}
 	switch {
 	case c.Steps < 1:
@@ -136,11 +136,11 @@ func (c Config) Validate() error {
 		return bad("keep", "%d, want >= 1", c.Keep)
 	}
 	if err := c.Sampling.Validate(); err != nil {
-		return fmt.Errorf("%w: grpo.%v", ErrConfig, err)
+		return sft.FieldError(ErrConfig, "grpo.%v", err)
 	}
 	if err := c.sft().Validate(); err != nil { // optimizer, LoRA and precision, under their grpo names
 		msg := err.Error()
-		return fmt.Errorf("%w: grpo.%s", ErrConfig, msg[strings.Index(msg, "sft.")+len("sft."):])
+		return sft.FieldError(ErrConfig, "grpo.%s", msg[strings.Index(msg, "sft.")+len("sft."):])
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		c := DefaultConfig()
 		tc.set(&c)
 		err := c.Validate()
-		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.field+":") {
+		if !errors.Is(err, ErrConfig) || !strings.HasPrefix(err.Error(), tc.field+":") {
 			t.Errorf("%s: err = %v, want ErrConfig naming %s", tc.field, err, tc.field)
 		}
 	}

@@ -108,13 +108,28 @@ func DefaultConfig() Config {
 	}
 }
 
-// ErrConfig is wrapped by every Validate error.
+// ErrConfig is matched (errors.Is) by every Validate error.
 var ErrConfig = errors.New("invalid sft config")
+
+// FieldError is an error that reads as its message — the field and what is
+// wrong with it — and matches sentinel with errors.Is, so the sentinel's
+// words do not repeat what the field's name already says.
+func FieldError(sentinel error, format string, args ...any) error {
+	return fieldError{sentinel, fmt.Sprintf(format, args...)}
+}
+
+type fieldError struct {
+	sentinel error
+	msg      string
+}
+
+func (e fieldError) Error() string        { return e.msg }
+func (e fieldError) Is(target error) bool { return target == e.sentinel }
 
 // Validate names the first bad field.
 func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: sft.%s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+		return FieldError(ErrConfig, "sft.%s: %s", field, fmt.Sprintf(format, args...))
 	}
 	switch {
 	case c.MaxLen < 2:

@@ -270,7 +270,7 @@ func TestConfigValidate(t *testing.T) {
 	} {
 		c := DefaultConfig()
 		mut(&c)
-		if err := c.Validate(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), field+":") {
+		if err := c.Validate(); !errors.Is(err, ErrConfig) || !strings.HasPrefix(err.Error(), field+":") {
 			t.Errorf("%s: got %v", field, err)
 		}
 	}
