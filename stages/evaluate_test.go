@@ -268,4 +268,8 @@ func TestGenerationMemory(t *testing.T) {
 	if got := generationMemory(mc, map[string]*GenerationConfig{"probe": &probe, "evaluate": &eval}); !strings.Contains(got, "evaluate: KV cache 3.5 GiB (batch 32 × 4096 tokens, bfloat16;") {
 		t.Errorf("bf16: %s", got)
 	}
+	probe.Batch = 20 // decoded 32 at a time
+	if got := generationMemory(mc, map[string]*GenerationConfig{"probe": &probe, "evaluate": &eval}); !strings.HasPrefix(got, "probe: KV cache 7 GiB (batch 32 × 4096") {
+		t.Errorf("batch 20: %s", got)
+	}
 }

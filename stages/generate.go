@@ -41,8 +41,9 @@ type GenerationConfig struct {
 	// Limit keeps the first Limit questions (per benchmark for evaluate),
 	// for small runs; 0 keeps all.
 	Limit int `yaml:"limit"`
-	// Batch is the number of sequences decoded together; it changes speed
-	// and memory, never the samples (so it is not in the fingerprint).
+	// Batch is the number of sequences decoded together, rounded up to a
+	// power of two; it changes speed and memory, never the samples (so it
+	// is not in the fingerprint).
 	Batch int `yaml:"batch"`
 	// PartQuestions is how many questions are answered between the stage's
 	// checkpoints (its parts/ files): a restarted task answers again at

@@ -159,9 +159,13 @@ func generationMemory(mc *model.Config, stages map[string]*GenerationConfig) str
 			l *= 2
 		}
 		dt, _ := sft.ComputeDType(g.Precision)
+		batch := 1 // the sampler rounds the batch up to a power of two
+		for batch < g.Batch {
+			batch *= 2
+		}
 		perSeq := int64(mc.NumHiddenLayers) * 2 * int64(mc.NumKeyValueHeads) * int64(mc.HeadDim) * int64(l) * int64(dt.Size())
 		this := fmt.Sprintf("KV cache %s (batch %d × %d tokens, %s; more for prompts over %d tokens)",
-			byteSize(float64(perSeq*int64(g.Batch))), g.Batch, l, map[bool]string{true: "float32", false: "bfloat16"}[dt == dtypes.Float32],
+			byteSize(float64(perSeq*int64(batch))), batch, l, map[bool]string{true: "float32", false: "bfloat16"}[dt == dtypes.Float32],
 			l-g.Sampling.MaxNewTokens)
 		if this == last {
 			this = "the same"

@@ -75,7 +75,9 @@ type Generator struct {
 	decode  *context.Exec
 	// MinBucket is the smallest prompt/cache length bucket (default 16).
 	MinBucket int
-	// MaxBatch bounds the sequences decoded together (default 32).
+	// MaxBatch is the number of sequences decoded together (default 32),
+	// rounded up to a power of two: the rows a batch of that size is padded
+	// to take requests too.
 	MaxBatch int
 	// ComputeDType is the dtype of the matrix products (UseComputeDType);
 	// zero means float32. Set it before the first Generate.
