@@ -273,3 +273,50 @@ func TestGenerationMemory(t *testing.T) {
 		t.Errorf("batch 20: %s", got)
 	}
 }
+
+// TestRespondSamplesAsBefore: the student's samples, asked in one batch, are
+// those of the pass@1 samples generated at pass1_temperature and the others
+// at sampling.temperature, each request alone with its own seed.
+func TestRespondSamplesAsBefore(t *testing.T) {
+	dir := writeTinyStudent(t, t.TempDir())
+	spec := testSpec(t, dir, append(append([]string{}, genSets...), "evaluate.samples=3", "evaluate.sampling.max_new_tokens=8")...)
+	sc := spec.Section("student").(*StudentConfig)
+	st, err := openStudent(context.Background(), nil, sc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := spec.Section("evaluate").(*EvaluateConfig).GenerationConfig
+	r, err := newResponder(st, sc, cfg, *spec.Section("grade").(*mathgrade.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := problems.LoadDir(problems.GSM8K, "../data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps = ps[:4]
+	got, _, err := r.respond(context.Background(), ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q, p := range ps {
+		ids, err := r.prompt(p.Question)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range cfg.Samples {
+			s := cfg.Sampling
+			s.StopTokens = r.stop
+			if i == 0 {
+				s.Temperature = cfg.Pass1Temperature
+			}
+			res, err := r.gen.Generate([]model.Request{{Prompt: ids, Seed: sampleSeed(cfg.Seed, p.ID, i)}}, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := r.sample(res[0], p.Answer); got[q].Samples[i] != want {
+				t.Errorf("question %s sample %d: %+v, want %+v", p.ID, i, got[q].Samples[i], want)
+			}
+		}
+	}
+}

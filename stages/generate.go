@@ -184,54 +184,43 @@ func (s *genStats) add(o genStats) {
 // respond answers every problem with cfg.Samples graded samples, in the
 // order given. Sample 0 is drawn at Pass1Temperature, the others under
 // Sampling; each with its own seed (sampleSeed), so the answers to a
-// problem are the same whatever else is asked with it.
+// problem are the same whatever else is asked with it. All samples of all
+// problems go to the sampler at once, so its batch stays full.
 func (r *responder) respond(ctx context.Context, ps []problems.Problem) ([]Response, genStats, error) {
 	k := r.cfg.Samples
-	var first, rest []model.Request
+	pass1 := r.cfg.Pass1Temperature
+	reqs := make([]model.Request, 0, len(ps)*k) // problem q's sample i at q*k+i
 	for _, p := range ps {
 		ids, err := r.prompt(p.Question)
 		if err != nil {
 			return nil, genStats{}, fmt.Errorf("question %s: %w", p.ID, err)
 		}
-		first = append(first, model.Request{Prompt: ids, Seed: sampleSeed(r.cfg.Seed, p.ID, 0)})
-		for i := 1; i < k; i++ {
-			rest = append(rest, model.Request{Prompt: ids, Seed: sampleSeed(r.cfg.Seed, p.ID, i)})
+		for i := range k {
+			req := model.Request{Prompt: ids, Seed: sampleSeed(r.cfg.Seed, p.ID, i)}
+			if i == 0 {
+				req.Temperature = &pass1
+			}
+			reqs = append(reqs, req)
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, genStats{}, err
 	}
 	start := time.Now()
-	s0 := r.cfg.Sampling
-	s0.Temperature = r.cfg.Pass1Temperature
-	s0.StopTokens = r.stop
-	res0, err := r.gen.Generate(first, s0)
+	s := r.cfg.Sampling
+	s.StopTokens = r.stop
+	res, err := r.gen.Generate(reqs, s)
 	if err != nil {
 		return nil, genStats{}, fmt.Errorf("generate: %w", err)
-	}
-	var resN []model.Result
-	if len(rest) > 0 {
-		if err := ctx.Err(); err != nil {
-			return nil, genStats{}, err
-		}
-		sN := r.cfg.Sampling
-		sN.StopTokens = r.stop
-		if resN, err = r.gen.Generate(rest, sN); err != nil {
-			return nil, genStats{}, fmt.Errorf("generate: %w", err)
-		}
 	}
 	stats := genStats{Elapsed: time.Since(start)}
 	out := make([]Response, len(ps))
 	for q, p := range ps {
 		out[q] = Response{Problem: p, Samples: make([]Sample, k)}
 		for i := range k {
-			res := res0[q]
-			if i > 0 {
-				res = resN[q*(k-1)+i-1]
-			}
-			out[q].Samples[i] = r.sample(res, p.Answer)
+			out[q].Samples[i] = r.sample(res[q*k+i], p.Answer)
 			stats.Samples++
-			stats.Tokens += len(res.Tokens)
+			stats.Tokens += len(res[q*k+i].Tokens)
 		}
 	}
 	return out, stats, nil

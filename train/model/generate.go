@@ -52,6 +52,9 @@ func (s Sampling) Validate() error {
 type Request struct {
 	Prompt []int
 	Seed   uint64
+	// Temperature, when set, replaces the Sampling's for this request
+	// (e.g. a greedy pass@1 sample among sampled ones, in one batch).
+	Temperature *float64
 }
 
 // Result is one continuation.
@@ -238,6 +241,9 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 		if len(r.Prompt) == 0 {
 			return nil, fmt.Errorf("request %d: %w", i, ErrEmptyPrompt)
 		}
+		if t := r.Temperature; t != nil && (*t < 0 || math.IsNaN(*t)) {
+			return nil, fmt.Errorf("request %d: temperature must be >= 0, got %g", i, *t)
+		}
 		for _, tok := range r.Prompt {
 			if tok < 0 || tok >= gen.model.Config.VocabSize {
 				return nil, fmt.Errorf("request %d: token %d outside the vocabulary [0, %d)", i, tok, gen.model.Config.VocabSize)
@@ -294,7 +300,11 @@ func (gen *Generator) round(reqs []Request, queue []int, l int, s Sampling, resu
 		picked := make([]int, b)
 		for i := range b {
 			if fresh[i] {
-				wg.Go(func() { picked[i] = pick(logits[i*v:(i+1)*v], s, rngs[i]) })
+				si := s
+				if t := reqs[slot[i]].Temperature; t != nil {
+					si.Temperature = *t
+				}
+				wg.Go(func() { picked[i] = pick(logits[i*v:(i+1)*v], si, rngs[i]) })
 			}
 		}
 		wg.Wait()

@@ -340,3 +340,49 @@ func TestContinuousBatchingFewShapes(t *testing.T) {
 		t.Errorf("%d refills, %d/%d stopped: not a mix that refills", gen.stats.refills, stopped, len(reqs))
 	}
 }
+
+// TestRequestTemperature: a request's own temperature replaces the
+// Sampling's for it alone: a greedy request among sampled ones continues as
+// it does in a greedy Generate.
+func TestRequestTemperature(t *testing.T) {
+	m := NewRandom(mustConfig(t, tinyLlama), 3, 0.15)
+	gen, err := NewGenerator(testBackend(t), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Sampling{Temperature: 1, MaxNewTokens: 12}
+	greedy := s
+	greedy.Temperature = 0
+	zero := 0.0
+	prompts := [][]int{{4, 5, 6}, {9, 8, 7, 6}, {1, 2}}
+	var mixed, sampled, alone []Request
+	for i, p := range prompts {
+		mixed = append(mixed, Request{Prompt: p, Seed: uint64(i), Temperature: &zero}, Request{Prompt: p, Seed: uint64(10 + i)})
+		alone = append(alone, Request{Prompt: p, Seed: uint64(i)})
+		sampled = append(sampled, Request{Prompt: p, Seed: uint64(10 + i)})
+	}
+	got, err := gen.Generate(mixed, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantGreedy, err := gen.Generate(alone, greedy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSampled, err := gen.Generate(sampled, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range prompts {
+		if !slices.Equal(got[2*i].Tokens, wantGreedy[i].Tokens) || !slices.Equal(got[2*i+1].Tokens, wantSampled[i].Tokens) {
+			t.Errorf("prompt %d: mixed %v %v, want greedy %v and sampled %v", i, got[2*i].Tokens, got[2*i+1].Tokens, wantGreedy[i].Tokens, wantSampled[i].Tokens)
+		}
+	}
+	if slices.Equal(wantGreedy[0].Tokens, wantSampled[0].Tokens) {
+		t.Error("greedy and sampled continuations coincide: the test cannot tell them apart")
+	}
+	bad := -1.0
+	if _, err := gen.Generate([]Request{{Prompt: []int{1}, Temperature: &bad}}, s); err == nil {
+		t.Error("a negative request temperature was accepted")
+	}
+}
