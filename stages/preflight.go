@@ -154,15 +154,9 @@ func generationMemory(mc *model.Config, stages map[string]*GenerationConfig) str
 	last := ""
 	for _, name := range []string{"probe", "evaluate"} {
 		g := stages[name]
-		l := 16
-		for l < g.Sampling.MaxNewTokens+1 {
-			l *= 2
-		}
+		l := model.Bucket(g.Sampling.MaxNewTokens+1, 16) // the sampler's cache length for the shortest prompts
 		dt, _ := sft.ComputeDType(g.Precision)
-		batch := 1 // the sampler rounds the batch up to a power of two
-		for batch < g.Batch {
-			batch *= 2
-		}
+		batch := model.Bucket(g.Batch, 1) // the sampler rounds the batch up to a power of two
 		perSeq := int64(mc.NumHiddenLayers) * 2 * int64(mc.NumKeyValueHeads) * int64(mc.HeadDim) * int64(l) * int64(dt.Size())
 		this := fmt.Sprintf("KV cache %s (batch %d × %d tokens, %s; more for prompts over %d tokens)",
 			byteSize(float64(perSeq*int64(batch))), batch, l, map[bool]string{true: "float32", false: "bfloat16"}[dt == dtypes.Float32],

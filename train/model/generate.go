@@ -218,8 +218,9 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 	return append([]*Node{LMHead(ctx, cfg, Squeeze(hidden, 1))}, out...)
 }
 
-// bucket rounds n up to a power of two, at least min.
-func bucket(n, min int) int {
+// Bucket rounds n up to a power of two, at least min: how the sampler sizes
+// its batch (min 1) and its prompt and cache lengths (min MinBucket).
+func Bucket(n, min int) int {
 	b := min
 	for b < n {
 		b *= 2
@@ -255,7 +256,7 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return len(reqs[a].Prompt) - len(reqs[b].Prompt) })
-	cacheLen := func(i int) int { return bucket(len(reqs[i].Prompt)+s.MaxNewTokens, gen.MinBucket) }
+	cacheLen := func(i int) int { return Bucket(len(reqs[i].Prompt)+s.MaxNewTokens, gen.MinBucket) }
 	gen.stats = genCounts{}
 	results := make([]Result, len(reqs))
 	for start := 0; start < len(order); {
@@ -274,7 +275,7 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 // round decodes the requests queue (indices into reqs, by prompt length)
 // with caches of length l, writing results[i] for each.
 func (gen *Generator) round(reqs []Request, queue []int, l int, s Sampling, results []Result) (err error) {
-	b := bucket(min(max(gen.MaxBatch, 1), len(queue)), 1)
+	b := Bucket(min(max(gen.MaxBatch, 1), len(queue)), 1)
 	v := gen.model.Config.VocabSize
 	var (
 		caches []*tensors.Tensor
@@ -387,13 +388,13 @@ func (gen *Generator) fill(reqs []Request, take, rows []int, l int, caches []*te
 	b := len(logits) / v
 	n := b // the first fill prefills every row
 	if caches != nil {
-		n = bucket(len(take), 1)
+		n = Bucket(len(take), 1)
 	}
 	longest := 0
 	for _, i := range take {
 		longest = max(longest, len(reqs[i].Prompt))
 	}
-	t := bucket(longest, gen.MinBucket)
+	t := Bucket(longest, gen.MinBucket)
 	tokens := make([]int32, n*t)
 	lengths := make([]int32, n)
 	slots := make([]int32, n)
