@@ -1,5 +1,5 @@
 // Command gpucheck checks and times statjob's student model on an
-// accelerator: parity of tiny Llama / Qwen2 models between the chosen
+// accelerator: parity of tiny Llama / Qwen2 / Mistral models between the chosen
 // backend, SimpleGo on the CPU and (when an interpreter with torch is
 // given) the PyTorch reference, then a Qwen2-0.5B-shaped random model's SFT
 // step tokens/s, KV-cached decode tokens/s (f32, bf16 weights, bf16 products)
@@ -57,6 +57,13 @@ const tinyQwen2 = `{"model_type": "qwen2", "vocab_size": 80, "hidden_size": 48, 
 	"num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
 	"rope_theta": 1000000.0, "max_position_embeddings": 32768, "tie_word_embeddings": true, "hidden_act": "silu"}`
 
+// tinyMistral's window (4) is shorter than the longest prompt plus the
+// greedy steps, so the device's sliding-window mask is compared too.
+const tinyMistral = `{"model_type": "mistral", "vocab_size": 72, "hidden_size": 32, "intermediate_size": 64,
+	"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+	"rope_theta": 10000.0, "max_position_embeddings": 2048, "tie_word_embeddings": false,
+	"sliding_window": 4, "hidden_act": "silu"}`
+
 // qwen05B has Qwen2.5-0.5B's shapes.
 const qwen05B = `{"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
 	"num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
@@ -85,7 +92,7 @@ func run() error {
 	fmt.Printf("backend: %s (%s)\n", backend.Resolve(*flagBackend), dev.Description())
 
 	ok := true
-	for _, tc := range []struct{ name, cfg string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}} {
+	for _, tc := range []struct{ name, cfg string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}, {"mistral", tinyMistral}} {
 		pass, err := parity(dev, cpu, tc.name, tc.cfg)
 		if err != nil {
 			return fmt.Errorf("parity %s: %w", tc.name, err)
