@@ -63,8 +63,8 @@ func NewRandom(cfg *Config, seed uint64, std float64) *Model {
 		n := numElements(h.Shape)
 		data := make([]float32, n)
 		base := 0.0
-		if strings.HasSuffix(h.Name, "norm.weight") {
-			base = 1
+		if strings.HasSuffix(h.Name, "norm.weight") && !cfg.Gemma() {
+			base = 1 // Gemma's norms scale by 1 + weight
 		}
 		for i := range data {
 			data[i] = float32(base + std*rng.NormFloat64())

@@ -35,14 +35,14 @@ func TestParseConfig(t *testing.T) {
 	// Llama-3 scaling divides the low frequencies by factor and keeps the high ones.
 	plain := *c
 	plain.RopeScaling = nil
-	scaled, unscaled := c.InvFreq(), plain.InvFreq()
+	scaled, unscaled := c.InvFreq(0), plain.InvFreq(0)
 	if scaled[0] != unscaled[0] || math.Abs(float64(scaled[7]*32/unscaled[7])-1) > 1e-6 {
 		t.Errorf("llama3 rope scaling: %v vs %v", scaled, unscaled)
 	}
 	// transformers 5 writes rope_theta and the scaling as rope_parameters.
 	v5 := strings.Replace(strings.Replace(tinyLlama, `"rope_theta": 500000.0,`, "", 1),
 		`"rope_scaling": {"rope_type": "llama3"`, `"rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3"`, 1)
-	if c5, err := ParseConfig([]byte(v5)); err != nil || c5.RopeTheta != 500000 || !slices.Equal(c5.InvFreq(), scaled) {
+	if c5, err := ParseConfig([]byte(v5)); err != nil || c5.RopeTheta != 500000 || !slices.Equal(c5.InvFreq(0), scaled) {
 		t.Errorf("rope_parameters: %v, %+v", err, c5)
 	}
 	yarn := strings.Replace(v5, `"rope_type": "llama3"`, `"rope_type": "yarn"`, 1)

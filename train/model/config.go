@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 )
 
 // Config is the part of a Hugging Face config.json the decoder needs.
 // Field names and JSON tags are Hugging Face's.
 type Config struct {
-	ModelType         string       `json:"model_type"` // "llama", "mistral", "qwen2" or "qwen3"
+	ModelType         string       `json:"model_type"` // "llama", "mistral", "qwen2", "qwen3", "gemma2" or "gemma3_text"
 	VocabSize         int          `json:"vocab_size"`
 	HiddenSize        int          `json:"hidden_size"`
 	IntermediateSize  int          `json:"intermediate_size"`
@@ -30,9 +29,12 @@ type Config struct {
 	AttentionBias         bool         `json:"attention_bias"` // llama: bias on q/k/v/o
 	MLPBias               bool         `json:"mlp_bias"`
 	HiddenAct             string       `json:"hidden_act"`
-	BOSTokenID            any          `json:"bos_token_id,omitempty"`
-	EOSTokenID            any          `json:"eos_token_id,omitempty"` // an id or a list of ids
-	TorchDType            string       `json:"torch_dtype,omitempty"`
+	// HiddenActivation is Gemma's name for the MLP's activation; it wins
+	// over hidden_act there (gelu_pytorch_tanh when neither is set).
+	HiddenActivation string `json:"hidden_activation,omitempty"`
+	BOSTokenID       any    `json:"bos_token_id,omitempty"`
+	EOSTokenID       any    `json:"eos_token_id,omitempty"` // an id or a list of ids
+	TorchDType       string `json:"torch_dtype,omitempty"`
 	// SlidingWindow (mistral): a query at index i sees the keys at indices
 	// j with i-W < j <= i; null: every earlier key. Mistral's default, when
 	// the field is absent, is 4096 (as in Hugging Face's MistralConfig).
@@ -41,13 +43,33 @@ type Config struct {
 	// UseSlidingWindow (qwen2, qwen3) windows the layers from
 	// max_window_layers on; not supported, so it must be false.
 	UseSlidingWindow bool `json:"use_sliding_window,omitempty"`
+	// MaxWindowLayers (qwen2, qwen3): with use_sliding_window, the layers
+	// from this index on are windowed.
+	MaxWindowLayers int `json:"max_window_layers,omitempty"`
+	// LayerTypes names each layer's attention, "full_attention" or
+	// "sliding_attention" (sliding_window wide), as transformers writes it
+	// since 4.53. Without it each model's older fields decide
+	// (LayerWindow).
+	LayerTypes []string `json:"layer_types,omitempty"`
+	// SlidingWindowPattern (gemma3_text, older configs): every
+	// pattern-th layer is global, the others windowed (default 6).
+	SlidingWindowPattern int `json:"sliding_window_pattern,omitempty"`
+
+	// Gemma: attention scores are scaled by query_pre_attn_scalar^-1/2
+	// (not head_dim^-1/2); gemma3_text's windowed layers rotate with
+	// rope_local_base_freq and no scaling; gemma2 soft-caps the attention
+	// scores and the logits (cap·tanh(x/cap)).
+	QueryPreAttnScalar    float64  `json:"query_pre_attn_scalar,omitempty"`
+	RopeLocalBaseFreq     float64  `json:"rope_local_base_freq,omitempty"`
+	AttnLogitSoftcapping  *float64 `json:"attn_logit_softcapping,omitempty"`
+	FinalLogitSoftcapping *float64 `json:"final_logit_softcapping,omitempty"`
 
 	// Raw keeps every field of the file so that Save writes back what it read.
 	Raw map[string]any `json:"-"`
 }
 
-// RopeScaling is config.json's rope_scaling; only Llama-3's "llama3" type
-// (and "default") change the frequencies here.
+// RopeScaling is config.json's rope_scaling; Llama-3's "llama3" and
+// "linear" (every frequency divided by factor) change the frequencies here.
 type RopeScaling struct {
 	RopeType                      string  `json:"rope_type"`
 	Type                          string  `json:"type,omitempty"` // older spelling of rope_type
@@ -80,6 +102,9 @@ func ParseConfig(data []byte) (*Config, error) {
 	if c.HeadDim == 0 && c.NumAttentionHeads > 0 {
 		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
 	}
+	if err := c.splitRopeParameters(data); err != nil {
+		return nil, err
+	}
 	if p := c.RopeParameters; p != nil {
 		if c.RopeTheta != 0 && p.RopeTheta != 0 && c.RopeTheta != p.RopeTheta {
 			return nil, fmt.Errorf("%w: rope_parameters.rope_theta: %g, but rope_theta says %g", ErrConfig, p.RopeTheta, c.RopeTheta)
@@ -100,12 +125,24 @@ func ParseConfig(data []byte) (*Config, error) {
 	if c.RMSNormEps == 0 {
 		c.RMSNormEps = 1e-6
 	}
-	if c.HiddenAct == "" {
+	if c.HiddenAct == "" && !c.Gemma() {
 		c.HiddenAct = "silu"
 	}
-	if _, set := c.Raw["sliding_window"]; !set && c.ModelType == "mistral" {
-		w := defaultMistralWindow
-		c.SlidingWindow = &w
+	if _, set := c.Raw["sliding_window"]; !set {
+		switch c.ModelType {
+		case "mistral":
+			w := defaultMistralWindow
+			c.SlidingWindow = &w
+		case "gemma2", "gemma3_text": // Gemma2Config's and Gemma3TextConfig's default
+			w := 4096
+			c.SlidingWindow = &w
+		}
+	}
+	if c.Gemma() && c.QueryPreAttnScalar == 0 {
+		c.QueryPreAttnScalar = 256
+	}
+	if c.ModelType == "gemma3_text" && c.RopeLocalBaseFreq == 0 {
+		c.RopeLocalBaseFreq = 10000
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -119,9 +156,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3":
+	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text":
+	case "gemma3":
+		return bad("model_type", `"gemma3" is Gemma 3's image-and-text checkpoint; use a text-only one (model_type "gemma3_text", e.g. gemma-3-1b)`)
 	default:
-		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3)", c.ModelType)
+		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3_text)", c.ModelType)
 	}
 	switch c.ModelType {
 	case "mistral":
@@ -134,15 +173,39 @@ func (c *Config) Validate() error {
 		if c.MLPBias {
 			return bad("mlp_bias", "mistral has no MLP biases")
 		}
-	case "qwen2", "qwen3":
-		// Qwen windows only the layers from max_window_layers on (or those
-		// layer_types names): not implemented, so refused rather than run unwindowed.
-		if c.UseSlidingWindow {
-			return bad("use_sliding_window", "sliding-window attention on some layers of %s is not supported", c.ModelType)
+	case "gemma2", "gemma3_text":
+		if c.QueryPreAttnScalar <= 0 {
+			return bad("query_pre_attn_scalar", "must be positive, got %g", c.QueryPreAttnScalar)
 		}
-		if types, _ := c.Raw["layer_types"].([]any); slices.Contains(types, any("sliding_attention")) {
-			return bad("layer_types", "sliding_attention layers of %s are not supported", c.ModelType)
+		for _, f := range []struct {
+			name string
+			v    *float64
+		}{{"attn_logit_softcapping", c.AttnLogitSoftcapping}, {"final_logit_softcapping", c.FinalLogitSoftcapping}} {
+			if f.v != nil && *f.v <= 0 {
+				return bad(f.name, "must be positive or null, got %g", *f.v)
+			}
 		}
+		if c.SlidingWindowPattern < 0 {
+			return bad("sliding_window_pattern", "must be positive, got %d", c.SlidingWindowPattern)
+		}
+		if c.ModelType == "gemma3_text" && c.RopeLocalBaseFreq <= 0 {
+			return bad("rope_local_base_freq", "must be positive, got %g", c.RopeLocalBaseFreq)
+		}
+	}
+	if c.LayerTypes != nil && len(c.LayerTypes) != c.NumHiddenLayers {
+		return bad("layer_types", "%d entries for %d layers", len(c.LayerTypes), c.NumHiddenLayers)
+	}
+	for i, lt := range c.LayerTypes {
+		if lt != "full_attention" && lt != "sliding_attention" {
+			return bad("layer_types", "entry %d: %q, want full_attention or sliding_attention", i, lt)
+		}
+	}
+	windowed := false
+	for i := range c.NumHiddenLayers {
+		windowed = windowed || c.slidingLayer(i)
+	}
+	if windowed && (c.SlidingWindow == nil || *c.SlidingWindow <= 0) {
+		return bad("sliding_window", "windowed layers need a positive sliding_window")
 	}
 	for _, f := range []struct {
 		name string
@@ -160,8 +223,8 @@ func (c *Config) Validate() error {
 	if c.HeadDim%2 != 0 {
 		return bad("head_dim", "must be even for rotary embeddings, got %d", c.HeadDim)
 	}
-	if c.HiddenAct != "silu" {
-		return bad("hidden_act", "%q is not supported (silu)", c.HiddenAct)
+	if field, act := c.activation(); act != "silu" && act != "gelu_pytorch_tanh" {
+		return bad(field, "%q is not supported (silu, gelu_pytorch_tanh)", act)
 	}
 	if c.RMSNormEps <= 0 {
 		return bad("rms_norm_eps", "must be positive, got %g", c.RMSNormEps)
@@ -172,12 +235,16 @@ func (c *Config) Validate() error {
 	if s := c.RopeScaling; s != nil {
 		switch s.kind() {
 		case "default":
+		case "linear":
+			if s.Factor <= 0 {
+				return bad("rope_scaling", "linear needs a positive factor, got %+v", *s)
+			}
 		case "llama3":
 			if s.Factor <= 0 || s.LowFreqFactor <= 0 || s.HighFreqFactor <= s.LowFreqFactor || s.OriginalMaxPositionEmbeddings <= 0 {
 				return bad("rope_scaling", "llama3 needs factor, low_freq_factor < high_freq_factor and original_max_position_embeddings, got %+v", *s)
 			}
 		default:
-			return bad("rope_scaling.rope_type", "%q is not supported (default, llama3)", s.kind())
+			return bad("rope_scaling.rope_type", "%q is not supported (default, linear, llama3)", s.kind())
 		}
 	}
 	return nil
@@ -193,11 +260,66 @@ func (s *RopeScaling) kind() string {
 	return "default"
 }
 
-// Window is the sliding window W of attention (mistral's sliding_window), or
-// 0 when every query sees all the keys at or before it.
-func (c *Config) Window() int {
-	if c.ModelType == "mistral" && c.SlidingWindow != nil {
+// Gemma reports a Gemma 2 or Gemma 3 decoder: RMSNorm scales by 1 + weight,
+// the embedding by sqrt(hidden_size), and each block norms the attention's
+// and the MLP's outputs before adding them (four norms a layer).
+func (c *Config) Gemma() bool { return c.ModelType == "gemma2" || c.ModelType == "gemma3_text" }
+
+// activation is the MLP's activation and the field that names it.
+func (c *Config) activation() (field, act string) {
+	switch {
+	case c.Gemma() && c.HiddenActivation != "":
+		return "hidden_activation", c.HiddenActivation
+	case c.Gemma() && c.HiddenAct == "":
+		return "hidden_activation", "gelu_pytorch_tanh"
+	}
+	return "hidden_act", c.HiddenAct
+}
+
+// slidingLayer reports whether layer i attends through the sliding window,
+// as Hugging Face decides it: layer_types when the config lists them;
+// otherwise Mistral windows every layer (when sliding_window is set), Qwen
+// the layers from max_window_layers on with use_sliding_window, Gemma 2
+// every other layer from the first, and Gemma 3 all but every
+// sliding_window_pattern-th.
+func (c *Config) slidingLayer(i int) bool {
+	if c.LayerTypes != nil {
+		return c.LayerTypes[i] == "sliding_attention"
+	}
+	switch c.ModelType {
+	case "mistral":
+		return c.SlidingWindow != nil
+	case "qwen2", "qwen3":
+		return c.UseSlidingWindow && i >= c.MaxWindowLayers
+	case "gemma2":
+		return i%2 == 0
+	case "gemma3_text":
+		pattern := c.SlidingWindowPattern
+		if pattern == 0 {
+			pattern = 6
+		}
+		return (i+1)%pattern != 0
+	}
+	return false
+}
+
+// LayerWindow is the sliding window W of layer i's attention (a query at
+// index q sees the keys at q-W < k <= q), or 0 when the layer sees every
+// earlier key.
+func (c *Config) LayerWindow(i int) int {
+	if c.slidingLayer(i) {
 		return *c.SlidingWindow
+	}
+	return 0
+}
+
+// Window is the sliding window of the windowed layers, or 0 when no layer
+// is windowed.
+func (c *Config) Window() int {
+	for i := range c.NumHiddenLayers {
+		if w := c.LayerWindow(i); w > 0 {
+			return w
+		}
 	}
 	return 0
 }
@@ -205,8 +327,16 @@ func (c *Config) Window() int {
 // QKVBias reports whether q/k/v projections carry a bias (always in Qwen2).
 func (c *Config) QKVBias() bool { return c.ModelType == "qwen2" || c.AttentionBias }
 
-// QKNorm reports whether queries and keys get a per-head RMSNorm (Qwen3).
-func (c *Config) QKNorm() bool { return c.ModelType == "qwen3" }
+// QKNorm reports whether queries and keys get a per-head RMSNorm (Qwen3, Gemma 3).
+func (c *Config) QKNorm() bool { return c.ModelType == "qwen3" || c.ModelType == "gemma3_text" }
+
+// AttentionScale multiplies the query·key scores before the softmax.
+func (c *Config) AttentionScale() float64 {
+	if c.Gemma() {
+		return 1 / math.Sqrt(c.QueryPreAttnScalar)
+	}
+	return 1 / math.Sqrt(float64(c.HeadDim))
+}
 
 // EOSTokenIDs returns eos_token_id as a list (it may be one id or several).
 func (c *Config) EOSTokenIDs() []int {
@@ -225,17 +355,30 @@ func (c *Config) EOSTokenIDs() []int {
 	return nil
 }
 
-// InvFreq returns the rotary inverse frequencies (head_dim/2 of them) as
-// Hugging Face computes them in float32, with Llama-3 scaling applied.
-func (c *Config) InvFreq() []float32 {
+// InvFreq returns the rotary inverse frequencies (head_dim/2 of them) of
+// layer i as Hugging Face computes them in float32: rope_theta with
+// rope_scaling (Llama 3 or linear) applied, except on Gemma 3's windowed
+// layers, which use rope_local_base_freq unscaled.
+func (c *Config) InvFreq(layer int) []float32 {
+	theta, s := c.RopeTheta, c.RopeScaling
+	if c.ModelType == "gemma3_text" && c.slidingLayer(layer) {
+		theta, s = c.RopeLocalBaseFreq, nil
+	}
 	half := c.HeadDim / 2
 	inv := make([]float32, half)
 	for i := range inv {
 		exp := float32(2*i) / float32(c.HeadDim)
-		inv[i] = float32(1.0 / math.Pow(c.RopeTheta, float64(exp)))
+		inv[i] = float32(1.0 / math.Pow(theta, float64(exp)))
 	}
-	s := c.RopeScaling
-	if s == nil || s.kind() != "llama3" {
+	switch {
+	case s == nil:
+		return inv
+	case s.kind() == "linear":
+		for i, f := range inv {
+			inv[i] = float32(float64(f) / s.Factor)
+		}
+		return inv
+	case s.kind() != "llama3":
 		return inv
 	}
 	lowWavelen := float64(s.OriginalMaxPositionEmbeddings) / s.LowFreqFactor
@@ -253,6 +396,50 @@ func (c *Config) InvFreq() []float32 {
 		}
 	}
 	return inv
+}
+
+// splitRopeParameters reads transformers 5's rope_parameters when it holds
+// one entry per layer type (Gemma 3: "full_attention" and
+// "sliding_attention") into rope_theta, rope_scaling and
+// rope_local_base_freq.
+func (c *Config) splitRopeParameters(data []byte) error {
+	var raw struct {
+		RopeParameters map[string]json.RawMessage `json:"rope_parameters"`
+	}
+	if json.Unmarshal(data, &raw) != nil {
+		return nil // not a per-layer-type object: read as one rope_parameters
+	}
+	full, sliding := raw.RopeParameters["full_attention"], raw.RopeParameters["sliding_attention"]
+	if full == nil && sliding == nil {
+		return nil
+	}
+	c.RopeParameters = nil
+	for _, p := range []struct {
+		name string
+		raw  json.RawMessage
+		set  func(*RopeScaling)
+	}{
+		{"full_attention", full, func(r *RopeScaling) {
+			c.RopeTheta = r.RopeTheta
+			if r.kind() != "default" {
+				c.RopeScaling = r
+			}
+		}},
+		{"sliding_attention", sliding, func(r *RopeScaling) { c.RopeLocalBaseFreq = r.RopeTheta }},
+	} {
+		if p.raw == nil {
+			continue
+		}
+		r := &RopeScaling{}
+		if err := json.Unmarshal(p.raw, r); err != nil {
+			return fmt.Errorf("%w: rope_parameters.%s: %v", ErrConfig, p.name, err)
+		}
+		if p.name == "sliding_attention" && r.kind() != "default" {
+			return fmt.Errorf("%w: rope_parameters.sliding_attention.rope_type: %q is not supported (default)", ErrConfig, r.kind())
+		}
+		p.set(r)
+	}
+	return nil
 }
 
 // MarshalJSON writes the fields read from the file plus the typed ones.

@@ -1,12 +1,23 @@
-// Package model is statjob's student model: the Llama / Mistral / Qwen2
-// (and Qwen3) decoder in GoMLX, read from and written to Hugging Face's
-// layout, with the loss for fine-tuning and a KV-cached sampler.
+// Package model is statjob's student model: the Llama / Mistral / Qwen2 /
+// Qwen3 / Gemma 2 / Gemma 3 (text) decoder in GoMLX, read from and written
+// to Hugging Face's layout, with the loss for fine-tuning and a KV-cached
+// sampler.
 //
-// Mistral is Llama's layout with sliding-window attention: with
-// sliding_window W a query at index i sees the keys at i-W < j <= i, in
-// Forward, ForwardSegments (within each segment), Hidden, prefill and every
-// cached decode step (Config.Window; null: full causal). Qwen2/Qwen3's
-// use_sliding_window, which windows only some layers, is refused.
+// Sliding windows: in a windowed layer a query at index i sees the keys at
+// i-W < j <= i (sliding_window W), in Forward, ForwardSegments (within each
+// segment), Hidden, prefill and every cached decode step. Which layers are
+// windowed follows Hugging Face (Config.LayerWindow): layer_types when the
+// config lists them; otherwise every layer of Mistral, the layers from
+// max_window_layers on of Qwen2/Qwen3 with use_sliding_window, every other
+// layer of Gemma 2, and all but every sliding_window_pattern-th of Gemma 3.
+//
+// Gemma (model_type gemma2 and gemma3_text) adds to Llama's layout: RMSNorm
+// scaling by 1 + weight, the embedding scaled by sqrt(hidden_size), norms
+// on the attention's and MLP's outputs (pre_/post_feedforward_layernorm),
+// GeGLU (gelu_pytorch_tanh), query_pre_attn_scalar; Gemma 2 soft-caps the
+// attention scores and the logits, Gemma 3 norms queries and keys and
+// rotates its windowed layers at rope_local_base_freq. Gemma 3's
+// image-and-text checkpoints (model_type gemma3) are refused.
 //
 // Loading and saving (any storage.Store is a Source and a Sink):
 //

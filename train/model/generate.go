@@ -162,7 +162,7 @@ func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cach
 		}
 		return Concatenate([]*Node{x, Zeros(g, shapes.Make(x.DType(), d[0], d[1], cacheLen-t, d[3]))}, 2)
 	}
-	hidden := decoder(ctx, cfg, tokens, positions, causalMask(cfg, valid), func(layer int, k, v *Node) (*Node, *Node) {
+	hidden := decoder(ctx, cfg, tokens, positions, causalMasks(valid), func(layer int, k, v *Node) (*Node, *Node) {
 		caches[2*layer], caches[2*layer+1] = pad(k), pad(v)
 		return k, v
 	})
@@ -203,11 +203,13 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 	g := tokens.Graph()
 	b, l := tokens.Shape().Dimensions[0], caches[0].Shape().Dimensions[2]
 	slots := Iota(g, shapes.Make(dtypes.Int32, b, l), 1)
-	posCol := InsertAxes(pos, -1)                      // [B, 1]
-	mask := InsertAxes(attends(cfg, posCol, slots), 1) // [B, 1(T), L]: the cached keys in the window
+	posCol := InsertAxes(pos, -1)          // [B, 1]
+	masks := perWindow(func(w int) *Node { // [B, 1(T), L]: the cached keys in the window
+		return InsertAxes(attends(w, posCol, slots), 1)
+	})
 	write := Reshape(Equal(slots, posCol), b, 1, l, 1)
 	out := make([]*Node, len(caches))
-	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, mask, func(layer int, k, v *Node) (*Node, *Node) {
+	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, masks, func(layer int, k, v *Node) (*Node, *Node) {
 		for j, x := range []*Node{k, v} {
 			c := caches[2*layer+j]
 			dims := c.Shape().Dimensions

@@ -68,6 +68,30 @@ const (
 		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
 		"rope_theta": 1000000.0, "max_position_embeddings": 32768, "tie_word_embeddings": false,
 		"sliding_window": 4, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2}`
+	// Qwen2 with use_sliding_window: layers 1 and 2 windowed (4), layer 0 not.
+	tinyQwen2Windowed = `{"model_type": "qwen2", "vocab_size": 80, "hidden_size": 48, "intermediate_size": 96,
+		"num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+		"rope_theta": 1000000.0, "max_position_embeddings": 32768, "tie_word_embeddings": true,
+		"use_sliding_window": true, "sliding_window": 4, "max_window_layers": 1, "hidden_act": "silu", "eos_token_id": 3}`
+	// Gemma 3: four norms a layer scaling by 1 + weight, q/k norms, GeGLU,
+	// a scaled embedding, query_pre_attn_scalar, windowed layers 0 and 1
+	// (pattern 3) rotating at rope_local_base_freq, and a linearly scaled
+	// global rope on layer 2.
+	tinyGemma3 = `{"model_type": "gemma3_text", "vocab_size": 80, "hidden_size": 48, "intermediate_size": 96,
+		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+		"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+		"rope_scaling": {"rope_type": "linear", "factor": 8.0}, "query_pre_attn_scalar": 24,
+		"sliding_window": 4, "sliding_window_pattern": 3, "max_position_embeddings": 32768,
+		"tie_word_embeddings": true, "hidden_activation": "gelu_pytorch_tanh",
+		"final_logit_softcapping": null, "attn_logit_softcapping": null, "bos_token_id": 2, "eos_token_id": [1, 6]}`
+	// Gemma 2: no q/k norms, soft-capped attention scores and logits,
+	// every other layer windowed from the first.
+	tinyGemma2 = `{"model_type": "gemma2", "vocab_size": 80, "hidden_size": 48, "intermediate_size": 96,
+		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+		"rms_norm_eps": 1e-6, "rope_theta": 10000.0, "query_pre_attn_scalar": 16,
+		"sliding_window": 4, "max_position_embeddings": 8192, "tie_word_embeddings": true,
+		"hidden_activation": "gelu_pytorch_tanh", "hidden_act": "gelu_pytorch_tanh",
+		"final_logit_softcapping": 3.0, "attn_logit_softcapping": 5.0, "bos_token_id": 2, "eos_token_id": 1}`
 )
 
 type reference struct {

@@ -14,8 +14,9 @@ import (
 )
 
 // The decoder, top to bottom as in Hugging Face's modeling_llama.py,
-// modeling_mistral.py (Llama's layout plus a sliding window) and
-// modeling_qwen2.py. Every weight is a context variable whose scope and name
+// modeling_mistral.py (Llama's layout plus a sliding window),
+// modeling_qwen2.py, modeling_qwen3.py, modeling_gemma2.py and
+// modeling_gemma3.py (Gemma3ForCausalLM). Every weight is a context variable whose scope and name
 // spell its checkpoint name: "model.layers.0.self_attn.q_proj.weight" lives
 // in scope /model/layers/0/self_attn/q_proj under the name "weight".
 //
@@ -26,11 +27,10 @@ import (
 // Forward computes next-token logits [B, T, V] for tokens [B, T] (int32).
 // positions [B, T] (int32) are the rotary positions (0, 1, 2, … for a
 // right-padded batch); valid [B, T] (bool) marks real tokens: a position
-// attends to the real positions at or before its own index (and, with a
-// sliding window W, after index-W: Config.Window).
+// attends to the real positions at or before its own index (and, in a layer
+// with a sliding window W, after index-W: Config.LayerWindow).
 func Forward(ctx *context.Context, cfg *Config, tokens, positions, valid *Node) *Node {
-	mask := causalMask(cfg, valid)
-	hidden := decoder(ctx, cfg, tokens, positions, mask, nil)
+	hidden := decoder(ctx, cfg, tokens, positions, causalMasks(valid), nil)
 	return LMHead(ctx, cfg, hidden)
 }
 
@@ -42,32 +42,50 @@ func ForwardSegments(ctx *context.Context, cfg *Config, tokens, positions, segme
 	b, t := segments.Shape().Dimensions[0], segments.Shape().Dimensions[1]
 	same := Equal(InsertAxes(segments, -1), InsertAxes(segments, 1))                           // [B, T, S]
 	notPad := BroadcastToDims(InsertAxes(NotEqual(segments, ZerosLike(segments)), 1), b, t, t) // [B, T, S]
-	mask := LogicalAnd(LogicalAnd(same, notPad), BroadcastPrefix(causal(cfg, segments.Graph(), t), b))
-	hidden := decoder(ctx, cfg, tokens, positions, mask, nil)
+	ok := LogicalAnd(same, notPad)
+	masks := perWindow(func(w int) *Node { return LogicalAnd(ok, BroadcastPrefix(causal(w, segments.Graph(), t), b)) })
+	hidden := decoder(ctx, cfg, tokens, positions, masks, nil)
 	return LMHead(ctx, cfg, hidden)
 }
 
+// maskFunc gives the attention mask [B, T, S] (which keys each query sees)
+// of a layer with sliding window w (0: none).
+type maskFunc func(w int) *Node
+
+// perWindow makes build a maskFunc that builds each window's mask once per
+// graph, however many layers share it.
+func perWindow(build func(w int) *Node) maskFunc {
+	masks := map[int]*Node{}
+	return func(w int) *Node {
+		if masks[w] == nil {
+			masks[w] = build(w)
+		}
+		return masks[w]
+	}
+}
+
 // attends says whether the query at index q sees the key at index k (int32
-// nodes that broadcast together): k <= q and, with a sliding window W,
-// k > q-W — Hugging Face's causal mask and sliding_window_overlay. Every
+// nodes that broadcast together): k <= q and, with a sliding window w > 0,
+// k > q-w — Hugging Face's causal mask and sliding_window_overlay. Every
 // attention mask (training, prefill, each cached decode step) comes from here.
-func attends(cfg *Config, q, k *Node) *Node {
+func attends(w int, q, k *Node) *Node {
 	ok := LessOrEqual(k, q)
-	if w := cfg.Window(); w > 0 {
+	if w > 0 {
 		ok = LogicalAnd(ok, GreaterThan(k, AddScalar(q, float64(-w))))
 	}
 	return ok
 }
 
 // causal [T, S]: query t sees key s (attends).
-func causal(cfg *Config, g *Graph, t int) *Node {
-	return attends(cfg, Iota(g, shapes.Make(dtypes.Int32, t, t), 0), Iota(g, shapes.Make(dtypes.Int32, t, t), 1))
+func causal(w int, g *Graph, t int) *Node {
+	return attends(w, Iota(g, shapes.Make(dtypes.Int32, t, t), 0), Iota(g, shapes.Make(dtypes.Int32, t, t), 1))
 }
 
-// causalMask [B, T, S]: query t may see key s when causal allows it and s is valid.
-func causalMask(cfg *Config, valid *Node) *Node {
+// causalMasks [B, T, S]: query t may see key s when causal allows it and s is valid.
+func causalMasks(valid *Node) maskFunc {
 	b, t := valid.Shape().Dimensions[0], valid.Shape().Dimensions[1]
-	return LogicalAnd(BroadcastPrefix(causal(cfg, valid.Graph(), t), b), BroadcastToDims(InsertAxes(valid, 1), b, t, t))
+	ok := BroadcastToDims(InsertAxes(valid, 1), b, t, t)
+	return perWindow(func(w int) *Node { return LogicalAnd(BroadcastPrefix(causal(w, valid.Graph(), t), b), ok) })
 }
 
 // kvFunc lets generation see and replace each layer's keys and values
@@ -75,35 +93,70 @@ func causalMask(cfg *Config, valid *Node) *Node {
 type kvFunc func(layer int, k, v *Node) (*Node, *Node)
 
 // decoder runs embedding, the layers and the final norm: hidden [B, T, D].
-// mask [B, T, S] says which keys each query sees.
-func decoder(ctx *context.Context, cfg *Config, tokens, positions, mask *Node, kv kvFunc) *Node {
+// masks gives each layer's mask by its window.
+func decoder(ctx *context.Context, cfg *Config, tokens, positions *Node, masks maskFunc, kv kvFunc) *Node {
 	ctx = ctx.Checked(false)
 	x := embed(ctx.In("model").In("embed_tokens"), cfg, tokens) // [B, T, D]
-	cos, sin := rotary(cfg, positions)                          // [B, 1, T, E] each
+	type rope struct {
+		inv      []float32
+		cos, sin *Node // [B, 1, T, E] each
+	}
+	var ropes []rope // one per distinct set of frequencies (Gemma 3: global and local)
+	rotaryOf := func(layer int) (cos, sin *Node) {
+		inv := cfg.InvFreq(layer)
+		for _, r := range ropes {
+			if slices.Equal(r.inv, inv) {
+				return r.cos, r.sin
+			}
+		}
+		cos, sin = rotary(inv, positions)
+		ropes = append(ropes, rope{inv, cos, sin})
+		return cos, sin
+	}
 	for i := range cfg.NumHiddenLayers {
 		layer := ctx.In("model").In("layers").In(strconv.Itoa(i))
+		cos, sin := rotaryOf(i)
 		h := rmsNorm(layer.In("input_layernorm"), cfg, x)
-		x = Add(x, attention(layer.In("self_attn"), cfg, h, cos, sin, mask, func(k, v *Node) (*Node, *Node) {
+		a := attention(layer.In("self_attn"), cfg, h, cos, sin, masks(cfg.LayerWindow(i)), func(k, v *Node) (*Node, *Node) {
 			if kv == nil {
 				return k, v
 			}
 			return kv(i, k, v)
-		}))
-		h = rmsNorm(layer.In("post_attention_layernorm"), cfg, x)
-		x = Add(x, mlp(layer.In("mlp"), cfg, h))
+		})
+		if !cfg.Gemma() {
+			x = Add(x, a)
+			x = Add(x, mlp(layer.In("mlp"), cfg, rmsNorm(layer.In("post_attention_layernorm"), cfg, x)))
+			continue
+		}
+		// Gemma norms each branch's output before adding it.
+		x = Add(x, rmsNorm(layer.In("post_attention_layernorm"), cfg, a))
+		m := mlp(layer.In("mlp"), cfg, rmsNorm(layer.In("pre_feedforward_layernorm"), cfg, x))
+		x = Add(x, rmsNorm(layer.In("post_feedforward_layernorm"), cfg, m))
 	}
 	return rmsNorm(ctx.In("model").In("norm"), cfg, x)
 }
 
 // LMHead projects hidden states [..., D] to logits [..., V] with lm_head, or
-// with the token embedding when tie_word_embeddings is set.
+// with the token embedding when tie_word_embeddings is set (Gemma 2
+// soft-caps them: final_logit_softcapping).
 func LMHead(ctx *context.Context, cfg *Config, hidden *Node) *Node {
 	ctx = ctx.Checked(false)
+	var logits *Node
 	if cfg.TieWordEmbeddings {
 		w := storedWeight(ctx.In("model").In("embed_tokens"), hidden.Graph(), "weight", cfg.VocabSize, cfg.HiddenSize)
-		return ComputeDot(ctx, hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil)
+		logits = ComputeDot(ctx, hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil)
+	} else {
+		logits = Linear(ctx.In("lm_head"), hidden, cfg.VocabSize, false)
 	}
-	return Linear(ctx.In("lm_head"), hidden, cfg.VocabSize, false)
+	return softcap(logits, cfg.FinalLogitSoftcapping)
+}
+
+// softcap is limit·tanh(x/limit), or x when limit is nil.
+func softcap(x *Node, limit *float64) *Node {
+	if limit == nil {
+		return x
+	}
+	return MulScalar(Tanh(DivScalar(x, *limit)), *limit)
 }
 
 // Linear is y = x·Wᵀ (+ b) with W [out, in] as Hugging Face stores it, read
@@ -202,10 +255,15 @@ func storedWeight(ctx *context.Context, g *Graph, name string, dims ...int) *Nod
 }
 
 // embed looks tokens [B, T] up in embed_tokens.weight [V, D] (the rows
-// gathered in the dtype the table is held in, then made float32).
+// gathered in the dtype the table is held in, then made float32); Gemma
+// scales them by sqrt(hidden_size), rounded to float32 as its buffer is.
 func embed(ctx *context.Context, cfg *Config, tokens *Node) *Node {
 	w := storedWeight(ctx, tokens.Graph(), "weight", cfg.VocabSize, cfg.HiddenSize)
-	return ConvertDType(Gather(w, InsertAxes(tokens, -1)), dtypes.Float32)
+	x := ConvertDType(Gather(w, InsertAxes(tokens, -1)), dtypes.Float32)
+	if cfg.Gemma() {
+		x = MulScalar(x, float64(float32(math.Sqrt(float64(cfg.HiddenSize)))))
+	}
+	return x
 }
 
 // alongLastAxis reshapes a vector to rank axes [1, …, 1, n] for broadcasting.
@@ -218,20 +276,23 @@ func alongLastAxis(v *Node, rank int) *Node {
 	return Reshape(v, dims...)
 }
 
-// rmsNorm is x / sqrt(mean(x²) + eps) · weight over the last axis.
-// (Rsqrt has no gradient in GoMLX, hence 1/Sqrt.)
+// rmsNorm is x / sqrt(mean(x²) + eps) · weight over the last axis
+// (Gemma: · (1 + weight)). (Rsqrt has no gradient in GoMLX, hence 1/Sqrt.)
 func rmsNorm(ctx *context.Context, cfg *Config, x *Node) *Node {
 	d := x.Shape().Dimensions[x.Rank()-1]
 	w := weight(ctx, x.Graph(), "weight", d)
+	if cfg.Gemma() {
+		w = OnePlus(w)
+	}
 	variance := ReduceAndKeep(Square(x), ReduceMean, -1)
 	return Mul(Div(x, Sqrt(AddScalar(variance, cfg.RMSNormEps))), alongLastAxis(w, x.Rank()))
 }
 
-// rotary returns cos and sin [B, 1, T, E] of positions·inv_freq, repeated
+// rotary returns cos and sin [B, 1, T, E] of positions·invFreq, repeated
 // over the two halves of the head (Hugging Face's layout).
-func rotary(cfg *Config, positions *Node) (cos, sin *Node) {
+func rotary(invFreq []float32, positions *Node) (cos, sin *Node) {
 	g := positions.Graph()
-	inv := Const(g, cfg.InvFreq())                                                               // [E/2]
+	inv := Const(g, invFreq)                                                                     // [E/2]
 	freqs := Mul(InsertAxes(ConvertDType(positions, dtypes.Float32), -1), alongLastAxis(inv, 3)) // [B, T, E/2]
 	emb := Concatenate([]*Node{freqs, freqs}, -1)                                                // [B, T, E]
 	return InsertAxes(Cos(emb), 1), InsertAxes(Sin(emb), 1)
@@ -276,7 +337,7 @@ func attention(ctx *context.Context, cfg *Config, h, cos, sin, mask *Node, kv fu
 	g := nh / nkv
 	qg := Reshape(q, b, nkv, g, t, e)
 	scores := ComputeDot(ctx, qg, []int{4}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [B, K, G, T, S]
-	scores = MulScalar(scores, 1/math.Sqrt(float64(e)))
+	scores = softcap(MulScalar(scores, cfg.AttentionScale()), cfg.AttnLogitSoftcapping)
 	allowed := BroadcastToDims(Reshape(mask, b, 1, 1, t, s), b, nkv, g, t, s)
 	scores = Where(allowed, scores, BroadcastToDims(Scalar(h.Graph(), dtypes.Float32, -1e30), b, nkv, g, t, s))
 	probs := Softmax(scores, -1)
@@ -285,11 +346,20 @@ func attention(ctx *context.Context, cfg *Config, h, cos, sin, mask *Node, kv fu
 	return Linear(ctx.In("o_proj"), out, cfg.HiddenSize, cfg.AttentionBias)
 }
 
-// mlp is SwiGLU: down(silu(gate(h)) · up(h)).
+// mlp is a gated MLP, down(act(gate(h)) · up(h)): SwiGLU (silu), or
+// Gemma's GeGLU with the tanh approximation of GELU (gelu_pytorch_tanh).
 func mlp(ctx *context.Context, cfg *Config, h *Node) *Node {
 	gate := Linear(ctx.In("gate_proj"), h, cfg.IntermediateSize, cfg.MLPBias)
 	up := Linear(ctx.In("up_proj"), h, cfg.IntermediateSize, cfg.MLPBias)
-	return Linear(ctx.In("down_proj"), Mul(Mul(gate, Sigmoid(gate)), up), cfg.HiddenSize, cfg.MLPBias)
+	var act *Node
+	if _, name := cfg.activation(); name == "gelu_pytorch_tanh" {
+		// 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))
+		inner := MulScalar(Add(gate, MulScalar(Mul(gate, Square(gate)), 0.044715)), math.Sqrt(2/math.Pi))
+		act = Mul(MulScalar(gate, 0.5), OnePlus(Tanh(inner)))
+	} else {
+		act = Mul(gate, Sigmoid(gate))
+	}
+	return Linear(ctx.In("down_proj"), Mul(act, up), cfg.HiddenSize, cfg.MLPBias)
 }
 
 // TensorNames lists the checkpoint's tensors and shapes for cfg, in the
@@ -318,6 +388,10 @@ func TensorNames(cfg *Config) []TensorHeader {
 			add("self_attn.o_proj.bias", d)
 		}
 		add("post_attention_layernorm.weight", d)
+		if cfg.Gemma() {
+			add("pre_feedforward_layernorm.weight", d)
+			add("post_feedforward_layernorm.weight", d)
+		}
 		add("mlp.gate_proj.weight", cfg.IntermediateSize, d)
 		add("mlp.up_proj.weight", cfg.IntermediateSize, d)
 		add("mlp.down_proj.weight", d, cfg.IntermediateSize)

@@ -6,15 +6,16 @@ import (
 	"testing"
 )
 
-// TestParity writes tiny random Llama, Qwen2 (sharded), Qwen3 and Mistral
-// (sliding window 4, shorter than the prompts and continuations) checkpoints, loads them
-// back, and compares GoMLX's logits (one ragged, right-padded batch) and
+// TestParity writes tiny random Llama, Qwen2 (sharded), Qwen3, Mistral
+// (sliding window 4, shorter than the prompts and continuations), Qwen2
+// windowed on some layers, Gemma 2 and Gemma 3 checkpoints, loads them back, and compares GoMLX's logits (one ragged, right-padded batch) and
 // KV-cached greedy continuations against the PyTorch reference.
 func TestParity(t *testing.T) {
 	for _, tc := range []struct {
 		name, config string
 		shard        int64 // qwen2 is written in shards with an index, as large checkpoints are
-	}{{"llama", tinyLlama, 0}, {"qwen2", tinyQwen2, 20000}, {"qwen3", tinyQwen3, 0}, {"mistral", tinyMistral, 0}} {
+	}{{"llama", tinyLlama, 0}, {"qwen2", tinyQwen2, 20000}, {"qwen3", tinyQwen3, 0}, {"mistral", tinyMistral, 0},
+		{"qwen2 windowed from layer 1", tinyQwen2Windowed, 0}, {"gemma2", tinyGemma2, 0}, {"gemma3", tinyGemma3, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustConfig(t, tc.config)
 			dir := t.TempDir()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -47,9 +48,13 @@ func TestMistralConfig(t *testing.T) {
 		{tinyMistral, `"sliding_window": 4`, `"sliding_window": "4"`, "sliding_window"},
 		{tinyMistral, `"sliding_window": 4`, `"sliding_window": 4, "attention_bias": true`, "attention_bias"},
 		{tinyMistral, `"sliding_window": 4`, `"sliding_window": 4, "mlp_bias": true`, "mlp_bias"},
-		{tinyQwen2, `"eos_token_id"`, `"use_sliding_window": true, "sliding_window": 8, "eos_token_id"`, "use_sliding_window"},
-		{tinyQwen3, `"eos_token_id"`, `"use_sliding_window": true, "sliding_window": 8, "eos_token_id"`, "use_sliding_window"},
-		{tinyQwen2, `"eos_token_id"`, `"layer_types": ["full_attention", "full_attention", "sliding_attention"], "eos_token_id"`, "layer_types"},
+		{tinyQwen2, `"eos_token_id"`, `"layer_types": ["full_attention", "sliding_attention"], "sliding_window": 8, "eos_token_id"`, "layer_types"},
+		{tinyQwen2, `"eos_token_id"`, `"layer_types": ["full_attention", "full_attention", "local"], "sliding_window": 8, "eos_token_id"`, "layer_types"},
+		{tinyQwen3, `"eos_token_id"`, `"layer_types": ["full_attention", "sliding_attention"], "sliding_window": null, "eos_token_id"`, "sliding_window"},
+		{tinyGemma3, `"query_pre_attn_scalar": 24`, `"query_pre_attn_scalar": -1`, "query_pre_attn_scalar"},
+		{tinyGemma2, `"attn_logit_softcapping": 5.0`, `"attn_logit_softcapping": -1`, "attn_logit_softcapping"},
+		{tinyGemma3, `"gelu_pytorch_tanh"`, `"gelu"`, "hidden_activation"},
+		{tinyGemma3, `"gemma3_text"`, `"gemma3"`, "text-only"},
 	} {
 		js := strings.Replace(bad.base, bad.old, bad.new, 1)
 		if js == bad.base {
@@ -59,6 +64,55 @@ func TestMistralConfig(t *testing.T) {
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), bad.field) {
 			t.Errorf("%s: error %v does not name %s", bad.new, err, bad.field)
 		}
+	}
+}
+
+// TestLayerWindows: which layers are windowed, as Hugging Face decides it
+// from layer_types or from each model's older fields.
+func TestLayerWindows(t *testing.T) {
+	windows := func(js string) []int {
+		c := mustConfig(t, js)
+		var w []int
+		for i := range c.NumHiddenLayers {
+			w = append(w, c.LayerWindow(i))
+		}
+		return w
+	}
+	six := func(js string) string {
+		return strings.Replace(js, `"num_hidden_layers": 3`, `"num_hidden_layers": 6`, 1)
+	}
+	for _, tc := range []struct {
+		name, js string
+		want     []int
+	}{
+		{"mistral", tinyMistral, []int{4, 4, 4}},
+		{"llama", tinyLlama, []int{0, 0, 0}},
+		{"qwen2 unwindowed", strings.Replace(tinyQwen2, `"eos_token_id"`, `"sliding_window": 8, "max_window_layers": 1, "eos_token_id"`, 1), []int{0, 0, 0}},
+		{"qwen2 from max_window_layers", strings.Replace(tinyQwen2, `"eos_token_id"`, `"use_sliding_window": true, "sliding_window": 8, "max_window_layers": 1, "eos_token_id"`, 1), []int{0, 8, 8}},
+		{"qwen2 layer_types", strings.Replace(tinyQwen2, `"eos_token_id"`, `"layer_types": ["sliding_attention", "full_attention", "sliding_attention"], "sliding_window": 8, "eos_token_id"`, 1), []int{8, 0, 8}},
+		{"gemma2", six(tinyGemma2), []int{4, 0, 4, 0, 4, 0}},
+		{"gemma3 pattern 3", six(tinyGemma3), []int{4, 4, 0, 4, 4, 0}},
+		{"gemma3 default pattern 6", strings.Replace(six(tinyGemma3), `"sliding_window_pattern": 3, `, ``, 1), []int{4, 4, 4, 4, 4, 0}},
+		{"gemma3 layer_types", strings.Replace(tinyGemma3, `"sliding_window": 4`, `"sliding_window": 4, "layer_types": ["full_attention", "sliding_attention", "full_attention"]`, 1), []int{0, 4, 0}},
+	} {
+		if got := windows(tc.js); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: layer windows %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Gemma 3 rotates its windowed layers with rope_local_base_freq and
+	// its global ones with rope_theta and rope_scaling; transformers 5
+	// writes the two as rope_parameters per layer type.
+	c := mustConfig(t, tinyGemma3)
+	local, global := c.InvFreq(0), c.InvFreq(2)
+	if local[1] != float32(1/math.Pow(10000, 2.0/16)) || global[1] != float32(float64(float32(1/math.Pow(1e6, 2.0/16)))/8) {
+		t.Errorf("gemma3 inverse frequencies: local %v, global %v", local, global)
+	}
+	v5 := strings.Replace(strings.Replace(strings.Replace(tinyGemma3, `"rope_theta": 1000000.0,`, "", 1), `"rope_local_base_freq": 10000.0,`, "", 1),
+		`"rope_scaling": {"rope_type": "linear", "factor": 8.0}`,
+		`"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0}, "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}`, 1)
+	c5 := mustConfig(t, v5)
+	if !slices.Equal(c5.InvFreq(0), local) || !slices.Equal(c5.InvFreq(2), global) {
+		t.Errorf("gemma3 rope_parameters per layer type: local %v, global %v", c5.InvFreq(0), c5.InvFreq(2))
 	}
 }
 

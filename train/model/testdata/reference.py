@@ -1,7 +1,9 @@
-"""Reference forward of Hugging Face's Llama / Mistral / Qwen2 / Qwen3 decoder in plain PyTorch.
+"""Reference forward of Hugging Face's Llama / Mistral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3
+decoder in plain PyTorch.
 
 A faithful transcription of transformers' modeling_llama.py / modeling_mistral.py /
-modeling_qwen2.py / modeling_qwen3.py
+modeling_qwen2.py / modeling_qwen3.py / modeling_gemma2.py / modeling_gemma3.py
+(Gemma3ForCausalLM)
 (eager attention, float32) that reads a checkpoint directory written in HF
 layout (config.json + model.safetensors, or shards with
 model.safetensors.index.json) without the transformers or
@@ -65,10 +67,11 @@ def read_weights(directory):
     return out
 
 
-def rope_inv_freq(cfg, dim):
-    base = cfg.get("rope_theta", 10000.0)
+def rope_inv_freq(cfg, dim, base, rs):
     inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-    rs = cfg.get("rope_scaling") or {}
+    rs = rs or {}
+    if rs.get("rope_type", rs.get("type")) == "linear":
+        inv_freq = inv_freq / rs["factor"]
     if rs.get("rope_type", rs.get("type")) == "llama3":
         factor = rs["factor"]
         low, high = rs["low_freq_factor"], rs["high_freq_factor"]
@@ -101,12 +104,45 @@ class Model:
         self.eps = c["rms_norm_eps"]
         self.qkv_bias = c["model_type"] == "qwen2" or c.get("attention_bias", False)
         self.o_bias = c.get("attention_bias", False)
-        self.inv_freq = rope_inv_freq(c, self.head_dim)
-        # Mistral's sliding window (MistralConfig defaults it to 4096; null:
-        # none). Qwen's use_sliding_window is refused by the model under test.
-        self.window = c.get("sliding_window", 4096) if c["model_type"] == "mistral" else None
+        mt = c["model_type"]
+        self.gemma = mt in ("gemma2", "gemma3_text")
+        n = c["num_hidden_layers"]
+        # Each layer's type as the config classes decide it: layer_types if
+        # given; else Mistral windows every layer (sliding_window defaults to
+        # 4096; null: none), Qwen the layers from max_window_layers on when
+        # use_sliding_window, Gemma2 the even layers, Gemma3 all but every
+        # sliding_window_pattern-th (default 6).
+        types = c.get("layer_types")
+        if types is None:
+            if mt == "mistral":
+                types = ["sliding_attention" if c.get("sliding_window", 4096) is not None else "full_attention"] * n
+            elif mt in ("qwen2", "qwen3"):
+                types = ["sliding_attention" if c.get("use_sliding_window") and i >= c.get("max_window_layers", 0)
+                         else "full_attention" for i in range(n)]
+            elif mt == "gemma2":
+                types = ["sliding_attention" if not bool(i % 2) else "full_attention" for i in range(n)]
+            elif mt == "gemma3_text":
+                pattern = c.get("sliding_window_pattern", 6)
+                types = ["sliding_attention" if bool((i + 1) % pattern) else "full_attention" for i in range(n)]
+            else:
+                types = ["full_attention"] * n
+        self.windows = [c.get("sliding_window", 4096) if t == "sliding_attention" else None for t in types]
+        theta = c.get("rope_theta", 10000.0)
+        global_freq = rope_inv_freq(c, self.head_dim, theta, c.get("rope_scaling"))
+        if mt == "gemma3_text":
+            local_freq = rope_inv_freq(c, self.head_dim, c.get("rope_local_base_freq", 10000.0), None)
+            self.inv_freq = [local_freq if t == "sliding_attention" else global_freq for t in types]
+        else:
+            self.inv_freq = [global_freq] * n
+        if self.gemma:
+            self.scaling = c.get("query_pre_attn_scalar", 256) ** -0.5
+        else:
+            self.scaling = self.head_dim**-0.5
 
     def rms(self, x, name):
+        if self.gemma:  # Gemma2RMSNorm / Gemma3RMSNorm
+            out = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+            return out * (1.0 + self.w[name])
         variance = x.pow(2).mean(-1, keepdim=True)
         return self.w[name] * (x * torch.rsqrt(variance + self.eps))
 
@@ -120,27 +156,34 @@ class Model:
         b, t = ids.shape
         start = 0 if cache is None else cache[0][0].shape[2]
         x = self.w["model.embed_tokens.weight"][ids]
+        if self.gemma:  # Gemma3TextScaledWordEmbedding / Gemma2's normalizer
+            x = x * torch.tensor(self.cfg["hidden_size"] ** 0.5, dtype=x.dtype)
         pos = torch.arange(start, start + t).float()[None, :]
-        freqs = (self.inv_freq[None, :, None] @ pos[:, None, :]).transpose(1, 2)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = emb.cos()[:, None], emb.sin()[:, None]
         # masking_utils: causal_mask_function (kv_idx <= q_idx), and with a
         # window sliding_window_overlay (kv_idx > q_idx - sliding_window).
         q_idx = torch.arange(start, start + t)[:, None]
         kv_idx = torch.arange(start + t)[None, :]
-        allowed = kv_idx <= q_idx
-        if self.window is not None:
-            allowed = allowed & (kv_idx > q_idx - self.window)
-        mask = torch.zeros(t, start + t).masked_fill(~allowed, torch.finfo(torch.float32).min)[None, None]
+
+        def mask_for(window):
+            allowed = kv_idx <= q_idx
+            if window is not None:
+                allowed = allowed & (kv_idx > q_idx - window)
+            return torch.zeros(t, start + t).masked_fill(~allowed, torch.finfo(torch.float32).min)[None, None]
+
         groups = self.heads // self.kv_heads
         new_cache = []
         for i in range(self.cfg["num_hidden_layers"]):
             p = f"model.layers.{i}."
+            freqs = (self.inv_freq[i][None, :, None] @ pos[:, None, :]).transpose(1, 2)
+            emb = torch.cat((freqs, freqs), dim=-1)
+            cos, sin = emb.cos()[:, None], emb.sin()[:, None]
+            mask = mask_for(self.windows[i])
+            residual = x
             h = self.rms(x, p + "input_layernorm.weight")
             q = self.linear(h, p + "self_attn.q_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
             k = self.linear(h, p + "self_attn.k_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
             v = self.linear(h, p + "self_attn.v_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
-            if self.cfg["model_type"] == "qwen3":
+            if self.cfg["model_type"] in ("qwen3", "gemma3_text"):
                 q = self.rms(q, p + "self_attn.q_norm.weight")
                 k = self.rms(k, p + "self_attn.k_norm.weight")
             q = q * cos + rotate_half(q) * sin
@@ -152,18 +195,35 @@ class Model:
             s = k.shape[2]
             k = k[:, :, None].expand(b, self.kv_heads, groups, s, self.head_dim).reshape(b, self.heads, s, self.head_dim)
             v = v[:, :, None].expand(b, self.kv_heads, groups, s, self.head_dim).reshape(b, self.heads, s, self.head_dim)
-            scores = q @ k.transpose(2, 3) * self.head_dim**-0.5 + mask
+            scores = q @ k.transpose(2, 3) * self.scaling
+            cap = self.cfg.get("attn_logit_softcapping") if self.gemma else None
+            if cap is not None:
+                scores = torch.tanh(scores / cap) * cap
+            scores = scores + mask
             probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
-            a = (probs @ v).transpose(1, 2).reshape(b, t, -1)
-            x = x + self.linear(a, p + "self_attn.o_proj", self.o_bias)
-            h = self.rms(x, p + "post_attention_layernorm.weight")
+            a = self.linear((probs @ v).transpose(1, 2).reshape(b, t, -1), p + "self_attn.o_proj", self.o_bias)
             mlp_bias = self.cfg.get("mlp_bias", False)
+            if self.gemma:
+                x = residual + self.rms(a, p + "post_attention_layernorm.weight")
+                h = self.rms(x, p + "pre_feedforward_layernorm.weight")
+                act = lambda g: torch.nn.functional.gelu(g, approximate="tanh")  # gelu_pytorch_tanh
+            else:
+                x = residual + a
+                h = self.rms(x, p + "post_attention_layernorm.weight")
+                act = torch.nn.functional.silu
             gate = self.linear(h, p + "mlp.gate_proj", mlp_bias)
             up = self.linear(h, p + "mlp.up_proj", mlp_bias)
-            x = x + self.linear(torch.nn.functional.silu(gate) * up, p + "mlp.down_proj", mlp_bias)
+            m = self.linear(act(gate) * up, p + "mlp.down_proj", mlp_bias)
+            if self.gemma:
+                m = self.rms(m, p + "post_feedforward_layernorm.weight")
+            x = x + m
         x = self.rms(x, "model.norm.weight")
         head = self.w["model.embed_tokens.weight"] if self.cfg.get("tie_word_embeddings") else self.w["lm_head.weight"]
-        return x @ head.T, new_cache
+        logits = x @ head.T
+        cap = self.cfg.get("final_logit_softcapping") if self.gemma else None
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits, new_cache
 
 
 def main():
