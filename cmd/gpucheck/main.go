@@ -1,5 +1,5 @@
 // Command gpucheck checks and times statjob's student model on an
-// accelerator: parity of tiny Llama / Qwen2 / Mistral models between the chosen
+// accelerator: parity of tiny Llama / Qwen2 / Mistral / Gemma 3 models between the chosen
 // backend, SimpleGo on the CPU and (when an interpreter with torch is
 // given) the PyTorch reference, then a Qwen2-0.5B-shaped random model's SFT
 // step tokens/s, KV-cached decode tokens/s (f32, bf16 weights, bf16 products)
@@ -64,6 +64,15 @@ const tinyMistral = `{"model_type": "mistral", "vocab_size": 72, "hidden_size": 
 	"rope_theta": 10000.0, "max_position_embeddings": 2048, "tie_word_embeddings": false,
 	"sliding_window": 4, "hidden_act": "silu"}`
 
+// tinyGemma3 has windowed layers (0, 1) with their own rope and a global
+// one (2), Gemma's norms, GeGLU and scaled embedding.
+const tinyGemma3 = `{"model_type": "gemma3_text", "vocab_size": 80, "hidden_size": 48, "intermediate_size": 96,
+	"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+	"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+	"rope_scaling": {"rope_type": "linear", "factor": 8.0}, "query_pre_attn_scalar": 24,
+	"sliding_window": 4, "sliding_window_pattern": 3, "max_position_embeddings": 32768,
+	"tie_word_embeddings": true, "hidden_activation": "gelu_pytorch_tanh"}`
+
 // qwen05B has Qwen2.5-0.5B's shapes.
 const qwen05B = `{"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
 	"num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
@@ -92,7 +101,7 @@ func run() error {
 	fmt.Printf("backend: %s (%s)\n", backend.Resolve(*flagBackend), dev.Description())
 
 	ok := true
-	for _, tc := range []struct{ name, cfg string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}, {"mistral", tinyMistral}} {
+	for _, tc := range []struct{ name, cfg string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}, {"mistral", tinyMistral}, {"gemma3", tinyGemma3}} {
 		pass, err := parity(dev, cpu, tc.name, tc.cfg)
 		if err != nil {
 			return fmt.Errorf("parity %s: %w", tc.name, err)

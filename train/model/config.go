@@ -28,7 +28,7 @@ type Config struct {
 	TieWordEmbeddings     bool         `json:"tie_word_embeddings"`
 	AttentionBias         bool         `json:"attention_bias"` // llama: bias on q/k/v/o
 	MLPBias               bool         `json:"mlp_bias"`
-	HiddenAct             string       `json:"hidden_act"`
+	HiddenAct             string       `json:"hidden_act,omitempty"`
 	// HiddenActivation is Gemma's name for the MLP's activation; it wins
 	// over hidden_act there (gelu_pytorch_tanh when neither is set).
 	HiddenActivation string `json:"hidden_activation,omitempty"`

@@ -227,7 +227,8 @@ func TestContinuousBatching(t *testing.T) {
 	for _, c := range []struct {
 		name, config string
 		dtype        dtypes.DType
-	}{{"llama", tinyLlama, dtypes.Float32}, {"mistral window 4", tinyMistral, dtypes.Float32}, {"llama bf16", tinyLlama, dtypes.BFloat16}} {
+	}{{"llama", tinyLlama, dtypes.Float32}, {"mistral window 4", tinyMistral, dtypes.Float32}, {"llama bf16", tinyLlama, dtypes.BFloat16},
+		{"gemma3 windowed and global layers", tinyGemma3, dtypes.Float32}} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := mustConfig(t, c.config)
 			m := NewRandom(cfg, 5, 0.15)

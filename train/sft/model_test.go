@@ -23,11 +23,27 @@ const tinyStudentConfig = `{"model_type": "qwen2", "vocab_size": 288, "hidden_si
 	"rope_theta": 1000000.0, "max_position_embeddings": 4096, "tie_word_embeddings": true,
 	"hidden_act": "silu", "eos_token_id": 284}`
 
+// tinyGemma3Config is the tiny student as a Gemma 3 (four norms a layer
+// scaling by 1 + weight, q/k norms, GeGLU, a scaled embedding, a windowed
+// layer with its own rope and a global one), so that training is checked
+// through Gemma's parts too.
+const tinyGemma3Config = `{"model_type": "gemma3_text", "vocab_size": 288, "hidden_size": 32, "intermediate_size": 64,
+	"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "rms_norm_eps": 1e-6,
+	"rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "query_pre_attn_scalar": 8, "sliding_window": 16,
+	"sliding_window_pattern": 2, "max_position_embeddings": 4096, "tie_word_embeddings": true,
+	"hidden_activation": "gelu_pytorch_tanh", "eos_token_id": 284}`
+
 // tinyStudent writes a random tiny student (with the tiny tokenizer's
 // files) to a fresh directory and loads it back.
 func tinyStudent(t testing.TB) (*model.Model, string) {
 	t.Helper()
-	cfg, err := model.ParseConfig([]byte(tinyStudentConfig))
+	return tinyStudentOf(t, tinyStudentConfig)
+}
+
+// tinyStudentOf is tinyStudent with the given config.json.
+func tinyStudentOf(t testing.TB, config string) (*model.Model, string) {
+	t.Helper()
+	cfg, err := model.ParseConfig([]byte(config))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,14 +132,18 @@ func modelSteps(d *Dataset, cfg Config, steps int) [][]*Batch {
 
 // TestModelTrainingMatchesTorch fine-tunes the tiny Qwen2 student on MATH
 // conversations for 20 optimizer steps (accumulation 2, warm-up, cosine,
-// clipping, weight decay), fully and with LoRA on all seven projections, and
-// compares with the PyTorch reference forward trained by torch.optim.AdamW.
+// clipping, weight decay), fully and with LoRA on all seven projections
+// (and the tiny Gemma 3 fully), and compares with the PyTorch reference
+// forward trained by torch.optim.AdamW.
 // The LoRA run then exports a merged HF directory, checked against
 // base + (α/r)·B·A and, for logits, against the PyTorch reference.
 func TestModelTrainingMatchesTorch(t *testing.T) {
 	torchref.Python(t)
-	for _, lora := range []bool{false, true} {
-		name := map[bool]string{false: "full", true: "lora"}[lora]
+	for _, tc := range []struct {
+		name, config string
+		lora         bool
+	}{{"full", tinyStudentConfig, false}, {"lora", tinyStudentConfig, true}, {"gemma3 full", tinyGemma3Config, false}} {
+		name, lora := tc.name, tc.lora
 		t.Run(name, func(t *testing.T) {
 			const steps = 20
 			cfg := DefaultConfig()
@@ -135,7 +155,8 @@ func TestModelTrainingMatchesTorch(t *testing.T) {
 			} else {
 				cfg.LoRA = LoRAConfig{}
 			}
-			tr, m, dir := studentTrainer(t, cfg)
+			m, dir := tinyStudentOf(t, tc.config)
+			tr := modelTrainer(t, m, cfg)
 			base := map[string][]float32{}
 			for v := range m.Ctx.IterVariables() {
 				if v.Name() != mlctx.RNGStateVariableName {
