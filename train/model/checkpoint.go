@@ -123,7 +123,7 @@ func LoadAs(ctx context.Context, src Source, prefix string, dtype dtypes.DType) 
 		err = ReadSafetensors(r, func(t Tensor) error {
 			keep, err := chk.add(t.Name, t.Shape, f)
 			if keep {
-				m.set(t.Name, asDType(t.Data, t.Shape, dtype))
+				m.set(cfg.checkpointName(t.Name), asDType(t.Data, t.Shape, dtype))
 			}
 			return err
 		})
@@ -229,8 +229,11 @@ func newTensorCheck(cfg *Config) *tensorCheck {
 
 // add takes tensor name of the given shape from file; keep says whether
 // the model uses it (rotary inv_freq is recomputed, a tied lm_head is the
-// embedding).
+// embedding, a Gemma 3 vision tower is not read: Config.checkpointName).
 func (c *tensorCheck) add(name string, shape []int, file string) (keep bool, err error) {
+	if name = c.cfg.checkpointName(name); name == "" {
+		return false, nil
+	}
 	want, ok := c.want[name]
 	switch {
 	case c.loaded[name] != "":

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Config is the part of a Hugging Face config.json the decoder needs.
@@ -66,6 +67,9 @@ type Config struct {
 
 	// Raw keeps every field of the file so that Save writes back what it read.
 	Raw map[string]any `json:"-"`
+	// fromImageText marks a Gemma 3 image-and-text checkpoint read for its
+	// language model (textOfImageText).
+	fromImageText bool
 }
 
 // RopeScaling is config.json's rope_scaling; Llama-3's "llama3" and
@@ -89,7 +93,11 @@ var ErrConfig = errors.New("invalid model config")
 // ParseConfig reads a config.json, fills Hugging Face's defaults and validates it.
 // Its errors name the field, not the file: the caller knows the file.
 func ParseConfig(data []byte) (*Config, error) {
-	c := &Config{}
+	data, imageText, err := textOfImageText(data)
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{fromImageText: imageText}
 	if err := json.Unmarshal(data, c); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}
@@ -157,8 +165,6 @@ func (c *Config) Validate() error {
 	}
 	switch c.ModelType {
 	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text":
-	case "gemma3":
-		return bad("model_type", `"gemma3" is Gemma 3's image-and-text checkpoint; use a text-only one (model_type "gemma3_text", e.g. gemma-3-1b)`)
 	default:
 		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3_text)", c.ModelType)
 	}
@@ -258,6 +264,73 @@ func (s *RopeScaling) kind() string {
 		return s.Type
 	}
 	return "default"
+}
+
+// gemma3TextDefaults are Gemma3TextConfig's defaults, which the
+// text_config of a Gemma 3 image-and-text config.json leaves out.
+var gemma3TextDefaults = map[string]any{
+	"vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+	"num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "rms_norm_eps": 1e-6,
+	"rope_theta": 1e6, "rope_local_base_freq": 10000.0, "max_position_embeddings": 131072,
+	"tie_word_embeddings": true, "query_pre_attn_scalar": 256, "sliding_window": 4096,
+	"hidden_activation": "gelu_pytorch_tanh", "bos_token_id": 2, "eos_token_id": 1,
+}
+
+// textOfImageText turns the config.json of a Gemma 3 image-and-text
+// checkpoint (model_type "gemma3", as gemma-3-4b and larger ship) into its
+// language model's own, a gemma3_text config: text_config with
+// Gemma3TextConfig's defaults filled in (and the outer ids and dtype). The
+// student is that language model; the vision tower is not read
+// (Config.checkpointName), and Save writes a text-only checkpoint. Other
+// configs come back as they are.
+func textOfImageText(data []byte) ([]byte, bool, error) {
+	var outer map[string]any
+	if json.Unmarshal(data, &outer) != nil || outer["model_type"] != "gemma3" {
+		return data, false, nil // a syntax error is reported by the caller's parse
+	}
+	text, ok := outer["text_config"].(map[string]any)
+	if !ok {
+		return nil, false, fmt.Errorf("%w: text_config: missing in a gemma3 (image-and-text) config", ErrConfig)
+	}
+	flat := map[string]any{}
+	for k, v := range gemma3TextDefaults {
+		flat[k] = v
+	}
+	for _, k := range []string{"bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype"} {
+		if v, ok := outer[k]; ok {
+			flat[k] = v
+		}
+	}
+	for k, v := range text {
+		flat[k] = v
+	}
+	flat["model_type"] = "gemma3_text"
+	flat["architectures"] = []any{"Gemma3ForCausalLM"}
+	out, err := json.Marshal(flat)
+	return out, true, err
+}
+
+// checkpointName maps a tensor name of the checkpoint to the model's
+// ("" for a tensor the student does not use). In a Gemma 3 image-and-text
+// checkpoint the language model's tensors sit under language_model.
+// (older files) or model.language_model. (transformers 4.52 on), and the
+// vision tower and its projector are left out.
+func (c *Config) checkpointName(name string) string {
+	if !c.fromImageText {
+		return name
+	}
+	for _, p := range []struct{ from, to string }{
+		{"language_model.model.", "model."}, {"language_model.lm_head.", "lm_head."},
+		{"model.language_model.", "model."},
+	} {
+		if rest, ok := strings.CutPrefix(name, p.from); ok {
+			return p.to + rest
+		}
+	}
+	if name == "lm_head.weight" {
+		return name
+	}
+	return ""
 }
 
 // Gemma reports a Gemma 2 or Gemma 3 decoder: RMSNorm scales by 1 + weight,

@@ -16,8 +16,10 @@
 // on the attention's and MLP's outputs (pre_/post_feedforward_layernorm),
 // GeGLU (gelu_pytorch_tanh), query_pre_attn_scalar; Gemma 2 soft-caps the
 // attention scores and the logits, Gemma 3 norms queries and keys and
-// rotates its windowed layers at rope_local_base_freq. Gemma 3's
-// image-and-text checkpoints (model_type gemma3) are refused.
+// rotates its windowed layers at rope_local_base_freq. From a Gemma 3
+// image-and-text checkpoint (model_type gemma3: gemma-3-4b and larger) the
+// language model is read and the vision tower left out; it saves as a
+// text-only gemma3_text checkpoint.
 //
 // Loading and saving (any storage.Store is a Source and a Sink):
 //

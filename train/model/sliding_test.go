@@ -54,7 +54,7 @@ func TestMistralConfig(t *testing.T) {
 		{tinyGemma3, `"query_pre_attn_scalar": 24`, `"query_pre_attn_scalar": -1`, "query_pre_attn_scalar"},
 		{tinyGemma2, `"attn_logit_softcapping": 5.0`, `"attn_logit_softcapping": -1`, "attn_logit_softcapping"},
 		{tinyGemma3, `"gelu_pytorch_tanh"`, `"gelu"`, "hidden_activation"},
-		{tinyGemma3, `"gemma3_text"`, `"gemma3"`, "text-only"},
+		{tinyGemma3, `"gemma3_text"`, `"gemma3"`, "text_config"},
 	} {
 		js := strings.Replace(bad.base, bad.old, bad.new, 1)
 		if js == bad.base {
