@@ -272,6 +272,18 @@ func TestGenerationMemory(t *testing.T) {
 	if got := generationMemory(mc, map[string]*GenerationConfig{"probe": &probe, "evaluate": &eval}); !strings.HasPrefix(got, "probe: KV cache 7 GiB (batch 32 × 4096") {
 		t.Errorf("batch 20: %s", got)
 	}
+	// Gemma 3 4B's language model: 29 of its 34 layers keep a ring of
+	// their 1,024-token window, 5 the whole 4,096 tokens (12.25 GiB, not
+	// the 34 GiB of full caches).
+	gemma, err := model.ParseConfig([]byte(`{"model_type": "gemma3_text", "vocab_size": 262208, "hidden_size": 2560,
+		"intermediate_size": 10240, "num_hidden_layers": 34, "num_attention_heads": 8, "num_key_value_heads": 4,
+		"head_dim": 256, "sliding_window": 1024, "rope_scaling": {"rope_type": "linear", "factor": 8.0}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := generationMemory(gemma, map[string]*GenerationConfig{"probe": &probe, "evaluate": &probe}); !strings.HasPrefix(got, "probe: KV cache 12.2 GiB (batch 32 × 4096") {
+		t.Errorf("gemma3: %s", got)
+	}
 }
 
 // TestRespondSamplesAsBefore: the student's samples, asked in one batch, are

@@ -144,11 +144,12 @@ func checkStudent(ctx context.Context, cfg *StudentConfig, fullTraining bool) (s
 }
 
 // generationMemory says what the KV cache of each generating stage takes
-// on the accelerator: batch × cache length × layers × keys and values, in
-// the stage's precision. A cache is as long as prompt + max_new_tokens
-// rounded up to a power of two; the figure is for prompts that leave it at
-// the smallest such length. While a decode step runs, the step's input and
-// output caches are both held.
+// on the accelerator: batch × each layer's cache length × keys and values,
+// in the stage's precision. A cache is as long as prompt + max_new_tokens
+// rounded up to a power of two (a layer with a shorter sliding window keeps
+// a ring of that window: model.Config.CacheLen); the figure is for prompts
+// that leave it at the smallest such length. While a decode step runs, the
+// step's input and output caches are both held.
 func generationMemory(mc *model.Config, stages map[string]*GenerationConfig) string {
 	var parts []string
 	last := ""
@@ -157,7 +158,11 @@ func generationMemory(mc *model.Config, stages map[string]*GenerationConfig) str
 		l := model.Bucket(g.Sampling.MaxNewTokens+1, 16) // the sampler's cache length for the shortest prompts
 		dt, _ := sft.ComputeDType(g.Precision)
 		batch := model.Bucket(g.Batch, 1) // the sampler rounds the batch up to a power of two
-		perSeq := int64(mc.NumHiddenLayers) * 2 * int64(mc.NumKeyValueHeads) * int64(mc.HeadDim) * int64(l) * int64(dt.Size())
+		var slots int64
+		for i := range mc.NumHiddenLayers {
+			slots += int64(mc.CacheLen(i, l))
+		}
+		perSeq := slots * 2 * int64(mc.NumKeyValueHeads) * int64(mc.HeadDim) * int64(dt.Size())
 		this := fmt.Sprintf("KV cache %s (batch %d × %d tokens, %s; more for prompts over %d tokens)",
 			byteSize(float64(perSeq*int64(batch))), batch, l, map[bool]string{true: "float32", false: "bfloat16"}[dt == dtypes.Float32],
 			l-g.Sampling.MaxNewTokens)

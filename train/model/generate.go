@@ -145,30 +145,59 @@ func NewGenerator(b backends.Backend, m *Model) (*Generator, error) {
 
 // prefillGraph runs the prompts tokens [B, T] (right-padded; lengths [B])
 // through the model and returns the logits [B, V] of each last prompt token
-// followed by every layer's keys and values, zero-padded to cacheLen, in
-// the compute dtype (a bf16 cache takes half the memory of an f32 one).
+// followed by every layer's keys and values as caches for sequences of up
+// to cacheLen tokens (Config.CacheLen), in the compute dtype (a bf16 cache
+// takes half the memory of an f32 one).
 func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cacheLen int) []*Node {
 	g := tokens.Graph()
 	b, t := tokens.Shape().Dimensions[0], tokens.Shape().Dimensions[1]
 	positions := Iota(g, shapes.Make(dtypes.Int32, b, t), 1)
 	valid := LessThan(positions, InsertAxes(lengths, -1))
 	caches := make([]*Node, 2*cfg.NumHiddenLayers)
-	dt := ComputeDType(ctx, g)   // the cache holds keys and values as the products compute them
-	pad := func(x *Node) *Node { // [B, K, T, E] → [B, K, cacheLen, E]
-		x = ConvertDType(x, dt)
-		d := x.Shape().Dimensions
-		if cacheLen == t {
-			return x
-		}
-		return Concatenate([]*Node{x, Zeros(g, shapes.Make(x.DType(), d[0], d[1], cacheLen-t, d[3]))}, 2)
-	}
+	dt := ComputeDType(ctx, g) // the cache holds keys and values as the products compute them
 	hidden := decoder(ctx, cfg, tokens, positions, causalMasks(valid), func(layer int, k, v *Node) (*Node, *Node) {
-		caches[2*layer], caches[2*layer+1] = pad(k), pad(v)
+		n := cfg.CacheLen(layer, cacheLen)
+		caches[2*layer], caches[2*layer+1] = toCache(k, lengths, n, dt), toCache(v, lengths, n, dt)
 		return k, v
 	})
 	last := ConvertDType(Equal(positions, InsertAxes(AddScalar(lengths, -1), -1)), dtypes.Float32) // [B, T]
 	hLast := DotGeneral(last, []int{1}, []int{0}, hidden, []int{1}, []int{0})                      // [B, D]
 	return append([]*Node{LMHead(ctx, cfg, hLast)}, caches...)
+}
+
+// CacheLen is how many keys layer caches for sequences of up to l tokens:
+// l, or for a layer with a sliding window W < l a ring of W slots, where
+// position p is kept in slot p mod W (the window never sees further back).
+// Gemma 3's and Mistral's long answers so hold a fraction of a full cache.
+func (c *Config) CacheLen(layer, l int) int {
+	if w := c.LayerWindow(layer); w > 0 && w < l {
+		return w
+	}
+	return l
+}
+
+// toCache turns a prompt's keys or values x [B, K, T, E] (lengths [B])
+// into a cache of n slots in dtype dt: zero-padded when the prompt fits,
+// else a ring (Config.CacheLen) whose slot j holds the newest prompt
+// position p ≡ j (mod n).
+func toCache(x, lengths *Node, n int, dt dtypes.DType) *Node {
+	g := x.Graph()
+	x = ConvertDType(x, dt)
+	d := x.Shape().Dimensions
+	b, t := d[0], d[2]
+	if t <= n {
+		if t == n {
+			return x
+		}
+		return Concatenate([]*Node{x, Zeros(g, shapes.Make(x.DType(), b, d[1], n-t, d[3]))}, 2)
+	}
+	slot := Iota(g, shapes.Make(dtypes.Int32, b, n), 1)
+	back := Sub(InsertAxes(AddScalar(lengths, -1), -1), slot) // last - j: the newest p ≡ j is j + n·⌊back/n⌋
+	p := Add(slot, MulScalar(DivScalar(Max(back, ZerosLike(back)), n), n))
+	p = Where(GreaterOrEqual(back, ZerosLike(back)), p, ZerosLike(p))         // no such position: any, decoding masks it
+	idx := Stack([]*Node{Iota(g, shapes.Make(dtypes.Int32, b, n), 0), p}, -1) // [B, n, 2]
+	rows := Gather(TransposeAllAxes(x, 0, 2, 1, 3), idx)                      // [B, n, K, E]
+	return TransposeAllAxes(rows, 0, 2, 1, 3)
 }
 
 // refillGraph prefills new prompts tokens [N, T] (right-padded; lengths
@@ -180,7 +209,13 @@ func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cach
 func refillGraph(ctx *context.Context, cfg *Config, tokens, lengths, slots *Node, caches []*Node) []*Node {
 	g := tokens.Graph()
 	b, n := caches[0].Shape().Dimensions[0], tokens.Shape().Dimensions[0]
-	out := prefillGraph(ctx, cfg, tokens, lengths, caches[0].Shape().Dimensions[2])
+	// The longest cache is the sequence length the caches were made for,
+	// or (every layer a ring) the window, which Config.CacheLen keeps.
+	l := 0
+	for _, c := range caches {
+		l = max(l, c.Shape().Dimensions[2])
+	}
+	out := prefillGraph(ctx, cfg, tokens, lengths, l)
 	rows := Equal(Iota(g, shapes.Make(dtypes.Int32, b, n), 0), BroadcastToDims(InsertAxes(slots, 0), b, n)) // [B, N]: row b takes prompt j
 	taken := ReduceLogicalOr(rows, 1)                                                                       // [B]
 	from := ArgMax(ConvertDType(rows, dtypes.Float32), 1, dtypes.Int32)                                     // [B]: which prompt (0 when none)
@@ -194,22 +229,50 @@ func refillGraph(ctx *context.Context, cfg *Config, tokens, lengths, slots *Node
 
 // decodeGraph feeds one token per sequence, tokens [B] at positions pos [B],
 // and returns the logits [B, V] and the caches with this step's keys and
-// values written at pos. The step sees the cached keys at or before pos, and
-// with a sliding window W only those after pos-W (the cache keeps older keys
-// but masks them). The write is a select over a one-hot of pos
-// (SimpleGo has no DynamicUpdateSlice), so one graph serves every step.
-// Attention reads the cache back in float32.
+// values written at pos (in a ring cache, Config.CacheLen, at pos mod W).
+// The step sees the cached keys at or before pos, and with a sliding
+// window W only those after pos-W. The write is a select over a one-hot
+// of the slot (SimpleGo has no DynamicUpdateSlice), so one graph serves
+// every step. Attention reads the cache back in float32.
 func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []*Node) []*Node {
 	g := tokens.Graph()
-	b, l := tokens.Shape().Dimensions[0], caches[0].Shape().Dimensions[2]
-	slots := Iota(g, shapes.Make(dtypes.Int32, b, l), 1)
-	posCol := InsertAxes(pos, -1)          // [B, 1]
-	masks := perWindow(func(w int) *Node { // [B, 1(T), L]: the cached keys in the window
-		return InsertAxes(attends(w, posCol, slots), 1)
-	})
-	write := Reshape(Equal(slots, posCol), b, 1, l, 1)
+	b := tokens.Shape().Dimensions[0]
+	posCol := InsertAxes(pos, -1) // [B, 1]
+	// A window's mask and write one-hot, the same for every layer with that
+	// window (whose caches are all as long).
+	type step struct{ mask, write *Node }
+	steps := map[int]step{}
+	stepOf := func(layer int) step {
+		w := cfg.LayerWindow(layer)
+		if st, ok := steps[w]; ok {
+			return st
+		}
+		n := caches[2*layer].Shape().Dimensions[2]
+		slots := Iota(g, shapes.Make(dtypes.Int32, b, n), 1)
+		var st step
+		if w > 0 && n == w {
+			// A ring: slot j holds the newest position ≡ j (mod W), which
+			// is inside the window; until pos reaches W-1 only the slots
+			// j <= pos hold one yet.
+			st = step{attends(0, posCol, slots), Equal(slots, ModScalar(posCol, n))}
+		} else {
+			st = step{attends(w, posCol, slots), Equal(slots, posCol)}
+		}
+		st = step{InsertAxes(st.mask, 1), Reshape(st.write, b, 1, n, 1)} // [B, 1(T), n], [B, 1, n, 1]
+		steps[w] = st
+		return st
+	}
+	masks := func(w int) *Node {
+		for i := range cfg.NumHiddenLayers {
+			if cfg.LayerWindow(i) == w {
+				return stepOf(i).mask
+			}
+		}
+		panic(fmt.Sprintf("model: no layer has window %d", w))
+	}
 	out := make([]*Node, len(caches))
 	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, masks, func(layer int, k, v *Node) (*Node, *Node) {
+		write := stepOf(layer).write
 		for j, x := range []*Node{k, v} {
 			c := caches[2*layer+j]
 			dims := c.Shape().Dimensions

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
 )
@@ -386,4 +387,40 @@ func TestRequestTemperature(t *testing.T) {
 	if _, err := gen.Generate([]Request{{Prompt: []int{1}, Temperature: &bad}}, s); err == nil {
 		t.Error("a negative request temperature was accepted")
 	}
+}
+
+// TestRingCaches: a layer with a sliding window shorter than the sequence
+// caches a ring of that window, the others the whole sequence, through
+// prefill and every decode step.
+func TestRingCaches(t *testing.T) {
+	m := NewRandom(mustConfig(t, tinyGemma3), 5, 0.15) // windows 4, 4 and none
+	gen, err := NewGenerator(testBackend(t), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const l = 64
+	tokens := make([]int32, 16)
+	outs, err := gen.prefill.Exec(tensors.FromFlatDataAndDimensions(tokens, 1, 16),
+		tensors.FromFlatDataAndDimensions([]int32{9}, 1), tensors.FromShape(shapes.Make(dtypes.Int8, l)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int{4, 4, 4, 4, l, l} // keys and values of layers 0, 1, 2
+	check := func(when string, caches []*tensors.Tensor) {
+		for i, c := range caches {
+			if got := c.Shape().Dimensions[2]; got != want[i] {
+				t.Errorf("%s: cache %d holds %d positions, want %d", when, i, got, want[i])
+			}
+		}
+	}
+	check("prefill", outs[1:])
+	args := []any{tensors.FromFlatDataAndDimensions([]int32{3}, 1), tensors.FromFlatDataAndDimensions([]int32{9}, 1)}
+	for _, c := range outs[1:] {
+		args = append(args, c)
+	}
+	step, err := gen.decode.Exec(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("decode", step[1:])
 }
