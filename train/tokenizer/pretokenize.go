@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/dlclark/regexp2"
 )
@@ -16,6 +17,7 @@ const gpt2Pattern = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
 // what becomes of each match, as in Hugging Face's SplitDelimiterBehavior.
 type splitter struct {
 	re        *regexp2.Regexp
+	literal   string // a String pattern, matched without re
 	behavior  splitBehavior
 	invert    bool
 	maxDigits int // > 0: re is a known pattern, matched by knownSplit (Isolated)
@@ -88,16 +90,17 @@ func (t *Tokenizer) addSplitConfig(c *preTokenizerConfig) error {
 	if !ok {
 		return fmt.Errorf("pre_tokenizer Split behavior %q: %w", c.Behavior, ErrUnsupported)
 	}
-	var pattern string
 	switch {
 	case c.Pattern.Regex != nil:
-		pattern = *c.Pattern.Regex
+		return t.addSplit(*c.Pattern.Regex, b, c.Invert)
 	case c.Pattern.String != nil:
-		pattern = regexp.QuoteMeta(*c.Pattern.String)
-	default:
-		return fmt.Errorf("pre_tokenizer Split: pattern has neither Regex nor String")
+		if err := t.addSplit(regexp.QuoteMeta(*c.Pattern.String), b, c.Invert); err != nil {
+			return err
+		}
+		t.split[len(t.split)-1].literal = *c.Pattern.String
+		return nil
 	}
-	return t.addSplit(pattern, b, c.Invert)
+	return fmt.Errorf("pre_tokenizer Split: pattern has neither Regex nor String")
 }
 
 func (t *Tokenizer) addSplit(pattern string, b splitBehavior, invert bool) error {
@@ -126,7 +129,7 @@ func (t *Tokenizer) preTokenize(s string) [][2]int {
 	return pieces
 }
 
-// appendPieces splits s[start:end] at the regex matches.
+// appendPieces splits s[start:end] into pre-tokens.
 func (sp splitter) appendPieces(dst [][2]int, s string, start, end int) [][2]int {
 	if sp.maxDigits > 0 {
 		return knownSplit(dst, s, start, end, sp.maxDigits)
@@ -134,11 +137,50 @@ func (sp splitter) appendPieces(dst [][2]int, s string, start, end int) [][2]int
 	return sp.appendRegexPieces(dst, s, start, end)
 }
 
-// appendRegexPieces splits s[start:end] at the matches of the regex, as
+// appendRegexPieces splits s[start:end] at the matches of the pattern, as
 // Hugging Face's NormalizedString.split: the matches and the text between
 // them (with invert the other way round: the text between is the
 // delimiter), combined by the behavior; empty pieces are dropped.
 func (sp splitter) appendRegexPieces(dst [][2]int, s string, start, end int) [][2]int {
+	var parts []splitPart // the whole text, in order
+	if sp.literal != "" {
+		parts = sp.literalParts(s, start, end)
+	} else {
+		parts = sp.regexParts(s, start, end)
+	}
+	for _, p := range sp.behavior.combine(parts) {
+		if p.end > p.start {
+			dst = append(dst, [2]int{p.start, p.end})
+		}
+	}
+	return dst
+}
+
+// literalParts cuts s[start:end] at each occurrence of sp.literal, left to
+// right, as the regex of the escaped string matches.
+func (sp splitter) literalParts(s string, start, end int) []splitPart {
+	var parts []splitPart
+	prev := start
+	for {
+		k := strings.Index(s[prev:end], sp.literal)
+		if k < 0 {
+			break
+		}
+		a := prev + k
+		if a > prev {
+			parts = append(parts, splitPart{prev, a, sp.invert})
+		}
+		prev = a + len(sp.literal)
+		parts = append(parts, splitPart{a, prev, !sp.invert})
+	}
+	if prev < end || len(parts) == 0 {
+		parts = append(parts, splitPart{prev, end, sp.invert})
+	}
+	return parts
+}
+
+// regexParts cuts s[start:end] at the matches of sp.re.
+func (sp splitter) regexParts(s string, start, end int) []splitPart {
 	runes := make([]rune, 0, end-start)
 	offs := make([]int, 0, end-start+1) // rune index -> byte offset
 	for i, r := range s[start:end] {
@@ -146,7 +188,7 @@ func (sp splitter) appendRegexPieces(dst [][2]int, s string, start, end int) [][
 		offs = append(offs, start+i) // an invalid byte is one U+FFFD rune
 	}
 	offs = append(offs, end)
-	var parts []splitPart // the whole text, in order
+	var parts []splitPart
 	prev := 0
 	m, err := sp.re.FindRunesMatch(runes)
 	for err == nil && m != nil {
@@ -165,12 +207,7 @@ func (sp splitter) appendRegexPieces(dst [][2]int, s string, start, end int) [][
 	if prev < len(runes) {
 		parts = append(parts, splitPart{offs[prev], end, sp.invert})
 	}
-	for _, p := range sp.behavior.combine(parts) {
-		if p.end > p.start {
-			dst = append(dst, [2]int{p.start, p.end})
-		}
-	}
-	return dst
+	return parts
 }
 
 // splitPart is a match of a split pattern (delim) or the text between two.

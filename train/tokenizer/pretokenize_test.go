@@ -44,6 +44,8 @@ func TestSplitBehaviors(t *testing.T) {
 		{map[string]string{"String": "."}, false, "MergedWithPrevious", ".a.b.", []string{".", "a.", "b."}},
 		{map[string]string{"String": "."}, false, "MergedWithNext", ".a.b.", []string{".a", ".b", "."}},
 		{map[string]string{"String": " "}, false, "MergedWithPrevious", "", nil},
+		{map[string]string{"String": "ab"}, true, "Contiguous", "xabababyab", []string{"x", "ababab", "y", "ab"}},
+		{map[string]string{"String": "ab"}, false, "MergedWithPrevious", "xabababyab", []string{"xab", "ab", "ab", "yab"}},
 	}
 	for _, c := range cases {
 		tok, err := splitTokenizer(t, c.pattern, c.behavior, c.invert)
@@ -56,6 +58,13 @@ func TestSplitBehaviors(t *testing.T) {
 		}
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%v invert %v %s on %q: %q, want %q", c.pattern, c.invert, c.behavior, c.text, got, c.want)
+		}
+		if sp := tok.split[0]; sp.literal != "" {
+			// A String pattern is found by strings.Index; its escaped regex agrees.
+			sp.literal = ""
+			if re := sp.appendRegexPieces(nil, c.text, 0, len(c.text)); !slices.Equal(re, tok.preTokenize(c.text)) {
+				t.Errorf("%v %s on %q: literal %v, regex %v", c.pattern, c.behavior, c.text, tok.preTokenize(c.text), re)
+			}
 		}
 		if dec := tok.Decode(tok.Encode(c.text)); c.behavior != "Removed" && dec != c.text {
 			t.Errorf("%v %s: Decode(Encode(%q)) = %q", c.pattern, c.behavior, c.text, dec)

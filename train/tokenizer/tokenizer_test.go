@@ -105,11 +105,14 @@ func TestDecodeMatchesReference(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			tok := loadRef(t, name)
-			ids := refEncode(t, name, texts)
-			var want []string
-			node(t, map[string]any{"op": "decode", "tokenizer": name, "ids": ids}, &want)
-			if len(want) != len(texts) {
-				t.Fatalf("reference decoded %d of %d texts", len(want), len(texts))
+			var ref struct {
+				IDs   [][]int
+				Texts []string
+			}
+			node(t, map[string]any{"op": "decode", "tokenizer": name, "texts": texts}, &ref)
+			ids, want := ref.IDs, ref.Texts
+			if len(ids) != len(texts) || len(want) != len(texts) {
+				t.Fatalf("reference encoded %d and decoded %d of %d texts", len(ids), len(want), len(texts))
 			}
 			byteTokens := 0
 			for i, text := range texts {
