@@ -3,10 +3,13 @@ package tokenizer
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -144,6 +147,62 @@ func refEncode(t testing.TB, name string, texts []string) [][]int {
 		t.Fatalf("reference returned %d results for %d texts", len(ids), len(texts))
 	}
 	return ids
+}
+
+// decodeModels are the models whose decoder TestDecodeMatchesReference
+// compares (byte-level BPE's decoding is the bytes of the tokens).
+var decodeModels = []string{"llama2", "gemma3"}
+
+// refCorpusRun is the reference's encoding of the edge strings and the MATH
+// train split, and for decodeModels its decoding of those ids.
+type refCorpusRun struct {
+	once    sync.Once
+	texts   []string
+	ids     [][]int
+	decoded []string
+	err     string
+}
+
+var (
+	corpusMu sync.Mutex
+	corpora  = map[string]*refCorpusRun{}
+)
+
+// refCorpus runs the reference on the edge strings and the MATH train split
+// once per test binary (node spends seconds loading Gemma's tokenizer.json
+// alone); the encode and decode tests share it.
+func refCorpus(t testing.TB, name string) *refCorpusRun {
+	t.Helper()
+	needReference(t)
+	corpusMu.Lock()
+	r, ok := corpora[name]
+	if !ok {
+		r = &refCorpusRun{}
+		corpora[name] = r
+	}
+	corpusMu.Unlock()
+	r.once.Do(func() {
+		texts := append(slices.Clone(edgeTexts), mathTexts(t)...)
+		var out struct {
+			IDs   [][]int
+			Texts []string
+		}
+		if slices.Contains(decodeModels, name) {
+			node(t, map[string]any{"op": "decode", "tokenizer": name, "texts": texts}, &out)
+		} else {
+			out.IDs = refEncode(t, name, texts)
+			out.Texts = make([]string, len(texts)) // not compared
+		}
+		if len(out.IDs) != len(texts) || len(out.Texts) != len(texts) {
+			r.err = fmt.Sprintf("reference encoded %d and decoded %d of %d texts", len(out.IDs), len(out.Texts), len(texts))
+			return
+		}
+		r.texts, r.ids, r.decoded = texts, out.IDs, out.Texts
+	})
+	if r.texts == nil {
+		t.Fatalf("%s reference: %s", name, cmp.Or(r.err, "failed in another test"))
+	}
+	return r
 }
 
 // mathTexts are the problems and solutions of the MATH train split.

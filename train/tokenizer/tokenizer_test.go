@@ -70,27 +70,25 @@ var edgeTexts = []string{
 }
 
 func TestEncodeMatchesReference(t *testing.T) {
-	math := mathTexts(t)
-	texts := append(slices.Clone(edgeTexts), math...)
 	for _, name := range []string{"qwen3", "llama3_1", "llama3", "llama2", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel() // node is slow and single-threaded
 			tok := loadRef(t, name)
-			want := refEncode(t, name, texts)
+			ref := refCorpus(t, name)
 			bad := 0
-			for i, text := range texts {
+			for i, text := range ref.texts {
 				got := tok.Encode(text)
-				if !slices.Equal(got, want[i]) {
+				if !slices.Equal(got, ref.ids[i]) {
 					bad++
 					if bad <= 5 {
-						t.Errorf("text %d %q:\n got %v\nwant %v", i, clip(text), got, want[i])
+						t.Errorf("text %d %q:\n got %v\nwant %v", i, clip(text), got, ref.ids[i])
 					}
 				}
 			}
 			if bad > 0 {
-				t.Errorf("%d of %d texts differ", bad, len(texts))
+				t.Errorf("%d of %d texts differ", bad, len(ref.texts))
 			}
-			t.Logf("%s: %d texts compared (%d edge strings, %d MATH train problems and solutions)", name, len(texts), len(edgeTexts), len(math))
+			t.Logf("%s: %d texts compared (%d edge strings, %d MATH train problems and solutions)", name, len(ref.texts), len(edgeTexts), len(ref.texts)-len(edgeTexts))
 		})
 	}
 }
@@ -100,26 +98,17 @@ func TestEncodeMatchesReference(t *testing.T) {
 // leading space stripped, Gemma's added "▁▁" and "\n\n" tokens) and checks
 // the byte-fallback path is exercised.
 func TestDecodeMatchesReference(t *testing.T) {
-	texts := append(slices.Clone(edgeTexts), mathTexts(t)[:2000]...)
-	for _, name := range []string{"llama2", "gemma3"} {
+	for _, name := range decodeModels {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			tok := loadRef(t, name)
-			var ref struct {
-				IDs   [][]int
-				Texts []string
-			}
-			node(t, map[string]any{"op": "decode", "tokenizer": name, "texts": texts}, &ref)
-			ids, want := ref.IDs, ref.Texts
-			if len(ids) != len(texts) || len(want) != len(texts) {
-				t.Fatalf("reference encoded %d and decoded %d of %d texts", len(ids), len(want), len(texts))
-			}
+			ref := refCorpus(t, name)
 			byteTokens := 0
-			for i, text := range texts {
-				if got := tok.Decode(ids[i]); got != want[i] {
-					t.Errorf("Decode of text %d %q = %q, want %q", i, clip(text), clip(got), clip(want[i]))
+			for i, text := range ref.texts {
+				if got := tok.Decode(ref.ids[i]); got != ref.decoded[i] {
+					t.Errorf("Decode of text %d %q = %q, want %q", i, clip(text), clip(got), clip(ref.decoded[i]))
 				}
-				for _, id := range ids[i] {
+				for _, id := range ref.ids[i] {
 					if tok.sp.isByte[id] {
 						byteTokens++
 					}
@@ -128,7 +117,7 @@ func TestDecodeMatchesReference(t *testing.T) {
 			if byteTokens == 0 {
 				t.Error("no text encodes to byte-fallback tokens: the fallback is not exercised")
 			}
-			t.Logf("%d texts, %d byte-fallback tokens", len(texts), byteTokens)
+			t.Logf("%d texts, %d byte-fallback tokens", len(ref.texts), byteTokens)
 		})
 	}
 }
