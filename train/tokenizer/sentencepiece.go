@@ -9,12 +9,13 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// SentencePiece-style BPE (Llama 2, Mistral): the vocabulary holds Unicode
-// pieces with "▁" for a space, the normalizer (or a Metaspace pre-tokenizer)
-// writes spaces as "▁" and prepends one, BPE starts from characters, and a
-// character missing from the vocabulary becomes its UTF-8 bytes as <0xXX>
-// tokens (byte_fallback). The decoder turns "▁" back into spaces, the <0xXX>
-// tokens into bytes, and strips the space the normalizer prepended.
+// SentencePiece-style BPE (Llama 2, Mistral, Gemma 3): the vocabulary holds
+// Unicode pieces with "▁" for a space, the normalizer (or a Metaspace
+// pre-tokenizer) writes spaces as "▁" and, except Gemma's, prepends one, BPE
+// starts from characters, and a character missing from the vocabulary
+// becomes its UTF-8 bytes as <0xXX> tokens (byte_fallback). The decoder
+// turns "▁" back into spaces, the <0xXX> tokens into bytes, and strips the
+// space the normalizer prepended (where it has a Strip step).
 type sentencePiece struct {
 	norm    []normOp
 	meta    *metaspace

@@ -181,6 +181,7 @@ func TestSpecialIDs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // node is slow and single-threaded
 			tok := loadRef(t, c.name)
 			names := []string{c.eos, c.pad, c.eot}
 			if c.bos != "" {
