@@ -14,7 +14,7 @@ func BenchmarkEncodeMATH(b *testing.B) {
 	for _, s := range texts {
 		n += len(s)
 	}
-	for _, name := range []string{"qwen3", "llama3_1", "llama2"} {
+	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3"} {
 		b.Run(name, func(b *testing.B) {
 			tok := loadRef(b, name)
 			b.SetBytes(int64(n))
@@ -42,7 +42,7 @@ func BenchmarkReferenceEncodeMATH(b *testing.B) {
 	for _, s := range texts {
 		n += len(s)
 	}
-	for _, name := range []string{"qwen3", "llama3_1", "llama2"} {
+	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3"} {
 		b.Run(name, func(b *testing.B) {
 			var sec, tokens float64
 			for b.Loop() {
@@ -76,24 +76,28 @@ func BenchmarkDecodeMATH(b *testing.B) {
 	}
 }
 
-// BenchmarkLoad reads the Qwen3 tokenizer files (11 MB tokenizer.json) and
-// reports the heap one loaded tokenizer holds.
+// BenchmarkLoad reads the Qwen3 (11 MB tokenizer.json) and Gemma 3 (33 MB)
+// tokenizer files and reports the heap one loaded tokenizer holds.
 func BenchmarkLoad(b *testing.B) {
 	needReference(b)
-	b.ReportAllocs()
-	var tok *Tokenizer
-	var before, after runtime.MemStats
-	for b.Loop() {
-		tok = nil
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		var err error
-		if tok, err = LoadDir(modelDir("qwen3")); err != nil {
-			b.Fatal(err)
-		}
+	for _, name := range []string{"qwen3", "gemma3"} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var tok *Tokenizer
+			var before, after runtime.MemStats
+			for b.Loop() {
+				tok = nil
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				var err error
+				if tok, err = LoadDir(modelDir(name)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB-held")
+			runtime.KeepAlive(tok)
+		})
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB-held")
-	runtime.KeepAlive(tok)
 }

@@ -62,6 +62,7 @@ func chatModels(t *testing.T) []chatModel {
 		{name: "llama3_2", ref: "llama3_1", tok: withTemplate(t, "llama3_1", "llama3_2_chat_template.jinja"), date: date},
 		// The llama2 package ships no chat template: Llama 2 chat's own.
 		{name: "llama2", ref: "llama2", tok: withTemplate(t, "llama2", "llama2_chat_template.jinja")},
+		{name: "gemma3", ref: "gemma3", tok: loadRef(t, "gemma3")},
 	}
 }
 
@@ -264,7 +265,7 @@ func TestChatTemplateDate(t *testing.T) {
 }
 
 func TestTemplateHash(t *testing.T) {
-	for _, name := range []string{"qwen3", "llama3_1"} {
+	for _, name := range []string{"qwen3", "llama3_1", "gemma3"} {
 		tok := loadRef(t, name)
 		raw, err := os.ReadFile(filepath.Join(modelDir(name), "tokenizer_config.json"))
 		if err != nil {
@@ -294,5 +295,53 @@ func TestNoChatTemplate(t *testing.T) {
 	}
 	if got := tok.Decode(tok.Encode("plain bytes ✓")); got != "plain bytes ✓" {
 		t.Errorf("round trip through a merge-less vocabulary = %q", got)
+	}
+}
+
+// TestGemma3ChatSpans checks what SFT and the sampler take from Gemma 3's
+// template: assistant turns are "model" turns, each span is the trimmed
+// answer and the <end_of_turn> that closes it (not the "\n" after), the
+// generation prompt is "<start_of_turn>model\n", the system prompt is folded
+// into the first user turn, and roles that do not alternate are refused.
+func TestGemma3ChatSpans(t *testing.T) {
+	tok := loadRef(t, "gemma3")
+	eot, _ := tok.TokenID("<end_of_turn>")
+	if eot != tok.Special().EndOfTurn || !slices.Contains(tok.StopIDs(), eot) {
+		t.Fatalf("<end_of_turn> (%d): EndOfTurn %d, StopIDs %v", eot, tok.Special().EndOfTurn, tok.StopIDs())
+	}
+	answer := Message{"assistant", "  \n" + a2.Content + "\n\n"}
+	chat, err := tok.ApplyChatTemplate([]Message{system, q1, a1, q2, answer}, ChatOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "<start_of_turn>user\n" + system.Content + "\n\n" + q1.Content + "<end_of_turn>\n"; !strings.Contains(chat.Text, want) {
+		t.Errorf("system prompt not folded into the first user turn:\n%s", chat.Text)
+	}
+	header := tok.Encode("<start_of_turn>model\n")
+	for i, a := range []Message{a1, answer} {
+		sp := chat.Assistant[i]
+		if got, want := tok.Decode(chat.IDs[sp.Start:sp.End]), strings.TrimSpace(a.Content)+"<end_of_turn>"; got != want {
+			t.Errorf("span %d = %q, want %q", i, got, want)
+		}
+		if chat.IDs[sp.End-1] != eot || chat.IDs[sp.End] != tok.Encode("\n")[0] {
+			t.Errorf("span %d does not end at <end_of_turn> followed by a newline", i)
+		}
+		if !slices.Equal(chat.IDs[sp.Start-len(header):sp.Start], header) {
+			t.Errorf("span %d does not follow the model header %v: %v", i, header, chat.IDs[:sp.Start])
+		}
+	}
+	prompt, err := tok.ApplyChatTemplate([]Message{q1, a1, q2}, ChatOptions{AddGenerationPrompt: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(prompt.Text, "<end_of_turn>\n<start_of_turn>model\n") || !slices.Equal(prompt.IDs[len(prompt.IDs)-len(header):], header) {
+		t.Errorf("generation prompt ends %q", prompt.Text[max(0, len(prompt.Text)-40):])
+	}
+	if prompt.IDs[0] != tok.Special().BOS {
+		t.Errorf("prompt starts with %d, want <bos> %d", prompt.IDs[0], tok.Special().BOS)
+	}
+	_, err = tok.ApplyChatTemplate([]Message{q1, q2}, ChatOptions{})
+	if err == nil || !strings.Contains(err.Error(), "alternate") {
+		t.Errorf("two user turns in a row: error %v, want the template's alternation error", err)
 	}
 }

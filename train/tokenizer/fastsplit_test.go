@@ -24,7 +24,7 @@ func knownSplitters(t testing.TB) map[string]splitter {
 	out := map[string]splitter{}
 	for pattern, digits := range knownPatterns {
 		tok := &Tokenizer{}
-		if err := tok.addSplit(pattern); err != nil {
+		if err := tok.addSplit(pattern, isolated, false); err != nil {
 			t.Fatal(err)
 		}
 		if tok.split[0].maxDigits != digits {

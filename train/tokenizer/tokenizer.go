@@ -1,6 +1,7 @@
 // Package tokenizer is a pure-Go BPE tokenizer and chat-template renderer
 // for Hugging Face checkpoints: byte-level BPE (Qwen2.5, Qwen3, Llama-3.x)
-// and SentencePiece-style BPE with byte fallback (Llama 2, Mistral 7B).
+// and SentencePiece-style BPE with byte fallback (Llama 2, Mistral 7B,
+// Gemma 3).
 //
 // Load (or LoadDir) reads a checkpoint's tokenizer.json and
 // tokenizer_config.json; Encode produces the same ids as Hugging Face's
@@ -15,7 +16,11 @@
 // (told apart by its decoder) writes spaces as "▁" through the normalizer
 // (Prepend and Replace) or a Metaspace pre-tokenizer, merges from characters,
 // and encodes a character missing from the vocabulary as its <0xXX> byte
-// tokens; Decode reverses it (see sentencepiece.go).
+// tokens; Decode reverses it (see sentencepiece.go). Split pre-tokenizers
+// take every delimiter behaviour of Hugging Face's (Isolated, Removed,
+// MergedWithPrevious, MergedWithNext, Contiguous) and invert. The
+// post_processor (Gemma's and Llama's BOS) is not applied, as Encode adds
+// no special tokens.
 //
 // ApplyChatTemplate renders the checkpoint's Jinja chat_template
 // (github.com/ardanlabs/jinja, Python semantics) and returns the ids with the
@@ -193,7 +198,15 @@ func build(tj *tokenizerFile) (*Tokenizer, error) {
 		if a.SingleWord {
 			return nil, fmt.Errorf("added_tokens %q: single_word: %w", a.Content, ErrUnsupported)
 		}
-		t.idBytes[a.ID] = []byte(a.Content)
+		switch {
+		case t.sp == nil:
+			t.idBytes[a.ID] = []byte(a.Content)
+		case t.vocab[a.Content] != a.ID || t.idBytes[a.ID] == nil:
+			// The decoder sees added tokens as it sees the vocabulary's
+			// (Gemma's "▁▁" is two spaces); one also in the vocabulary
+			// decodes as there (a <0xXX> token as its byte).
+			t.idBytes[a.ID] = []byte(t.sp.decodeReplace.Replace(a.Content))
+		}
 		t.added.add(addedToken{id: a.ID, content: a.Content, special: a.Special, lstrip: a.LStrip, rstrip: a.RStrip})
 	}
 	t.added.finish()

