@@ -142,7 +142,7 @@ func newResponder(st *Student, sc *StudentConfig, cfg GenerationConfig, grade ma
 	}
 	gen.MaxBatch = cfg.Batch
 	gen.ComputeDType, _ = sft.ComputeDType(cfg.Precision) // Validate checked the name
-	stop := st.Tok.StopIDs()
+	stop := st.StopIDs()
 	for _, id := range cfg.Sampling.StopTokens {
 		if !slices.Contains(stop, id) {
 			stop = append(stop, id)

@@ -108,7 +108,7 @@ func (s *grpoStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) 
 		return nil, fmt.Errorf("student.backend: %w", err)
 	}
 	defer be.Finalize() // free the device for the stages that run next in this process
-	tr, err := grpo.NewTrainer(cfg, be, student.Model, student.Tok.StopIDs())
+	tr, err := grpo.NewTrainer(cfg, be, student.Model, student.StopIDs())
 	if err != nil {
 		return nil, fmt.Errorf("student %s: %w", student.Where, err)
 	}

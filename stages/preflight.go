@@ -222,11 +222,43 @@ func inspectModel(ctx context.Context, uri string) (string, *tokenizer.Tokenizer
 	if err != nil {
 		return "", nil, 0, nil, fmt.Errorf("%s: %w", where, err)
 	}
-	if tok.VocabSize() > mc.VocabSize {
-		return "", nil, 0, nil, fmt.Errorf("%s: the tokenizer has %d tokens, more than config.json's vocab_size %d", where, tok.VocabSize(), mc.VocabSize)
+	beyond, err := tokensBeyond(tok, mc.VocabSize)
+	if err != nil {
+		return "", nil, 0, nil, fmt.Errorf("%s: %w", where, err)
 	}
-	return fmt.Sprintf("%s: %s, %d layers, hidden %d, %.1fM parameters, %d tokens",
-		where, mc.ModelType, mc.NumHiddenLayers, mc.HiddenSize, float64(params)/1e6, tok.VocabSize()), tok, params, mc, nil
+	return fmt.Sprintf("%s: %s, %d layers, hidden %d, %.1fM parameters, %d tokens%s",
+		where, mc.ModelType, mc.NumHiddenLayers, mc.HiddenSize, float64(params)/1e6, tok.VocabSize(), beyond), tok, params, mc, nil
+}
+
+// tokensBeyond checks that the model embeds every token its tokenizer
+// produces from plain text and every special token the stages use. A
+// tokenizer may list added tokens past config.json's vocab_size (Gemma 3
+// 1B's <image_soft_token>), which text yields only by spelling them out;
+// they are named in the summary, and training text that holds one is
+// refused (sft.Dataset.CheckIDs) as a prompt holding one is (model.Generate).
+func tokensBeyond(tok *tokenizer.Tokenizer, vocab int) (string, error) {
+	var extra []string
+	for id := vocab; id < tok.VocabSize(); id++ {
+		name, ok := tok.AddedToken(id)
+		if !ok {
+			return "", fmt.Errorf("the tokenizer has %d tokens, more than config.json's vocab_size %d", tok.VocabSize(), vocab)
+		}
+		extra = append(extra, name)
+	}
+	sp := tok.Special()
+	for _, id := range append(tok.StopIDs(), sp.BOS, sp.Pad) {
+		if id >= vocab {
+			return "", fmt.Errorf("special token %d is outside config.json's vocab_size %d", id, vocab)
+		}
+	}
+	if len(extra) == 0 {
+		return "", nil
+	}
+	names := strings.Join(extra[:min(len(extra), 3)], " ")
+	if len(extra) > 3 {
+		names += " …"
+	}
+	return fmt.Sprintf(" (%d added past vocab_size %d, refused in text: %s)", len(extra), vocab, names), nil
 }
 
 // CheckData loads every data file a run of spec reads, as the stages read

@@ -74,6 +74,9 @@ func (s *sftStage) Run(ctx context.Context, env *job.Env) (job.Metrics, error) {
 	opts := stCfg.ChatOptions()
 	opts.AddGenerationPrompt = false // the assistant's turn is in the data
 	data, err := sft.Tokenize(convs, student.Tok, opts, cfg)
+	if err == nil {
+		err = data.CheckIDs(student.Model.Config.VocabSize)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s/%s: %w", dataset, DatasetFile, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -100,6 +101,20 @@ type Student struct {
 	Files map[string][]byte
 	// Where is the student's location, for logs and results.
 	Where string
+}
+
+// StopIDs are the tokens that end the student's answer: the tokenizer's
+// EOS and end-of-turn, and config.json's eos_token_id, as transformers'
+// generate stops (Gemma 3's <eos> beside <end_of_turn>, Llama 3.1's
+// <|end_of_text|> and <|eom_id|> beside <|eot_id|>).
+func (s *Student) StopIDs() []int {
+	stop := s.Tok.StopIDs()
+	for _, id := range s.Model.Config.EOSTokenIDs() {
+		if id >= 0 && id < s.Model.Config.VocabSize && !slices.Contains(stop, id) {
+			stop = append(stop, id)
+		}
+	}
+	return stop
 }
 
 // openStudent loads the student that stage from produced (its StudentDir

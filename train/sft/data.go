@@ -166,6 +166,20 @@ func Tokenize(convs []Conversation, tok *tokenizer.Tokenizer, opts tokenizer.Cha
 	return d, nil
 }
 
+// CheckIDs fails, naming the example, when a token id is outside a model
+// vocabulary of vocab ids: a tokenizer may know more tokens than the model
+// embeds (Gemma 3 1B's <image_soft_token>), and the text spells one out.
+func (d *Dataset) CheckIDs(vocab int) error {
+	for _, e := range d.Examples {
+		for _, id := range e.IDs {
+			if int(id) >= vocab {
+				return fmt.Errorf("%w: %s: token %d is outside the model's vocabulary of %d (the text spells out a token the model has no embedding for)", ErrData, e.Source, id, vocab)
+			}
+		}
+	}
+	return nil
+}
+
 // Batch is one micro-batch: Rows × Len tokens, row-major. Each row holds one
 // example (length buckets) or several (packing); Segments numbers the
 // examples of a row from 1 (0 is padding) and Positions restart at 0 for each

@@ -490,6 +490,17 @@ func (t *Tokenizer) StopIDs() []int {
 	return ids
 }
 
+// AddedToken returns the text of the added token with this id (one that
+// text produces only by spelling it out, such as "<image_soft_token>").
+func (t *Tokenizer) AddedToken(id int) (string, bool) {
+	for _, a := range t.added.tokens {
+		if a.id == id {
+			return a.content, true
+		}
+	}
+	return "", false
+}
+
 // TokenID returns the id of a token written out as text (an added token such
 // as "<|im_end|>", or a vocabulary entry's bytes).
 func (t *Tokenizer) TokenID(tok string) (int, bool) {

