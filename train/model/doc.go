@@ -71,6 +71,9 @@
 //	res, err := gen.Generate([]model.Request{{Prompt: ids, Seed: 1}},
 //		model.Sampling{Temperature: 1, TopP: 0.95, MaxNewTokens: 512, StopTokens: eos})
 //
+// The KV cache of a layer whose sliding window is shorter than the
+// sequence is a ring of the window's length (Config.CacheLen).
+//
 // Backends come from package train/backend (SimpleGo on CPU by default,
 // XLA with a PJRT plugin on GPU).
 package model
