@@ -9,10 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/task/problems"
-	"github.com/statjob/statjob/train/model"
 	"github.com/statjob/statjob/train/sft"
 	"github.com/statjob/statjob/train/tokenizer"
 )
@@ -32,28 +30,11 @@ func TestGemma3Student(t *testing.T) {
 		t.Skipf("the Gemma 3 tokenizer is not installed (run scripts/test-deps.sh): %v", err)
 	}
 	ctx := context.Background()
-	cfg, err := model.ParseConfig([]byte(`{"model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 8,
+	const vocab = 262144
+	dir := writeStudent(t, t.TempDir(), `{"model_type": "gemma3_text", "vocab_size": 262144, "hidden_size": 8,
 		"intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
 		"head_dim": 8, "query_pre_attn_scalar": 8, "sliding_window": 4, "sliding_window_pattern": 2,
-		"rope_scaling": {"rope_type": "linear", "factor": 8.0}, "eos_token_id": [1, 106], "bos_token_id": 2}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{}
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
-		if files[f], err = os.ReadFile(filepath.Join(gemma3TokDir, f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dir := t.TempDir()
-	st, err := storage.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := model.NewRandom(cfg, 1, 0.5).Save(ctx, st, "", model.SaveOptions{Files: files}); err != nil {
-		t.Fatal(err)
-	}
+		"rope_scaling": {"rope_type": "linear", "factor": 8.0}, "eos_token_id": [1, 106], "bos_token_id": 2}`, gemma3TokDir, 0.5)
 
 	spec := testSpec(t, dir, append(append([]string{}, genSets...), "evaluate.samples=2", "evaluate.sampling.max_new_tokens=6")...)
 	sc := spec.Section("student").(*StudentConfig)
@@ -101,7 +82,7 @@ func TestGemma3Student(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := data.CheckIDs(cfg.VocabSize); !errors.Is(err, sft.ErrData) || !strings.Contains(err.Error(), "train.jsonl:7: token 262144") {
+	if err := data.CheckIDs(vocab); !errors.Is(err, sft.ErrData) || !strings.Contains(err.Error(), "train.jsonl:7: token 262144") {
 		t.Errorf("training text with <image_soft_token>: %v", err)
 	}
 	ps, err := problems.LoadDir(problems.GSM8K, "../data")

@@ -19,17 +19,25 @@ const tinyTokDir = "../train/sft/testdata/tinytok"
 // returns dir, for student.model.
 func writeTinyStudent(t testing.TB, dir string) string {
 	t.Helper()
-	ctx := context.Background()
-	cfg, err := model.ParseConfig([]byte(`{"model_type": "qwen2", "vocab_size": 288, "hidden_size": 32,
+	return writeStudent(t, dir, `{"model_type": "qwen2", "vocab_size": 288, "hidden_size": 32,
 		"intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
 		"rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "max_position_embeddings": 4096,
-		"tie_word_embeddings": true, "hidden_act": "silu"}`))
+		"tie_word_embeddings": true, "hidden_act": "silu"}`, tinyTokDir, 0.05)
+}
+
+// writeStudent saves a random student of config.json text config (weights
+// N(0, std²), seed 1) with the tokenizer files of tokDir under dir and
+// returns dir.
+func writeStudent(t testing.TB, dir, config, tokDir string, std float64) string {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := model.ParseConfig([]byte(config))
 	if err != nil {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{}
 	for _, f := range tokenizerFiles {
-		if files[f], err = os.ReadFile(filepath.Join(tinyTokDir, f)); err != nil {
+		if files[f], err = os.ReadFile(filepath.Join(tokDir, f)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,7 +46,7 @@ func writeTinyStudent(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := model.NewRandom(cfg, 1, 0.05).Save(ctx, st, "", model.SaveOptions{Files: files}); err != nil {
+	if err := model.NewRandom(cfg, 1, std).Save(ctx, st, "", model.SaveOptions{Files: files}); err != nil {
 		t.Fatal(err)
 	}
 	return dir
