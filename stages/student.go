@@ -170,7 +170,34 @@ func loadTokenizer(ctx context.Context, src model.Source, prefix, where string) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("student %s: %w", where, err)
 	}
+	tmpl, err := readOptional(ctx, src, path.Join(prefix, tokenizer.ChatTemplateFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("student %s: %w", where, err)
+	}
+	if tmpl != nil {
+		if err := tok.SetChatTemplate(string(tmpl)); err != nil {
+			return nil, nil, fmt.Errorf("student %s: %s: %w", where, tokenizer.ChatTemplateFile, err)
+		}
+		files[tokenizer.ChatTemplateFile] = tmpl // exported with the student
+	}
 	return tok, files, nil
+}
+
+// readOptional reads key from src, or returns nil when there is no such object.
+func readOptional(ctx context.Context, src model.Source, key string) ([]byte, error) {
+	rc, err := src.Get(ctx, key)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return b, nil
 }
 
 // studentHash identifies the base student for fingerprints without reading
@@ -194,6 +221,13 @@ func studentHash(ctx context.Context, cfg *StudentConfig) (string, error) {
 			return "", fmt.Errorf("student %s: read %s: %w", st.URI(""), f, err)
 		}
 		parts = append(parts, f, b)
+	}
+	// A chat_template.jinja counts only where there is one, so the hashes
+	// of students without one stay as they were.
+	if src, err := readOptional(ctx, st, tokenizer.ChatTemplateFile); err != nil {
+		return "", fmt.Errorf("student %s: %w", st.URI(""), err)
+	} else if src != nil {
+		parts = append(parts, tokenizer.ChatTemplateFile, src)
 	}
 	err = st.List(ctx, "", func(a storage.Attrs) error {
 		if path.Ext(a.Key) == ".safetensors" {

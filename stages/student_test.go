@@ -2,12 +2,16 @@ package stages
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/train/model"
+	"github.com/statjob/statjob/train/tokenizer"
 )
 
 // tinyTokDir holds the real tiny byte-level BPE tokenizer (Qwen2 chat
@@ -50,4 +54,52 @@ func writeStudent(t testing.TB, dir, config, tokDir string, std float64) string 
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// TestChatTemplateFile: a chat_template.jinja beside the tokenizer files
+// (where transformers 4.51 on saves the template) replaces
+// tokenizer_config.json's, counts in the student's hash, and is exported
+// with the trained student.
+func TestChatTemplateFile(t *testing.T) {
+	ctx := context.Background()
+	dir := writeTinyStudent(t, t.TempDir())
+	sc := testSpec(t, dir).Section("student").(*StudentConfig)
+	before, err := studentHash(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}" +
+		"{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+	if err := os.WriteFile(filepath.Join(dir, tokenizer.ChatTemplateFile), []byte(tmpl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after, err := studentHash(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after == before {
+		t.Error("the student's hash ignores chat_template.jinja")
+	}
+	st, err := openStudent(ctx, nil, sc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := st.Tok.RenderChat([]tokenizer.Message{{Role: "user", Content: "hi"}}, tokenizer.ChatOptions{AddGenerationPrompt: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tokenizer_config.json's template would add a default system turn.
+	if want := "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"; text != want || string(st.Files[tokenizer.ChatTemplateFile]) != tmpl {
+		t.Errorf("rendered %q, want %q (files %v)", text, want, slices.Sorted(maps.Keys(st.Files)))
+	}
+	tok, err := tokenizer.LoadDir(dir)
+	if err != nil || tok.ChatTemplate() != tmpl {
+		t.Errorf("tokenizer.LoadDir: %v, template %q", err, tok.ChatTemplate())
+	}
+	if err := os.WriteFile(filepath.Join(dir, tokenizer.ChatTemplateFile), []byte("{% for %}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openStudent(ctx, nil, sc, ""); err == nil || !strings.Contains(err.Error(), tokenizer.ChatTemplateFile) {
+		t.Errorf("a broken chat_template.jinja: %v", err)
+	}
 }

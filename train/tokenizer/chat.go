@@ -120,12 +120,27 @@ func (t *Tokenizer) configure(c *configFile) error {
 	if src == "" {
 		return nil
 	}
+	if err := t.SetChatTemplate(src); err != nil {
+		return fmt.Errorf("chat_template: %w", err)
+	}
+	return nil
+}
+
+// ChatTemplateFile is where transformers (4.51 on) saves the chat template
+// beside tokenizer_config.json; when a checkpoint has one it replaces the
+// config's chat_template, as transformers reads it.
+const ChatTemplateFile = "chat_template.jinja"
+
+// SetChatTemplate makes src (Jinja) the chat template, replacing the one
+// tokenizer_config.json gave, and finds the end-of-turn token it uses.
+func (t *Tokenizer) SetChatTemplate(src string) error {
 	tmpl, err := jinja.Compile(src)
 	if err != nil {
-		return fmt.Errorf("chat_template: %w", err)
+		return err
 	}
 	sum := sha256.Sum256([]byte(src))
 	t.chat = &chatTemplate{source: src, hash: hex.EncodeToString(sum[:]), tmpl: tmpl}
+	t.special.EndOfTurn = t.special.EOS
 	for _, eot := range endOfTurnTokens {
 		if id, ok := t.added.ids[eot]; ok && strings.Contains(src, eot) {
 			t.special.EndOfTurn = id

@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,7 +95,8 @@ type merge struct {
 // cacheLimit bounds the per-pre-token cache; it is cleared when full.
 const cacheLimit = 1 << 18
 
-// LoadDir loads tokenizer.json and tokenizer_config.json from a directory.
+// LoadDir loads tokenizer.json and tokenizer_config.json from a directory,
+// and the chat template from chat_template.jinja when there is one.
 func LoadDir(dir string) (*Tokenizer, error) {
 	tj, err := os.Open(filepath.Join(dir, "tokenizer.json"))
 	if err != nil {
@@ -106,7 +108,21 @@ func LoadDir(dir string) (*Tokenizer, error) {
 		return nil, fmt.Errorf("load tokenizer: %w", err)
 	}
 	defer tc.Close()
-	return Load(tj, tc)
+	t, err := Load(tj, tc)
+	if err != nil {
+		return nil, err
+	}
+	src, err := os.ReadFile(filepath.Join(dir, ChatTemplateFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return t, nil
+	case err != nil:
+		return nil, fmt.Errorf("load tokenizer: %w", err)
+	}
+	if err := t.SetChatTemplate(string(src)); err != nil {
+		return nil, fmt.Errorf("load tokenizer: %s: %w", ChatTemplateFile, err)
+	}
+	return t, nil
 }
 
 // Load reads a tokenizer from the contents of tokenizer.json and
