@@ -3,6 +3,7 @@ package stages
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -104,12 +105,14 @@ type Student struct {
 }
 
 // StopIDs are the tokens that end the student's answer: the tokenizer's
-// EOS and end-of-turn, and config.json's eos_token_id, as transformers'
-// generate stops (Gemma 3's <eos> beside <end_of_turn>, Llama 3.1's
-// <|end_of_text|> and <|eom_id|> beside <|eot_id|>).
+// EOS and end-of-turn, and the eos_token_id of config.json and
+// generation_config.json, as transformers' generate stops (Gemma 3's <eos>
+// beside <end_of_turn>, Llama 3.1's <|end_of_text|> and <|eom_id|> beside
+// <|eot_id|>).
 func (s *Student) StopIDs() []int {
 	stop := s.Tok.StopIDs()
-	for _, id := range s.Model.Config.EOSTokenIDs() {
+	gen, _ := generationEOS(s.Files[generationConfigFile]) // checked when read
+	for _, id := range append(s.Model.Config.EOSTokenIDs(), gen...) {
 		if id >= 0 && id < s.Model.Config.VocabSize && !slices.Contains(stop, id) {
 			stop = append(stop, id)
 		}
@@ -170,17 +173,66 @@ func loadTokenizer(ctx context.Context, src model.Source, prefix, where string) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("student %s: %w", where, err)
 	}
-	tmpl, err := readOptional(ctx, src, path.Join(prefix, tokenizer.ChatTemplateFile))
-	if err != nil {
-		return nil, nil, fmt.Errorf("student %s: %w", where, err)
+	for _, f := range optionalFiles {
+		b, err := readOptional(ctx, src, path.Join(prefix, f))
+		if err != nil {
+			return nil, nil, fmt.Errorf("student %s: %w", where, err)
+		}
+		if b != nil {
+			files[f] = b // exported with the student
+		}
 	}
-	if tmpl != nil {
+	if tmpl := files[tokenizer.ChatTemplateFile]; tmpl != nil {
 		if err := tok.SetChatTemplate(string(tmpl)); err != nil {
 			return nil, nil, fmt.Errorf("student %s: %s: %w", where, tokenizer.ChatTemplateFile, err)
 		}
-		files[tokenizer.ChatTemplateFile] = tmpl // exported with the student
+	}
+	if b := files[generationConfigFile]; b != nil {
+		if _, err := generationEOS(b); err != nil {
+			return nil, nil, fmt.Errorf("student %s: %s: %w", where, generationConfigFile, err)
+		}
 	}
 	return tok, files, nil
+}
+
+// generationConfigFile holds transformers' generation defaults; its
+// eos_token_id is what generate stops on.
+const generationConfigFile = "generation_config.json"
+
+// optionalFiles travel with the weights where a checkpoint has them: the
+// chat template as transformers 4.51 on saves it, and the generation
+// config.
+var optionalFiles = []string{tokenizer.ChatTemplateFile, generationConfigFile}
+
+// generationEOS reads eos_token_id (an id or a list) from a
+// generation_config.json.
+func generationEOS(b []byte) ([]int, error) {
+	if b == nil {
+		return nil, nil
+	}
+	var g struct {
+		EOS any `json:"eos_token_id"`
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		return nil, err
+	}
+	switch v := g.EOS.(type) {
+	case nil:
+		return nil, nil
+	case float64:
+		return []int{int(v)}, nil
+	case []any:
+		ids := make([]int, 0, len(v))
+		for _, x := range v {
+			f, ok := x.(float64)
+			if !ok {
+				return nil, fmt.Errorf("eos_token_id: %v is not a token id", x)
+			}
+			ids = append(ids, int(f))
+		}
+		return ids, nil
+	}
+	return nil, fmt.Errorf("eos_token_id: %v, want an id or a list of ids", g.EOS)
 }
 
 // readOptional reads key from src, or returns nil when there is no such object.
@@ -222,12 +274,14 @@ func studentHash(ctx context.Context, cfg *StudentConfig) (string, error) {
 		}
 		parts = append(parts, f, b)
 	}
-	// A chat_template.jinja counts only where there is one, so the hashes
-	// of students without one stay as they were.
-	if src, err := readOptional(ctx, st, tokenizer.ChatTemplateFile); err != nil {
-		return "", fmt.Errorf("student %s: %w", st.URI(""), err)
-	} else if src != nil {
-		parts = append(parts, tokenizer.ChatTemplateFile, src)
+	// The optional files count only where they are, so the hashes of
+	// students without them stay as they were.
+	for _, f := range optionalFiles {
+		if b, err := readOptional(ctx, st, f); err != nil {
+			return "", fmt.Errorf("student %s: %w", st.URI(""), err)
+		} else if b != nil {
+			parts = append(parts, f, b)
+		}
 	}
 	err = st.List(ctx, "", func(a storage.Attrs) error {
 		if path.Ext(a.Key) == ".safetensors" {

@@ -103,3 +103,37 @@ func TestChatTemplateFile(t *testing.T) {
 		t.Errorf("a broken chat_template.jinja: %v", err)
 	}
 }
+
+// TestGenerationConfigFile: generation_config.json's eos_token_id ends
+// answers too (as transformers' generate reads it), counts in the
+// student's hash, travels with the student, and a bad one is refused by
+// name.
+func TestGenerationConfigFile(t *testing.T) {
+	ctx := context.Background()
+	dir := writeTinyStudent(t, t.TempDir())
+	sc := testSpec(t, dir).Section("student").(*StudentConfig)
+	before, err := studentHash(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := `{"bos_token_id": 282, "eos_token_id": [284, 282], "do_sample": true}`
+	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(gc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := studentHash(ctx, sc); err != nil || after == before {
+		t.Errorf("the student's hash ignores generation_config.json (%v)", err)
+	}
+	st, err := openStudent(ctx, nil, sc, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.StopIDs(); !slices.Equal(got, []int{284, 282}) || string(st.Files["generation_config.json"]) != gc {
+		t.Errorf("stop ids %v (want <|im_end|> 284 and <|endoftext|> 282); files %v", got, slices.Sorted(maps.Keys(st.Files)))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(`{"eos_token_id": "x"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openStudent(ctx, nil, sc, ""); err == nil || !strings.Contains(err.Error(), "generation_config.json: eos_token_id") {
+		t.Errorf("a bad generation_config.json: %v", err)
+	}
+}
