@@ -44,7 +44,7 @@ func TestGemma3Student(t *testing.T) {
 	}
 	// The tokenizer has one token more than the model embeds; text yields
 	// it only by spelling it out, and training text that does is refused.
-	if !strings.Contains(summary, "gemma3_text") || !strings.Contains(summary, "chat template renders") ||
+	if !strings.Contains(summary, "gemma3_text, 2 layers (sliding window 4 on 1), hidden 8") || !strings.Contains(summary, "chat template renders") ||
 		!strings.Contains(summary, "262145 tokens (1 added past vocab_size 262144, refused in text: <image_soft_token>)") {
 		t.Errorf("check: %s", summary)
 	}

@@ -226,8 +226,26 @@ func inspectModel(ctx context.Context, uri string) (string, *tokenizer.Tokenizer
 	if err != nil {
 		return "", nil, 0, nil, fmt.Errorf("%s: %w", where, err)
 	}
-	return fmt.Sprintf("%s: %s, %d layers, hidden %d, %.1fM parameters, %d tokens%s",
-		where, mc.ModelType, mc.NumHiddenLayers, mc.HiddenSize, float64(params)/1e6, tok.VocabSize(), beyond), tok, params, mc, nil
+	return fmt.Sprintf("%s: %s, %d layers%s, hidden %d, %.1fM parameters, %d tokens%s",
+		where, mc.ModelType, mc.NumHiddenLayers, windows(mc), mc.HiddenSize, float64(params)/1e6, tok.VocabSize(), beyond), tok, params, mc, nil
+}
+
+// windows says which layers attend through a sliding window, if any:
+// " (sliding window 1024 on 29)".
+func windows(mc *model.Config) string {
+	n := 0
+	for i := range mc.NumHiddenLayers {
+		if mc.LayerWindow(i) > 0 {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return ""
+	case n == mc.NumHiddenLayers:
+		return fmt.Sprintf(" (sliding window %d on all)", mc.Window())
+	}
+	return fmt.Sprintf(" (sliding window %d on %d)", mc.Window(), n)
 }
 
 // tokensBeyond checks that the model embeds every token its tokenizer
