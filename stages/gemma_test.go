@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/statjob/statjob/task/mathgrade"
 	"github.com/statjob/statjob/task/problems"
+	"github.com/statjob/statjob/train/model"
 	"github.com/statjob/statjob/train/sft"
 	"github.com/statjob/statjob/train/tokenizer"
 )
@@ -125,6 +127,23 @@ func TestTokensBeyond(t *testing.T) {
 		got, err := tokensBeyond(tok, tc.vocab)
 		if tc.want == "" && (err != nil || got != "") || tc.want != "" && (err == nil || err.Error() != tc.want) {
 			t.Errorf("vocab_size %d: %q, %v; want error %q", tc.vocab, got, err, tc.want)
+		}
+	}
+}
+
+// TestWindowsLine: the check's student line says which layers are windowed.
+func TestWindowsLine(t *testing.T) {
+	for js, want := range map[string]string{
+		`{"model_type": "gemma3_text", "num_hidden_layers": 34, "sliding_window": 1024}`: " (sliding window 1024 on 29)",
+		`{"model_type": "mistral", "num_hidden_layers": 4, "sliding_window": 4096}`:      " (sliding window 4096 on all)",
+		`{"model_type": "qwen2", "num_hidden_layers": 4, "sliding_window": 4096}`:        "",
+	} {
+		var mc model.Config
+		if err := json.Unmarshal([]byte(js), &mc); err != nil {
+			t.Fatal(err)
+		}
+		if got := windows(&mc); got != want {
+			t.Errorf("%s: %q, want %q", js, got, want)
 		}
 	}
 }
