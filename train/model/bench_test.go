@@ -189,14 +189,7 @@ func BenchmarkGenerateBatching(b *testing.B) {
 		stop = append(stop, tok)
 	}
 	s := Sampling{Temperature: 1, MaxNewTokens: 128, StopTokens: stop}
-	reqs := make([]Request, 96)
-	for i := range reqs {
-		p := make([]int, benchPrompt)
-		for j := range p {
-			p[j] = (i*131 + j*17) % m.Config.VocabSize
-		}
-		reqs[i] = Request{Prompt: p, Seed: uint64(i)}
-	}
+	reqs := benchRequests(96, m.Config.VocabSize)
 	for _, static := range []bool{true, false} {
 		name := map[bool]string{true: "static", false: "continuous"}[static]
 		b.Run(name, func(b *testing.B) {
@@ -208,18 +201,7 @@ func BenchmarkGenerateBatching(b *testing.B) {
 			if _, err := gen.Generate(reqs[:16], s); err != nil { // compiles
 				b.Fatal(err)
 			}
-			b.ResetTimer()
-			start, tokens := time.Now(), 0
-			for range b.N {
-				res, err := gen.Generate(reqs, s)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, r := range res {
-					tokens += len(r.Tokens)
-				}
-			}
-			b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tokens/s")
+			tokens := timeGenerate(b, gen, reqs, s)
 			b.ReportMetric(float64(gen.stats.steps), "steps")
 			b.ReportMetric(float64(tokens)/float64(b.N*len(reqs)), "tokens/answer")
 		})
@@ -245,29 +227,11 @@ func BenchmarkRingCache(b *testing.B) {
 			}
 			gen.MaxBatch = 8
 			s := Sampling{MaxNewTokens: 960}
-			reqs := make([]Request, 8)
-			for i := range reqs {
-				p := make([]int, benchPrompt)
-				for j := range p {
-					p[j] = (i*131 + j*17) % m.Config.VocabSize
-				}
-				reqs[i] = Request{Prompt: p}
-			}
+			reqs := benchRequests(8, m.Config.VocabSize)
 			if _, err := gen.Generate(reqs, Sampling{MaxNewTokens: 960 - 64}); err != nil { // compiles (same cache length)
 				b.Fatal(err)
 			}
-			b.ResetTimer()
-			start, tokens := time.Now(), 0
-			for range b.N {
-				res, err := gen.Generate(reqs, s)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, r := range res {
-					tokens += len(r.Tokens)
-				}
-			}
-			b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tokens/s")
+			timeGenerate(b, gen, reqs, s)
 			c := m.Config
 			var slots int
 			for i := range c.NumHiddenLayers {
@@ -276,4 +240,35 @@ func BenchmarkRingCache(b *testing.B) {
 			b.ReportMetric(float64(len(reqs)*slots*2*c.NumKeyValueHeads*c.HeadDim*4)/(1<<20), "cache-MiB")
 		})
 	}
+}
+
+// benchRequests makes n requests of benchPrompt tokens (request i seeded i).
+func benchRequests(n, vocab int) []Request {
+	reqs := make([]Request, n)
+	for i := range reqs {
+		p := make([]int, benchPrompt)
+		for j := range p {
+			p[j] = (i*131 + j*17) % vocab
+		}
+		reqs[i] = Request{Prompt: p, Seed: uint64(i)}
+	}
+	return reqs
+}
+
+// timeGenerate answers reqs b.N times, reports the answers' tokens/s and
+// returns how many tokens they had.
+func timeGenerate(b *testing.B, gen *Generator, reqs []Request, s Sampling) int {
+	b.ResetTimer()
+	start, tokens := time.Now(), 0
+	for range b.N {
+		res, err := gen.Generate(reqs, s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range res {
+			tokens += len(r.Tokens)
+		}
+	}
+	b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tokens/s")
+	return tokens
 }
