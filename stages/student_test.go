@@ -56,11 +56,10 @@ func writeStudent(t testing.TB, dir, config, tokDir string, std float64) string 
 	return dir
 }
 
-// TestChatTemplateFile: a chat_template.jinja beside the tokenizer files
-// (where transformers 4.51 on saves the template) replaces
-// tokenizer_config.json's, counts in the student's hash, and is exported
-// with the trained student.
-func TestChatTemplateFile(t *testing.T) {
+// studentWithFile writes a tiny student, adds the file name with content
+// beside it, and fails t unless the student's hash changes with it.
+func studentWithFile(t *testing.T, name, content string) (*StudentConfig, string) {
+	t.Helper()
 	ctx := context.Background()
 	dir := writeTinyStudent(t, t.TempDir())
 	sc := testSpec(t, dir).Section("student").(*StudentConfig)
@@ -68,18 +67,24 @@ func TestChatTemplateFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := studentHash(ctx, sc); err != nil || after == before {
+		t.Errorf("the student's hash ignores %s (%v)", name, err)
+	}
+	return sc, dir
+}
+
+// TestChatTemplateFile: a chat_template.jinja beside the tokenizer files
+// (where transformers 4.51 on saves the template) replaces
+// tokenizer_config.json's, counts in the student's hash, and is exported
+// with the trained student.
+func TestChatTemplateFile(t *testing.T) {
+	ctx := context.Background()
 	tmpl := "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{%- endfor %}" +
 		"{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-	if err := os.WriteFile(filepath.Join(dir, tokenizer.ChatTemplateFile), []byte(tmpl), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	after, err := studentHash(ctx, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after == before {
-		t.Error("the student's hash ignores chat_template.jinja")
-	}
+	sc, dir := studentWithFile(t, tokenizer.ChatTemplateFile, tmpl)
 	st, err := openStudent(ctx, nil, sc, "")
 	if err != nil {
 		t.Fatal(err)
@@ -110,19 +115,8 @@ func TestChatTemplateFile(t *testing.T) {
 // name.
 func TestGenerationConfigFile(t *testing.T) {
 	ctx := context.Background()
-	dir := writeTinyStudent(t, t.TempDir())
-	sc := testSpec(t, dir).Section("student").(*StudentConfig)
-	before, err := studentHash(ctx, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	gc := `{"bos_token_id": 282, "eos_token_id": [284, 282], "do_sample": true}`
-	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(gc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if after, err := studentHash(ctx, sc); err != nil || after == before {
-		t.Errorf("the student's hash ignores generation_config.json (%v)", err)
-	}
+	sc, dir := studentWithFile(t, "generation_config.json", gc)
 	st, err := openStudent(ctx, nil, sc, "")
 	if err != nil {
 		t.Fatal(err)
