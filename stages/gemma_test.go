@@ -147,3 +147,24 @@ func TestWindowsLine(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxLengthLine: the check names the length where a longrope
+// student's answers stop, and says nothing for other students.
+func TestMaxLengthLine(t *testing.T) {
+	longrope := `{"model_type": "phi3", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+		"max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+		"rope_scaling": {"type": "longrope", "short_factor": [1], "long_factor": [1]}}`
+	for js, want := range map[string]string{
+		longrope: "; answers stop at 4096 tokens with their prompt (longrope's original context)",
+		`{"model_type": "phi3", "num_hidden_layers": 2, "max_position_embeddings": 4096, "original_max_position_embeddings": 4096}`: "",
+		`{"model_type": "llama", "num_hidden_layers": 2, "max_position_embeddings": 4096}`:                                          "",
+	} {
+		var mc model.Config
+		if err := json.Unmarshal([]byte(js), &mc); err != nil {
+			t.Fatal(err)
+		}
+		if got := maxLength(&mc); got != want {
+			t.Errorf("%s: %q, want %q", js, got, want)
+		}
+	}
+}

@@ -226,8 +226,18 @@ func inspectModel(ctx context.Context, uri string) (string, *tokenizer.Tokenizer
 	if err != nil {
 		return "", nil, 0, nil, fmt.Errorf("%s: %w", where, err)
 	}
-	return fmt.Sprintf("%s: %s, %d layers%s, hidden %d, %.1fM parameters, %d tokens%s",
-		where, mc.ModelType, mc.NumHiddenLayers, windows(mc), mc.HiddenSize, float64(params)/1e6, tok.VocabSize(), beyond), tok, params, mc, nil
+	return fmt.Sprintf("%s: %s, %d layers%s, hidden %d, %.1fM parameters, %d tokens%s%s",
+		where, mc.ModelType, mc.NumHiddenLayers, windows(mc), mc.HiddenSize, float64(params)/1e6, tok.VocabSize(), beyond, maxLength(mc)), tok, params, mc, nil
+}
+
+// maxLength says where the student's answers stop whatever max_new_tokens
+// says (model.Config.MaxLength): "; answers stop at 4096 tokens with their
+// prompt (longrope's original context)".
+func maxLength(mc *model.Config) string {
+	if l := mc.MaxLength(); l > 0 {
+		return fmt.Sprintf("; answers stop at %d tokens with their prompt (longrope's original context)", l)
+	}
+	return ""
 }
 
 // windows says which layers attend through a sliding window, if any:

@@ -114,6 +114,10 @@ func LoadAs(ctx context.Context, src Source, prefix string, dtype dtypes.DType) 
 	}
 	m := &Model{Config: cfg, Ctx: mlctx.New()}
 	chk := newTensorCheck(cfg)
+	fused, dims := fusedParts(cfg), map[string][]int{}
+	for _, h := range TensorNames(cfg) {
+		dims[h.Name] = h.Shape
+	}
 	for _, f := range files {
 		key := path.Join(prefix, f)
 		r, err := src.Get(ctx, key)
@@ -122,8 +126,18 @@ func LoadAs(ctx context.Context, src Source, prefix string, dtype dtypes.DType) 
 		}
 		err = ReadSafetensors(r, func(t Tensor) error {
 			keep, err := chk.add(t.Name, t.Shape, f)
-			if keep {
-				m.set(cfg.checkpointName(t.Name), asDType(t.Data, t.Shape, dtype))
+			if !keep {
+				return err
+			}
+			name := cfg.checkpointName(t.Name)
+			data := t.Data
+			for _, part := range fused[name] { // split a fused tensor's rows into its parts
+				n := numElements(dims[part])
+				m.set(part, asDType(data[:n], dims[part], dtype))
+				data = data[n:]
+			}
+			if fused[name] == nil {
+				m.set(name, asDType(t.Data, t.Shape, dtype))
 			}
 			return err
 		})
@@ -221,7 +235,7 @@ type tensorCheck struct {
 
 func newTensorCheck(cfg *Config) *tensorCheck {
 	c := &tensorCheck{cfg: cfg, want: map[string][]int{}, loaded: map[string]string{}}
-	for _, h := range TensorNames(cfg) {
+	for _, h := range CheckpointTensors(cfg) {
 		c.want[h.Name] = h.Shape
 	}
 	return c
@@ -285,7 +299,8 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 	if err != nil {
 		return err
 	}
-	heads := TensorNames(m.Config)
+	heads := CheckpointTensors(m.Config)
+	fused := fusedParts(m.Config)
 	var shards [][]TensorHeader
 	var cur int64
 	for _, h := range heads {
@@ -297,7 +312,7 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 		shards[len(shards)-1] = append(shards[len(shards)-1], h)
 		cur += n
 	}
-	get := func(name string) ([]float32, error) {
+	weight := func(name string) ([]float32, error) {
 		scope, v := scopeOf(name)
 		variable := m.Ctx.GetVariableByScopeAndName(scope, v)
 		if variable == nil {
@@ -308,6 +323,20 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 			return nil, err
 		}
 		return Float32Data(t)
+	}
+	get := func(name string) ([]float32, error) {
+		if fused[name] == nil {
+			return weight(name)
+		}
+		var all []float32 // a fused tensor: its parts' rows, in order
+		for _, part := range fused[name] {
+			data, err := weight(part)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, data...)
+		}
+		return all, nil
 	}
 	weightMap := map[string]string{}
 	for i, shard := range shards {

@@ -11,7 +11,7 @@ import (
 // Config is the part of a Hugging Face config.json the decoder needs.
 // Field names and JSON tags are Hugging Face's.
 type Config struct {
-	ModelType         string       `json:"model_type"` // "llama", "mistral", "qwen2", "qwen3", "gemma2" or "gemma3_text"
+	ModelType         string       `json:"model_type"` // "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text" or "phi3"
 	VocabSize         int          `json:"vocab_size"`
 	HiddenSize        int          `json:"hidden_size"`
 	IntermediateSize  int          `json:"intermediate_size"`
@@ -26,10 +26,17 @@ type Config struct {
 	// rope_scaling together; ParseConfig folds it into the two.
 	RopeParameters        *RopeScaling `json:"rope_parameters,omitempty"`
 	MaxPositionEmbeddings int          `json:"max_position_embeddings"`
-	TieWordEmbeddings     bool         `json:"tie_word_embeddings"`
-	AttentionBias         bool         `json:"attention_bias"` // llama: bias on q/k/v/o
-	MLPBias               bool         `json:"mlp_bias"`
-	HiddenAct             string       `json:"hidden_act,omitempty"`
+	// OriginalMaxPositionEmbeddings (phi3) is the pre-training context:
+	// longrope switches from its short to its long factors past it, and
+	// max_position_embeddings / this sets its attention factor.
+	OriginalMaxPositionEmbeddings int `json:"original_max_position_embeddings,omitempty"`
+	// PartialRotaryFactor (phi3): only the first head_dim·factor dimensions
+	// of each head rotate; the rest pass through (0: 1, every dimension).
+	PartialRotaryFactor float64 `json:"partial_rotary_factor,omitempty"`
+	TieWordEmbeddings   bool    `json:"tie_word_embeddings"`
+	AttentionBias       bool    `json:"attention_bias"` // llama: bias on q/k/v/o
+	MLPBias             bool    `json:"mlp_bias"`
+	HiddenAct           string  `json:"hidden_act,omitempty"`
 	// HiddenActivation is Gemma's name for the MLP's activation; it wins
 	// over hidden_act there (gelu_pytorch_tanh when neither is set).
 	HiddenActivation string `json:"hidden_activation,omitempty"`
@@ -72,16 +79,26 @@ type Config struct {
 	fromImageText bool
 }
 
-// RopeScaling is config.json's rope_scaling; Llama-3's "llama3" and
-// "linear" (every frequency divided by factor) change the frequencies here.
+// RopeScaling is config.json's rope_scaling; Llama-3's "llama3", "linear"
+// (every frequency divided by factor) and Phi-3's "longrope" (every
+// frequency divided by its own short or long factor, cos and sin scaled by
+// an attention factor) change the frequencies here.
 type RopeScaling struct {
-	RopeType                      string  `json:"rope_type"`
+	// Every field is omitted when empty, so that a saved config.json
+	// spells rope_scaling as it was read ("type" stays "type").
+	RopeType                      string  `json:"rope_type,omitempty"`
 	Type                          string  `json:"type,omitempty"` // older spelling of rope_type
-	Factor                        float64 `json:"factor"`
-	LowFreqFactor                 float64 `json:"low_freq_factor"`
-	HighFreqFactor                float64 `json:"high_freq_factor"`
-	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
+	Factor                        float64 `json:"factor,omitempty"`
+	LowFreqFactor                 float64 `json:"low_freq_factor,omitempty"`
+	HighFreqFactor                float64 `json:"high_freq_factor,omitempty"`
+	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings,omitempty"`
 	RopeTheta                     float64 `json:"rope_theta,omitempty"` // in rope_parameters only
+	// longrope: one factor per rotated frequency, for sequences up to and
+	// past the original context; attention_factor overrides the default
+	// sqrt(1 + ln(factor) / ln(original context)).
+	ShortFactor     []float64 `json:"short_factor,omitempty"`
+	LongFactor      []float64 `json:"long_factor,omitempty"`
+	AttentionFactor *float64  `json:"attention_factor,omitempty"`
 }
 
 // defaultMistralWindow is Hugging Face's MistralConfig default sliding_window.
@@ -164,20 +181,20 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text":
+	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3":
 	default:
-		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3_text)", c.ModelType)
+		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3)", c.ModelType)
 	}
 	switch c.ModelType {
-	case "mistral":
+	case "mistral", "phi3":
 		if c.SlidingWindow != nil && *c.SlidingWindow <= 0 {
 			return bad("sliding_window", "must be positive or null, got %d", *c.SlidingWindow)
 		}
 		if c.AttentionBias {
-			return bad("attention_bias", "mistral has no attention biases")
+			return bad("attention_bias", "%s has no attention biases", c.ModelType)
 		}
 		if c.MLPBias {
-			return bad("mlp_bias", "mistral has no MLP biases")
+			return bad("mlp_bias", "%s has no MLP biases", c.ModelType)
 		}
 	case "gemma2", "gemma3_text":
 		if c.QueryPreAttnScalar <= 0 {
@@ -226,8 +243,14 @@ func (c *Config) Validate() error {
 	if c.NumAttentionHeads%c.NumKeyValueHeads != 0 {
 		return bad("num_key_value_heads", "%d does not divide num_attention_heads %d", c.NumKeyValueHeads, c.NumAttentionHeads)
 	}
-	if c.HeadDim%2 != 0 {
-		return bad("head_dim", "must be even for rotary embeddings, got %d", c.HeadDim)
+	if f := c.PartialRotaryFactor; f < 0 || f > 1 || math.IsNaN(f) {
+		return bad("partial_rotary_factor", "%g, want in (0, 1]", f)
+	}
+	if f := c.PartialRotaryFactor; f != 0 && f != 1 && c.ModelType != "phi3" {
+		return bad("partial_rotary_factor", "%g: only phi3 rotates part of each head here", f)
+	}
+	if rd := c.RotaryDim(); rd <= 0 || rd%2 != 0 {
+		return bad("head_dim", "rotates %d dimensions (head_dim %d × partial_rotary_factor), want an even number > 0", rd, c.HeadDim)
 	}
 	if field, act := c.activation(); act != "silu" && act != "gelu_pytorch_tanh" {
 		return bad(field, "%q is not supported (silu, gelu_pytorch_tanh)", act)
@@ -249,8 +272,12 @@ func (c *Config) Validate() error {
 			if s.Factor <= 0 || s.LowFreqFactor <= 0 || s.HighFreqFactor <= s.LowFreqFactor || s.OriginalMaxPositionEmbeddings <= 0 {
 				return bad("rope_scaling", "llama3 needs factor, low_freq_factor < high_freq_factor and original_max_position_embeddings, got %+v", *s)
 			}
+		case "longrope":
+			if err := c.validLongRope(); err != nil {
+				return bad("rope_scaling", "longrope: %v", err)
+			}
 		default:
-			return bad("rope_scaling.rope_type", "%q is not supported (default, linear, llama3)", s.kind())
+			return bad("rope_scaling.rope_type", "%q is not supported (default, linear, llama3, longrope)", s.kind())
 		}
 	}
 	return nil
@@ -351,7 +378,7 @@ func (c *Config) activation() (field, act string) {
 
 // slidingLayer reports whether layer i attends through the sliding window,
 // as Hugging Face decides it: layer_types when the config lists them;
-// otherwise Mistral windows every layer (when sliding_window is set), Qwen
+// otherwise Mistral and Phi-3 window every layer (when sliding_window is set), Qwen
 // the layers from max_window_layers on with use_sliding_window, Gemma 2
 // every other layer from the first, and Gemma 3 all but every
 // sliding_window_pattern-th.
@@ -360,7 +387,7 @@ func (c *Config) slidingLayer(i int) bool {
 		return c.LayerTypes[i] == "sliding_attention"
 	}
 	switch c.ModelType {
-	case "mistral":
+	case "mistral", "phi3":
 		return c.SlidingWindow != nil
 	case "qwen2", "qwen3":
 		return c.UseSlidingWindow && i >= c.MaxWindowLayers
@@ -428,19 +455,111 @@ func (c *Config) EOSTokenIDs() []int {
 	return nil
 }
 
-// InvFreq returns the rotary inverse frequencies (head_dim/2 of them) of
+// RotaryDim is how many dimensions of each head rotate: head_dim, or
+// int(head_dim · partial_rotary_factor) (Phi-3's partial rotary).
+func (c *Config) RotaryDim() int {
+	if c.PartialRotaryFactor == 0 {
+		return c.HeadDim
+	}
+	return int(float64(c.HeadDim) * c.PartialRotaryFactor)
+}
+
+// validLongRope checks longrope's fields: one short and one long factor per
+// rotated frequency, and a context to switch at.
+func (c *Config) validLongRope() error {
+	s, half := c.RopeScaling, c.RotaryDim()/2
+	for _, f := range []struct {
+		name string
+		v    []float64
+	}{{"short_factor", s.ShortFactor}, {"long_factor", s.LongFactor}} {
+		if len(f.v) != half {
+			return fmt.Errorf("%s has %d entries, want %d (rotary dimensions / 2)", f.name, len(f.v), half)
+		}
+		for i, x := range f.v {
+			if !(x > 0) {
+				return fmt.Errorf("%s[%d] is %g, want > 0", f.name, i, x)
+			}
+		}
+	}
+	if s.AttentionFactor != nil && !(*s.AttentionFactor > 0) {
+		return fmt.Errorf("attention_factor is %g, want > 0", *s.AttentionFactor)
+	}
+	if c.OriginalMaxPositionEmbeddings == 0 && !(s.Factor > 0) {
+		return fmt.Errorf("needs original_max_position_embeddings or a factor")
+	}
+	if c.LongRopeFrom() <= 0 {
+		return fmt.Errorf("needs original_max_position_embeddings or max_position_embeddings")
+	}
+	return nil
+}
+
+// LongRope reports rope_scaling "longrope" (Phi-3.5, Phi-4-mini).
+func (c *Config) LongRope() bool { return c.RopeScaling != nil && c.RopeScaling.kind() == "longrope" }
+
+// LongRopeFrom is the sequence length past which longrope rotates with its
+// long factors: original_max_position_embeddings (top level, else in
+// rope_scaling), else max_position_embeddings, as transformers decides it.
+// A sequence of at most this many tokens uses the short factors.
+func (c *Config) LongRopeFrom() int {
+	switch {
+	case c.OriginalMaxPositionEmbeddings > 0:
+		return c.OriginalMaxPositionEmbeddings
+	case c.RopeScaling != nil && c.RopeScaling.OriginalMaxPositionEmbeddings > 0:
+		return c.RopeScaling.OriginalMaxPositionEmbeddings
+	}
+	return c.MaxPositionEmbeddings
+}
+
+// RopeAttentionFactor multiplies cos and sin (so every query·key score by
+// its square): longrope's attention_factor, by default
+// sqrt(1 + ln(factor) / ln(original context)) with factor =
+// max_position_embeddings / original_max_position_embeddings when the
+// config has the latter (Phi-3), else rope_scaling's factor; 1 otherwise.
+func (c *Config) RopeAttentionFactor() float64 {
+	if !c.LongRope() {
+		return 1
+	}
+	s := c.RopeScaling
+	if s.AttentionFactor != nil {
+		return *s.AttentionFactor
+	}
+	factor, orig := s.Factor, c.MaxPositionEmbeddings
+	if c.OriginalMaxPositionEmbeddings > 0 {
+		factor, orig = float64(c.MaxPositionEmbeddings)/float64(c.OriginalMaxPositionEmbeddings), c.OriginalMaxPositionEmbeddings
+	}
+	if factor <= 1 {
+		return 1
+	}
+	return math.Sqrt(1 + math.Log(factor)/math.Log(float64(orig)))
+}
+
+// InvFreq returns the rotary inverse frequencies (RotaryDim/2 of them) of
 // layer i as Hugging Face computes them in float32: rope_theta with
-// rope_scaling (Llama 3 or linear) applied, except on Gemma 3's windowed
-// layers, which use rope_local_base_freq unscaled.
+// rope_scaling (Llama 3, linear, or longrope's short factors) applied,
+// except on Gemma 3's windowed layers, which use rope_local_base_freq
+// unscaled.
 func (c *Config) InvFreq(layer int) []float32 {
+	return c.invFreq(layer, false)
+}
+
+// LongInvFreq is InvFreq with longrope's long factors, for sequences
+// longer than LongRopeFrom (nil without longrope).
+func (c *Config) LongInvFreq(layer int) []float32 {
+	if !c.LongRope() {
+		return nil
+	}
+	return c.invFreq(layer, true)
+}
+
+func (c *Config) invFreq(layer int, long bool) []float32 {
 	theta, s := c.RopeTheta, c.RopeScaling
 	if c.ModelType == "gemma3_text" && c.slidingLayer(layer) {
 		theta, s = c.RopeLocalBaseFreq, nil
 	}
-	half := c.HeadDim / 2
-	inv := make([]float32, half)
+	dim := c.RotaryDim()
+	inv := make([]float32, dim/2)
 	for i := range inv {
-		exp := float32(2*i) / float32(c.HeadDim)
+		exp := float32(2*i) / float32(dim)
 		inv[i] = float32(1.0 / math.Pow(theta, float64(exp)))
 	}
 	switch {
@@ -449,6 +568,15 @@ func (c *Config) InvFreq(layer int) []float32 {
 	case s.kind() == "linear":
 		for i, f := range inv {
 			inv[i] = float32(float64(f) / s.Factor)
+		}
+		return inv
+	case s.kind() == "longrope":
+		ext := s.ShortFactor
+		if long {
+			ext = s.LongFactor
+		}
+		for i, f := range inv {
+			inv[i] = float32(float64(f) / ext[i])
 		}
 		return inv
 	case s.kind() != "llama3":

@@ -1,5 +1,5 @@
 // Package model is statjob's student model: the Llama / Mistral / Qwen2 /
-// Qwen3 / Gemma 2 / Gemma 3 (text) decoder in GoMLX, read from and written
+// Qwen3 / Gemma 2 / Gemma 3 (text) / Phi-3 decoder in GoMLX, read from and written
 // to Hugging Face's layout, with the loss for fine-tuning and a KV-cached
 // sampler.
 //
@@ -7,7 +7,7 @@
 // i-W < j <= i (sliding_window W), in Forward, ForwardSegments (within each
 // segment), Hidden, prefill and every cached decode step. Which layers are
 // windowed follows Hugging Face (Config.LayerWindow): layer_types when the
-// config lists them; otherwise every layer of Mistral, the layers from
+// config lists them; otherwise every layer of Mistral and Phi-3, the layers from
 // max_window_layers on of Qwen2/Qwen3 with use_sliding_window, every other
 // layer of Gemma 2, and all but every sliding_window_pattern-th of Gemma 3.
 //
@@ -20,6 +20,18 @@
 // image-and-text checkpoint (model_type gemma3: gemma-3-4b and larger) the
 // language model is read and the vision tower left out; it saves as a
 // text-only gemma3_text checkpoint.
+//
+// Phi-3 (model_type phi3: Phi-3, Phi-3.5 and Phi-4 mini) is Llama's layout
+// with q/k/v fused into one qkv_proj and gate/up into one gate_up_proj in
+// its checkpoints: Load splits them into the model's own projections (one
+// Linear, one LoRA target each) and Save fuses them back
+// (CheckpointTensors). Only the first head_dim·partial_rotary_factor
+// dimensions of a head rotate. Its longrope rotates a sequence with the
+// short factors up to original_max_position_embeddings tokens and with the
+// long ones past it (per row: a row's last real position decides), cos and
+// sin scaled by the attention factor; generation stops there
+// (Config.MaxLength), since transformers recomputes its whole cache with
+// the long factors at that point.
 //
 // Loading and saving (any storage.Store is a Source and a Sink):
 //

@@ -60,7 +60,20 @@ type Request struct {
 // Result is one continuation.
 type Result struct {
 	Tokens  []int // new tokens, the stop token included when Stopped
-	Stopped bool  // ended on a stop token (else on MaxNewTokens)
+	Stopped bool  // ended on a stop token (else on MaxNewTokens or MaxLength)
+}
+
+// MaxLength is the longest sequence (prompt and answer) a Generator
+// continues, or 0 for no limit. A longrope model (Phi-3.5, Phi-4-mini)
+// stops at Config.LongRopeFrom: past it transformers switches every
+// position to the long factors and recomputes its cache, which a KV cache
+// of keys rotated by the short ones cannot follow. Up to it every token
+// is the one transformers would give.
+func (c *Config) MaxLength() int {
+	if c.LongRope() {
+		return c.LongRopeFrom()
+	}
+	return 0
 }
 
 // Generator samples continuations with a KV cache, batching continuously:
@@ -155,7 +168,7 @@ func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cach
 	valid := LessThan(positions, InsertAxes(lengths, -1))
 	caches := make([]*Node, 2*cfg.NumHiddenLayers)
 	dt := ComputeDType(ctx, g) // the cache holds keys and values as the products compute them
-	hidden := decoder(ctx, cfg, tokens, positions, causalMasks(valid), func(layer int, k, v *Node) (*Node, *Node) {
+	hidden := decoder(ctx, cfg, tokens, positions, lengths, causalMasks(valid), func(layer int, k, v *Node) (*Node, *Node) {
 		n := cfg.CacheLen(layer, cacheLen)
 		caches[2*layer], caches[2*layer+1] = toCache(k, lengths, n, dt), toCache(v, lengths, n, dt)
 		return k, v
@@ -271,7 +284,7 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 		panic(fmt.Sprintf("model: no layer has window %d", w))
 	}
 	out := make([]*Node, len(caches))
-	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, masks, func(layer int, k, v *Node) (*Node, *Node) {
+	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, AddScalar(pos, 1), masks, func(layer int, k, v *Node) (*Node, *Node) {
 		write := stepOf(layer).write
 		for j, x := range []*Node{k, v} {
 			c := caches[2*layer+j]
@@ -341,7 +354,7 @@ func (gen *Generator) Generate(reqs []Request, s Sampling) ([]Result, error) {
 // with caches of length l, writing results[i] for each.
 func (gen *Generator) round(reqs []Request, queue []int, l int, s Sampling, results []Result) (err error) {
 	b := Bucket(min(max(gen.MaxBatch, 1), len(queue)), 1)
-	v := gen.model.Config.VocabSize
+	v, limit := gen.model.Config.VocabSize, gen.model.Config.MaxLength()
 	var (
 		caches []*tensors.Tensor
 		logits = make([]float32, b*v) // each row's newest logits
@@ -385,7 +398,7 @@ func (gen *Generator) round(reqs []Request, queue []int, l int, s Sampling, resu
 			if slices.Contains(s.StopTokens, tok) {
 				r.Stopped = true
 				slot[i] = -1
-			} else if len(r.Tokens) >= s.MaxNewTokens {
+			} else if n := len(r.Tokens); n >= s.MaxNewTokens || (limit > 0 && len(reqs[slot[i]].Prompt)+n >= limit) {
 				slot[i] = -1
 			}
 		}

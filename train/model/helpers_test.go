@@ -92,6 +92,22 @@ const (
 		"sliding_window": 4, "max_position_embeddings": 8192, "tie_word_embeddings": true,
 		"hidden_activation": "gelu_pytorch_tanh", "hidden_act": "gelu_pytorch_tanh",
 		"final_logit_softcapping": 3.0, "attn_logit_softcapping": 5.0, "bos_token_id": 2, "eos_token_id": 1}`
+	// Phi-3 mini 4k: fused qkv_proj and gate_up_proj in the checkpoint, a
+	// sliding window on every layer.
+	tinyPhi3 = `{"model_type": "phi3", "vocab_size": 90, "hidden_size": 64, "intermediate_size": 80,
+		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+		"rope_theta": 10000.0, "rope_scaling": null, "max_position_embeddings": 4096,
+		"original_max_position_embeddings": 4096, "sliding_window": 4, "tie_word_embeddings": false,
+		"hidden_act": "silu", "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attention_dropout": 0.0,
+		"bos_token_id": 1, "eos_token_id": 32000}`
+	// Phi-4 mini: a partial rotary (8 of 16 dimensions) and longrope, whose
+	// original context (12) the longest prompt passes, with a tied lm_head.
+	tinyPhi4 = `{"model_type": "phi3", "vocab_size": 90, "hidden_size": 64, "intermediate_size": 80,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+		"rope_theta": 10000.0, "partial_rotary_factor": 0.5, "max_position_embeddings": 48,
+		"original_max_position_embeddings": 12, "sliding_window": 262144, "tie_word_embeddings": true,
+		"rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.5, 3.0, 7.0], "long_factor": [1.0, 2.0, 6.0, 20.0]},
+		"hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2}`
 )
 
 type reference struct {

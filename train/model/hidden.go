@@ -9,5 +9,5 @@ import (
 // [B, T, D] of tokens [B, T], for embeddings (pooled by the caller).
 // positions and valid are as for Forward.
 func Hidden(ctx *context.Context, cfg *Config, tokens, positions, valid *Node) *Node {
-	return decoder(ctx, cfg, tokens, positions, causalMasks(valid), nil)
+	return decoder(ctx, cfg, tokens, positions, spanOf(cfg, positions, valid), causalMasks(valid), nil)
 }

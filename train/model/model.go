@@ -30,8 +30,18 @@ import (
 // attends to the real positions at or before its own index (and, in a layer
 // with a sliding window W, after index-W: Config.LayerWindow).
 func Forward(ctx *context.Context, cfg *Config, tokens, positions, valid *Node) *Node {
-	hidden := decoder(ctx, cfg, tokens, positions, causalMasks(valid), nil)
+	hidden := decoder(ctx, cfg, tokens, positions, spanOf(cfg, positions, valid), causalMasks(valid), nil)
 	return LMHead(ctx, cfg, hidden)
+}
+
+// spanOf is each row's last valid position + 1 [B], or nil for a model
+// that does not read it (decoder).
+func spanOf(cfg *Config, positions, valid *Node) *Node {
+	if !cfg.LongRope() {
+		return nil
+	}
+	next := AddScalar(positions, 1)
+	return ReduceMax(Where(valid, next, ZerosLike(next)), 1)
 }
 
 // ForwardSegments is Forward for packed rows: segments [B, T] (int32)
@@ -44,7 +54,7 @@ func ForwardSegments(ctx *context.Context, cfg *Config, tokens, positions, segme
 	notPad := BroadcastToDims(InsertAxes(NotEqual(segments, ZerosLike(segments)), 1), b, t, t) // [B, T, S]
 	ok := LogicalAnd(same, notPad)
 	masks := perWindow(func(w int) *Node { return LogicalAnd(ok, BroadcastPrefix(causal(w, segments.Graph(), t), b)) })
-	hidden := decoder(ctx, cfg, tokens, positions, masks, nil)
+	hidden := decoder(ctx, cfg, tokens, positions, spanOf(cfg, positions, NotEqual(segments, ZerosLike(segments))), masks, nil)
 	return LMHead(ctx, cfg, hidden)
 }
 
@@ -93,8 +103,11 @@ func causalMasks(valid *Node) maskFunc {
 type kvFunc func(layer int, k, v *Node) (*Node, *Node)
 
 // decoder runs embedding, the layers and the final norm: hidden [B, T, D].
-// masks gives each layer's mask by its window.
-func decoder(ctx *context.Context, cfg *Config, tokens, positions *Node, masks maskFunc, kv kvFunc) *Node {
+// masks gives each layer's mask by its window. span [B] (int32) is how many
+// positions each row's sequence covers (its last real position + 1):
+// longrope rotates a row with its long factors when span passes
+// Config.LongRopeFrom, and other models do not read it.
+func decoder(ctx *context.Context, cfg *Config, tokens, positions, span *Node, masks maskFunc, kv kvFunc) *Node {
 	ctx = ctx.Checked(false)
 	x := embed(ctx.In("model").In("embed_tokens"), cfg, tokens) // [B, T, D]
 	type rope struct {
@@ -109,7 +122,7 @@ func decoder(ctx *context.Context, cfg *Config, tokens, positions *Node, masks m
 				return r.cos, r.sin
 			}
 		}
-		cos, sin = rotary(inv, positions)
+		cos, sin = rotary(cfg, layer, positions, span)
 		ropes = append(ropes, rope{inv, cos, sin})
 		return cos, sin
 	}
@@ -288,28 +301,50 @@ func rmsNorm(ctx *context.Context, cfg *Config, x *Node) *Node {
 	return Mul(Div(x, Sqrt(AddScalar(variance, cfg.RMSNormEps))), alongLastAxis(w, x.Rank()))
 }
 
-// rotary returns cos and sin [B, 1, T, E] of positions·invFreq, repeated
-// over the two halves of the head (Hugging Face's layout).
-func rotary(invFreq []float32, positions *Node) (cos, sin *Node) {
+// rotary returns layer's cos and sin [B, 1, T, E] of positions·invFreq,
+// repeated over the two halves of the rotated dimensions (Hugging Face's
+// layout). With a partial rotary (RotaryDim < E) the dimensions past it
+// get cos 1 and sin 0: they pass through. With longrope, a row whose span
+// passes Config.LongRopeFrom takes the long factors' frequencies, and cos
+// and sin are scaled by the attention factor.
+func rotary(cfg *Config, layer int, positions, span *Node) (cos, sin *Node) {
 	g := positions.Graph()
-	inv := Const(g, invFreq)                                                                     // [E/2]
-	freqs := Mul(InsertAxes(ConvertDType(positions, dtypes.Float32), -1), alongLastAxis(inv, 3)) // [B, T, E/2]
-	emb := Concatenate([]*Node{freqs, freqs}, -1)                                                // [B, T, E]
-	return InsertAxes(Cos(emb), 1), InsertAxes(Sin(emb), 1)
+	pos := InsertAxes(ConvertDType(positions, dtypes.Float32), -1) // [B, T, 1]
+	emb := func(inv []float32) *Node {
+		freqs := Mul(pos, alongLastAxis(Const(g, inv), 3)) // [B, T, rd/2]
+		return Concatenate([]*Node{freqs, freqs}, -1)      // [B, T, rd]
+	}
+	angles := emb(cfg.InvFreq(layer))
+	if long := cfg.LongInvFreq(layer); long != nil {
+		past := GreaterThan(span, Scalar(g, span.DType(), cfg.LongRopeFrom())) // [B]
+		angles = Where(BroadcastToShape(Reshape(past, -1, 1, 1), angles.Shape()), emb(long), angles)
+	}
+	cos, sin = Cos(angles), Sin(angles)
+	if a := cfg.RopeAttentionFactor(); a != 1 {
+		cos, sin = MulScalar(cos, a), MulScalar(sin, a)
+	}
+	if pass := cfg.HeadDim - cfg.RotaryDim(); pass > 0 {
+		dims := slices.Clone(cos.Shape().Dimensions)
+		dims[2] = pass
+		cos = Concatenate([]*Node{cos, Ones(g, shapes.Make(dtypes.Float32, dims...))}, -1)
+		sin = Concatenate([]*Node{sin, Zeros(g, shapes.Make(dtypes.Float32, dims...))}, -1)
+	}
+	return InsertAxes(cos, 1), InsertAxes(sin, 1)
 }
 
-// applyRotary is x·cos + rotate_half(x)·sin for x [B, heads, T, E].
-// rotate_half(x) = concat(-x[E/2:], x[:E/2]) is computed as x·R with a
+// applyRotary is x·cos + rotate_half(x)·sin for x [B, heads, T, E], where
+// rotate_half(x) = concat(-x[rd/2:rd], x[:rd/2]) on the first rd rotated
+// dimensions (the rest have sin 0: rotary). It is computed as x·R with a
 // constant signed permutation R: a Slice-based version has no CPU gradient.
-func applyRotary(x, cos, sin *Node) *Node {
+func applyRotary(x, cos, sin *Node, rd int) *Node {
 	e := x.Shape().Dimensions[3]
 	r := make([][]float32, e)
 	for i := range r {
 		r[i] = make([]float32, e)
 	}
-	for i := range e / 2 {
-		r[i+e/2][i] = -1 // out[i] = -x[i+E/2]
-		r[i][i+e/2] = 1  // out[i+E/2] = x[i]
+	for i := range rd / 2 {
+		r[i+rd/2][i] = -1 // out[i] = -x[i+rd/2]
+		r[i][i+rd/2] = 1  // out[i+rd/2] = x[i]
 	}
 	rotated := DotGeneral(x, []int{3}, nil, Const(x.Graph(), r), []int{0}, nil)
 	return Add(Mul(x, cos), Mul(rotated, sin))
@@ -329,7 +364,7 @@ func attention(ctx *context.Context, cfg *Config, h, cos, sin, mask *Node, kv fu
 		q = rmsNorm(ctx.In("q_norm"), cfg, q)
 		k = rmsNorm(ctx.In("k_norm"), cfg, k)
 	}
-	q, k = applyRotary(q, cos, sin), applyRotary(k, cos, sin)
+	q, k = applyRotary(q, cos, sin, cfg.RotaryDim()), applyRotary(k, cos, sin, cfg.RotaryDim())
 	k, v = kv(k, v) // [B, K, S, E]
 	s := k.Shape().Dimensions[2]
 
@@ -362,8 +397,10 @@ func mlp(ctx *context.Context, cfg *Config, h *Node) *Node {
 	return Linear(ctx.In("down_proj"), Mul(act, up), cfg.HiddenSize, cfg.MLPBias)
 }
 
-// TensorNames lists the checkpoint's tensors and shapes for cfg, in the
-// order Hugging Face writes them.
+// TensorNames lists the model's weights (its context variables, named as
+// checkpoints name them) and their shapes for cfg, in the order Hugging
+// Face writes them. A checkpoint holds exactly these, except that Phi-3
+// fuses some of them into one tensor (CheckpointTensors).
 func TensorNames(cfg *Config) []TensorHeader {
 	d, e := cfg.HiddenSize, cfg.HeadDim
 	hs := []TensorHeader{{"model.embed_tokens.weight", []int{cfg.VocabSize, d}}}
@@ -404,6 +441,83 @@ func TensorNames(cfg *Config) []TensorHeader {
 	hs = append(hs, TensorHeader{"model.norm.weight", []int{d}})
 	if !cfg.TieWordEmbeddings {
 		hs = append(hs, TensorHeader{"lm_head.weight", []int{cfg.VocabSize, d}})
+	}
+	return hs
+}
+
+// fusedModules are the projections Phi-3's checkpoints fuse, each with the
+// model's own projections it stacks along its output rows, in order.
+var fusedModules = []struct {
+	block, name string // "mlp", "gate_up_proj": model.layers.<i>.mlp.gate_up_proj
+	parts       []string
+}{
+	{"self_attn", "qkv_proj", []string{"q_proj", "k_proj", "v_proj"}},
+	{"mlp", "gate_up_proj", []string{"gate_proj", "up_proj"}},
+}
+
+// SplitModule names the model's projections that a fused checkpoint
+// projection ("qkv_proj", "gate_up_proj") holds, or nil for any other
+// name: the model keeps them apart, so that each stays one Linear and one
+// LoRA target.
+func SplitModule(name string) []string {
+	for _, f := range fusedModules {
+		if f.name == name {
+			return f.parts
+		}
+	}
+	return nil
+}
+
+// fusedParts maps each checkpoint tensor that stacks several of the
+// model's weights along its first axis to those weights, in order (a
+// Phi-3 checkpoint's qkv_proj and gate_up_proj).
+func fusedParts(cfg *Config) map[string][]string {
+	if cfg.ModelType != "phi3" {
+		return nil
+	}
+	m := map[string][]string{}
+	for i := range cfg.NumHiddenLayers {
+		for _, f := range fusedModules {
+			p := "model.layers." + strconv.Itoa(i) + "." + f.block + "."
+			for _, part := range f.parts {
+				m[p+f.name+".weight"] = append(m[p+f.name+".weight"], p+part+".weight")
+			}
+		}
+	}
+	return m
+}
+
+// CheckpointTensors lists the tensors and shapes of cfg's checkpoint:
+// TensorNames with each fused group (fusedParts) as one tensor, in its
+// first part's place.
+func CheckpointTensors(cfg *Config) []TensorHeader {
+	fused := fusedParts(cfg)
+	if fused == nil {
+		return TensorNames(cfg)
+	}
+	into := map[string]string{} // part → its fused tensor
+	for f, parts := range fused {
+		for _, p := range parts {
+			into[p] = f
+		}
+	}
+	var hs []TensorHeader
+	rows := map[string]int{}
+	at := map[string]int{}
+	for _, h := range TensorNames(cfg) {
+		f, ok := into[h.Name]
+		if !ok {
+			hs = append(hs, h)
+			continue
+		}
+		if _, seen := at[f]; !seen {
+			at[f] = len(hs)
+			hs = append(hs, TensorHeader{f, slices.Clone(h.Shape)})
+		}
+		rows[f] += h.Shape[0]
+	}
+	for f, i := range at {
+		hs[i].Shape[0] = rows[f]
 	}
 	return hs
 }

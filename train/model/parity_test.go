@@ -8,14 +8,19 @@ import (
 
 // TestParity writes tiny random Llama, Qwen2 (sharded), Qwen3, Mistral
 // (sliding window 4, shorter than the prompts and continuations), Qwen2
-// windowed on some layers, Gemma 2 and Gemma 3 checkpoints, loads them back, and compares GoMLX's logits (one ragged, right-padded batch) and
-// KV-cached greedy continuations against the PyTorch reference.
+// windowed on some layers, Gemma 2, Gemma 3 and Phi-3 checkpoints, loads
+// them back, and compares GoMLX's logits (one ragged, right-padded batch)
+// and KV-cached greedy continuations against the PyTorch reference. The
+// longrope model's continuations stop at its original context
+// (Config.MaxLength), and its longest prompt, past that context, rotates
+// with the long factors.
 func TestParity(t *testing.T) {
 	for _, tc := range []struct {
 		name, config string
 		shard        int64 // qwen2 is written in shards with an index, as large checkpoints are
 	}{{"llama", tinyLlama, 0}, {"qwen2", tinyQwen2, 20000}, {"qwen3", tinyQwen3, 0}, {"mistral", tinyMistral, 0},
-		{"qwen2 windowed from layer 1", tinyQwen2Windowed, 0}, {"gemma2", tinyGemma2, 0}, {"gemma3", tinyGemma3, 0}} {
+		{"qwen2 windowed from layer 1", tinyQwen2Windowed, 0}, {"gemma2", tinyGemma2, 0}, {"gemma3", tinyGemma3, 0},
+		{"phi3", tinyPhi3, 0}, {"phi3 longrope", tinyPhi4, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustConfig(t, tc.config)
 			dir := t.TempDir()
@@ -27,6 +32,13 @@ func TestParity(t *testing.T) {
 				t.Fatal(err)
 			}
 			prompts := [][]int{{5, 17, 33, 2, 9, 41, 60, 11, 7}, {12, 4}, {30, 31, 32, 33, 34}}
+			limit := cfg.MaxLength()
+			if limit > 0 {
+				prompts = append(prompts, []int{3, 8, 13, 21, 34, 55, 89, 1, 2, 4, 8, 16, 32, 64, 7})
+				if len(prompts[3]) <= limit {
+					t.Fatalf("the longrope prompt (%d tokens) must pass the original context %d", len(prompts[3]), limit)
+				}
+			}
 			const steps = 12
 			ref := runReference(t, dir, prompts, steps)
 			b := testBackend(t)
@@ -60,9 +72,17 @@ func TestParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			compared := 0
-			for i := range prompts {
-				for s, want := range ref.Greedy[i] {
+			compared, want := 0, 0
+			for i, p := range prompts {
+				n := steps
+				if limit > 0 {
+					n = max(1, min(steps, limit-len(p)))
+				}
+				want += n
+				if len(res[i].Tokens) != n {
+					t.Fatalf("prompt %d (%d tokens): %d new tokens, want %d (max length %d)", i, len(p), len(res[i].Tokens), n, limit)
+				}
+				for s, want := range ref.Greedy[i][:n] {
 					if ref.Margins[i][s] <= 1e-3 {
 						break // a near tie: the continuations may part here
 					}
@@ -73,8 +93,8 @@ func TestParity(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%s: %d of %d greedy tokens compared, all identical", tc.name, compared, len(prompts)*steps)
-			if compared < len(prompts)*steps/2 {
+			t.Logf("%s: %d of %d greedy tokens compared, all identical", tc.name, compared, want)
+			if compared < want/2 {
 				t.Errorf("only %d greedy tokens had a margin > 1e-3", compared)
 			}
 		})

@@ -17,20 +17,29 @@ import (
 )
 
 // TestLoRATargetsMustExist: a target that names no projection of the model
-// is an error naming the entry, not a run that trains fewer adapters.
+// is an error naming the entry, not a run that trains fewer adapters; a
+// Phi-3 checkpoint's fused projection is answered with the names to use.
 func TestLoRATargetsMustExist(t *testing.T) {
-	r := tinyRun(t, t.TempDir(), nil)
-	cfg := r.Trainer.cfg
-	cfg.LoRA.Targets = []string{"up_proj", "dwn_proj"}
-	ctx, _ := newTinyContext(1)
-	tr, err := NewTrainer(cfg, tinyBackend(t), ctx, tinyForward(NewAdapters(cfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Trainer = tr
-	_, err = r.Run(context.Background())
-	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), `sft.lora.targets[1]: "dwn_proj"`) {
-		t.Fatalf("misspelt LoRA target: got %v", err)
+	for _, tc := range []struct {
+		targets []string
+		want    string
+	}{
+		{[]string{"up_proj", "dwn_proj"}, `sft.lora.targets[1]: "dwn_proj" is no projection of the model`},
+		{[]string{"qkv_proj"}, `"qkv_proj" is no projection of the model (a checkpoint fuses it; the model keeps its parts apart: name q_proj, k_proj, v_proj)`},
+	} {
+		r := tinyRun(t, t.TempDir(), nil)
+		cfg := r.Trainer.cfg
+		cfg.LoRA.Targets = tc.targets
+		ctx, _ := newTinyContext(1)
+		tr, err := NewTrainer(cfg, tinyBackend(t), ctx, tinyForward(NewAdapters(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Trainer = tr
+		_, err = r.Run(context.Background())
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("LoRA targets %v: got %v, want %q", tc.targets, err, tc.want)
+		}
 	}
 }
 

@@ -33,6 +33,16 @@ const tinyGemma3Config = `{"model_type": "gemma3_text", "vocab_size": 288, "hidd
 	"sliding_window_pattern": 2, "max_position_embeddings": 4096, "tie_word_embeddings": true,
 	"hidden_activation": "gelu_pytorch_tanh", "eos_token_id": 284}`
 
+// tinyPhi4Config is the tiny student as a Phi-4-mini: fused projections
+// in its checkpoint, half of each head rotating, longrope switching to its
+// long factors in rows past 112 tokens, and a sliding window.
+const tinyPhi4Config = `{"model_type": "phi3", "vocab_size": 288, "hidden_size": 32, "intermediate_size": 64,
+	"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+	"rope_theta": 10000.0, "partial_rotary_factor": 0.5, "max_position_embeddings": 256,
+	"original_max_position_embeddings": 112, "sliding_window": 48, "tie_word_embeddings": true,
+	"rope_scaling": {"type": "longrope", "short_factor": [1.0, 2.0], "long_factor": [1.5, 8.0]},
+	"hidden_act": "silu", "eos_token_id": 284}`
+
 // tinyStudent writes a random tiny student (with the tiny tokenizer's
 // files) to a fresh directory and loads it back.
 func tinyStudent(t testing.TB) (*model.Model, string) {
@@ -133,7 +143,7 @@ func modelSteps(d *Dataset, cfg Config, steps int) [][]*Batch {
 // TestModelTrainingMatchesTorch fine-tunes the tiny Qwen2 student on MATH
 // conversations for 20 optimizer steps (accumulation 2, warm-up, cosine,
 // clipping, weight decay), fully and with LoRA on all seven projections
-// (and the tiny Gemma 3 fully), and compares with the PyTorch reference
+// (and the tiny Gemma 3 and Phi-4-mini fully), and compares with the PyTorch reference
 // forward trained by torch.optim.AdamW.
 // The LoRA run then exports a merged HF directory, checked against
 // base + (α/r)·B·A and, for logits, against the PyTorch reference.
@@ -142,7 +152,8 @@ func TestModelTrainingMatchesTorch(t *testing.T) {
 	for _, tc := range []struct {
 		name, config string
 		lora         bool
-	}{{"full", tinyStudentConfig, false}, {"lora", tinyStudentConfig, true}, {"gemma3 full", tinyGemma3Config, false}} {
+	}{{"full", tinyStudentConfig, false}, {"lora", tinyStudentConfig, true}, {"gemma3 full", tinyGemma3Config, false},
+		{"phi4 full", tinyPhi4Config, false}} {
 		name, lora := tc.name, tc.lora
 		t.Run(name, func(t *testing.T) {
 			const steps = 20
@@ -164,6 +175,20 @@ func TestModelTrainingMatchesTorch(t *testing.T) {
 				}
 			}
 			plan := modelSteps(mathDataset(t, 40, cfg), cfg, steps)
+			if m.Config.LongRope() {
+				rows := map[bool]int{} // rows that rotate with the long factors, and with the short ones
+				for _, st := range plan {
+					for _, b := range st {
+						for r := range b.Rows {
+							rows[realTokens(b, r) > m.Config.LongRopeFrom()]++
+						}
+					}
+				}
+				if rows[true] == 0 || rows[false] == 0 {
+					t.Fatalf("%d rows past longrope's original context %d and %d within it, want some of each", rows[true], m.Config.LongRopeFrom(), rows[false])
+				}
+				t.Logf("%d rows past the original context, %d within it", rows[true], rows[false])
+			}
 			warm := WarmupSteps(0.1, steps)
 			loraA := map[string]any{}
 			var goLoss, goNorm []float64
@@ -375,4 +400,15 @@ func TestPackedLossEqualsUnpacked(t *testing.T) {
 	if math.Abs(packed-single) > 1e-5*single {
 		t.Errorf("packed loss %.7f, one example per row %.7f", packed, single)
 	}
+}
+
+// realTokens counts row r's tokens that are not padding.
+func realTokens(b *Batch, r int) int {
+	n := 0
+	for _, s := range b.Segments[r*b.Len : (r+1)*b.Len] {
+		if s != 0 {
+			n++
+		}
+	}
+	return n
 }

@@ -10,6 +10,8 @@ import (
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's graph DSL reads best unqualified.
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	mlctx "github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/statjob/statjob/train/model"
 )
 
 // BatchNodes is a micro-batch inside the graph, [rows, len] each.
@@ -172,7 +174,11 @@ func (t *Trainer) prepare(b *Batch) error {
 		}
 		for i, name := range t.cfg.LoRA.Targets {
 			if !adapted[name] {
-				return fmt.Errorf("%w: sft.lora.targets[%d]: %q is no projection of the model", ErrConfig, i, name)
+				hint := ""
+				if parts := model.SplitModule(name); parts != nil {
+					hint = fmt.Sprintf(" (a checkpoint fuses it; the model keeps its parts apart: name %s)", strings.Join(parts, ", "))
+				}
+				return fmt.Errorf("%w: sft.lora.targets[%d]: %q is no projection of the model%s", ErrConfig, i, name, hint)
 			}
 		}
 	}

@@ -1,9 +1,10 @@
-"""Reference forward of Hugging Face's Llama / Mistral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3
-decoder in plain PyTorch.
+"""Reference forward of Hugging Face's Llama / Mistral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 /
+Phi-3 decoder in plain PyTorch.
 
 A faithful transcription of transformers' modeling_llama.py / modeling_mistral.py /
 modeling_qwen2.py / modeling_qwen3.py / modeling_gemma2.py / modeling_gemma3.py
-(Gemma3ForCausalLM)
+(Gemma3ForCausalLM) / modeling_phi3.py (fused qkv_proj and gate_up_proj, partial
+rotary, longrope with its switch to the long factors past the original context)
 (eager attention, float32) that reads a checkpoint directory written in HF
 layout (config.json + model.safetensors, or shards with
 model.safetensors.index.json) without the transformers or
@@ -67,9 +68,12 @@ def read_weights(directory):
     return out
 
 
-def rope_inv_freq(cfg, dim, base, rs):
+def rope_inv_freq(cfg, dim, base, rs, long=False):
     inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
     rs = rs or {}
+    if rs.get("rope_type", rs.get("type")) == "longrope":
+        ext = torch.tensor(rs["long_factor"] if long else rs["short_factor"], dtype=torch.float32)
+        inv_freq = 1.0 / (ext * base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
     if rs.get("rope_type", rs.get("type")) == "linear":
         inv_freq = inv_freq / rs["factor"]
     if rs.get("rope_type", rs.get("type")) == "llama3":
@@ -101,6 +105,19 @@ class Model:
         self.heads = c["num_attention_heads"]
         self.kv_heads = c.get("num_key_value_heads") or self.heads
         self.head_dim = c.get("head_dim") or c["hidden_size"] // self.heads
+        if c["model_type"] == "phi3":
+            # Held as the parts of Phi-3's fused qkv_proj and gate_up_proj,
+            # so that a trainer can name them as the Go model does; forward
+            # fuses them back and computes as Phi3Attention and Phi3MLP do.
+            qn, kn = self.heads * self.head_dim, self.kv_heads * self.head_dim
+            for i in range(c["num_hidden_layers"]):
+                p = f"model.layers.{i}."
+                qkv = self.w.pop(p + "self_attn.qkv_proj.weight")
+                self.w[p + "self_attn.q_proj.weight"] = qkv[:qn].clone()
+                self.w[p + "self_attn.k_proj.weight"] = qkv[qn:qn + kn].clone()
+                self.w[p + "self_attn.v_proj.weight"] = qkv[qn + kn:].clone()
+                gate, up = self.w.pop(p + "mlp.gate_up_proj.weight").chunk(2, dim=0)
+                self.w[p + "mlp.gate_proj.weight"], self.w[p + "mlp.up_proj.weight"] = gate.clone(), up.clone()
         self.eps = c["rms_norm_eps"]
         self.qkv_bias = c["model_type"] == "qwen2" or c.get("attention_bias", False)
         self.o_bias = c.get("attention_bias", False)
@@ -116,6 +133,8 @@ class Model:
         if types is None:
             if mt == "mistral":
                 types = ["sliding_attention" if c.get("sliding_window", 4096) is not None else "full_attention"] * n
+            elif mt == "phi3":  # Phi3Config's sliding_window defaults to None
+                types = ["sliding_attention" if c.get("sliding_window") is not None else "full_attention"] * n
             elif mt in ("qwen2", "qwen3"):
                 types = ["sliding_attention" if c.get("use_sliding_window") and i >= c.get("max_window_layers", 0)
                          else "full_attention" for i in range(n)]
@@ -128,12 +147,29 @@ class Model:
                 types = ["full_attention"] * n
         self.windows = [c.get("sliding_window", 4096) if t == "sliding_attention" else None for t in types]
         theta = c.get("rope_theta", 10000.0)
-        global_freq = rope_inv_freq(c, self.head_dim, theta, c.get("rope_scaling"))
+        self.rotary_dim = int(self.head_dim * c.get("partial_rotary_factor", 1.0))
+        rs = c.get("rope_scaling") or {}
+        global_freq = rope_inv_freq(c, self.rotary_dim, theta, rs)
         if mt == "gemma3_text":
             local_freq = rope_inv_freq(c, self.head_dim, c.get("rope_local_base_freq", 10000.0), None)
             self.inv_freq = [local_freq if t == "sliding_attention" else global_freq for t in types]
         else:
             self.inv_freq = [global_freq] * n
+        # longrope (modeling_rope_utils): past the original context every
+        # position rotates with the long factors (dynamic_rope_update), and
+        # cos and sin are scaled by the attention factor.
+        self.long_freq, self.rope_scale, self.long_from = None, 1.0, None
+        if rs.get("rope_type", rs.get("type")) == "longrope":
+            self.long_freq = rope_inv_freq(c, self.rotary_dim, theta, rs, long=True)
+            if "original_max_position_embeddings" in c:
+                orig = c["original_max_position_embeddings"]
+                factor = c["max_position_embeddings"] / orig
+            else:
+                orig, factor = c["max_position_embeddings"], rs.get("factor")
+            self.long_from = orig
+            self.rope_scale = rs.get("attention_factor")
+            if self.rope_scale is None:
+                self.rope_scale = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
         if self.gemma:
             self.scaling = c.get("query_pre_attn_scalar", 256) ** -0.5
         else:
@@ -174,20 +210,32 @@ class Model:
         new_cache = []
         for i in range(self.cfg["num_hidden_layers"]):
             p = f"model.layers.{i}."
-            freqs = (self.inv_freq[i][None, :, None] @ pos[:, None, :]).transpose(1, 2)
+            inv = self.inv_freq[i]
+            if self.long_freq is not None and start + t > self.long_from:
+                inv = self.long_freq
+            freqs = (inv[None, :, None] @ pos[:, None, :]).transpose(1, 2)
             emb = torch.cat((freqs, freqs), dim=-1)
-            cos, sin = emb.cos()[:, None], emb.sin()[:, None]
+            cos, sin = emb.cos()[:, None] * self.rope_scale, emb.sin()[:, None] * self.rope_scale
             mask = mask_for(self.windows[i])
             residual = x
             h = self.rms(x, p + "input_layernorm.weight")
-            q = self.linear(h, p + "self_attn.q_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
-            k = self.linear(h, p + "self_attn.k_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
-            v = self.linear(h, p + "self_attn.v_proj", self.qkv_bias).view(b, t, -1, self.head_dim).transpose(1, 2)
+            if self.cfg["model_type"] == "phi3":  # Phi3Attention: one fused projection
+                a = p + "self_attn."
+                fused = torch.cat([self.w[a + "q_proj.weight"], self.w[a + "k_proj.weight"], self.w[a + "v_proj.weight"]])
+                qkv = torch.nn.functional.linear(h, fused)
+                qn, kn = self.heads * self.head_dim, self.kv_heads * self.head_dim
+                q, k, v = qkv[..., :qn], qkv[..., qn:qn + kn], qkv[..., qn + kn:]
+            else:
+                q = self.linear(h, p + "self_attn.q_proj", self.qkv_bias)
+                k = self.linear(h, p + "self_attn.k_proj", self.qkv_bias)
+                v = self.linear(h, p + "self_attn.v_proj", self.qkv_bias)
+            q, k, v = (x.reshape(b, t, -1, self.head_dim).transpose(1, 2) for x in (q, k, v))
             if self.cfg["model_type"] in ("qwen3", "gemma3_text"):
                 q = self.rms(q, p + "self_attn.q_norm.weight")
                 k = self.rms(k, p + "self_attn.k_norm.weight")
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
+            rd = cos.shape[-1]  # Phi-3's partial rotary: the rest pass through
+            q = torch.cat((q[..., :rd] * cos + rotate_half(q[..., :rd]) * sin, q[..., rd:]), dim=-1)
+            k = torch.cat((k[..., :rd] * cos + rotate_half(k[..., :rd]) * sin, k[..., rd:]), dim=-1)
             if cache is not None:
                 k = torch.cat((cache[i][0], k), dim=2)
                 v = torch.cat((cache[i][1], v), dim=2)
@@ -211,8 +259,12 @@ class Model:
                 x = residual + a
                 h = self.rms(x, p + "post_attention_layernorm.weight")
                 act = torch.nn.functional.silu
-            gate = self.linear(h, p + "mlp.gate_proj", mlp_bias)
-            up = self.linear(h, p + "mlp.up_proj", mlp_bias)
+            if self.cfg["model_type"] == "phi3":  # Phi3MLP: gate_up_proj, gate first
+                fused = torch.cat([self.w[p + "mlp.gate_proj.weight"], self.w[p + "mlp.up_proj.weight"]])
+                gate, up = torch.nn.functional.linear(h, fused).chunk(2, dim=-1)
+            else:
+                gate = self.linear(h, p + "mlp.gate_proj", mlp_bias)
+                up = self.linear(h, p + "mlp.up_proj", mlp_bias)
             m = self.linear(act(gate) * up, p + "mlp.down_proj", mlp_bias)
             if self.gemma:
                 m = self.rms(m, p + "post_feedforward_layernorm.weight")
