@@ -73,6 +73,16 @@ const tinyGemma3 = `{"model_type": "gemma3_text", "vocab_size": 80, "hidden_size
 	"sliding_window": 4, "sliding_window_pattern": 3, "max_position_embeddings": 32768,
 	"tie_word_embeddings": true, "hidden_activation": "gelu_pytorch_tanh"}`
 
+// tinyPhi4 is a Phi-4 mini: fused projections in its checkpoint, half of
+// each head rotating, longrope's short factors and attention factor (the
+// prompts and greedy steps stay within its original context).
+const tinyPhi4 = `{"model_type": "phi3", "vocab_size": 80, "hidden_size": 64, "intermediate_size": 80,
+	"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+	"rope_theta": 10000.0, "partial_rotary_factor": 0.5, "max_position_embeddings": 128,
+	"original_max_position_embeddings": 32, "tie_word_embeddings": true,
+	"rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.5, 3.0, 7.0], "long_factor": [1.0, 2.0, 6.0, 20.0]},
+	"hidden_act": "silu"}`
+
 // qwen05B has Qwen2.5-0.5B's shapes.
 const qwen05B = `{"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864,
 	"num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
@@ -101,7 +111,7 @@ func run() error {
 	fmt.Printf("backend: %s (%s)\n", backend.Resolve(*flagBackend), dev.Description())
 
 	ok := true
-	for _, tc := range []struct{ name, cfg string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}, {"mistral", tinyMistral}, {"gemma3", tinyGemma3}} {
+	for _, tc := range []struct{ name, cfg string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}, {"mistral", tinyMistral}, {"gemma3", tinyGemma3}, {"phi4", tinyPhi4}} {
 		pass, err := parity(dev, cpu, tc.name, tc.cfg)
 		if err != nil {
 			return fmt.Errorf("parity %s: %w", tc.name, err)
