@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -247,17 +246,5 @@ func readURI(uri string) ([]byte, error) {
 		return nil, fmt.Errorf("open %s: %w", dir, err)
 	}
 	defer st.Close()
-	rc, err := st.Get(ctx, name)
-	if err != nil {
-		if errors.Is(err, storage.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w", uri, err)
-		}
-		return nil, fmt.Errorf("read %s: %w", uri, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", uri, err)
-	}
-	return data, nil
+	return storage.ReadAll(ctx, st, name)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"slices"
 	"time"
@@ -159,15 +158,11 @@ func openStudent(ctx context.Context, env *job.Env, cfg *StudentConfig, from str
 func loadTokenizer(ctx context.Context, src model.Source, prefix, where string) (*tokenizer.Tokenizer, map[string][]byte, error) {
 	files := map[string][]byte{}
 	for _, f := range tokenizerFiles {
-		rc, err := src.Get(ctx, path.Join(prefix, f))
+		b, err := storage.ReadAll(ctx, src, path.Join(prefix, f))
 		if err != nil {
 			return nil, nil, fmt.Errorf("student %s: %s: %w", where, f, err)
 		}
-		files[f], err = io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("student %s: read %s: %w", where, f, err)
-		}
+		files[f] = b
 	}
 	tok, err := tokenizer.Load(bytes.NewReader(files["tokenizer.json"]), bytes.NewReader(files["tokenizer_config.json"]))
 	if err != nil {
@@ -237,19 +232,11 @@ func generationEOS(b []byte) ([]int, error) {
 
 // readOptional reads key from src, or returns nil when there is no such object.
 func readOptional(ctx context.Context, src model.Source, key string) ([]byte, error) {
-	rc, err := src.Get(ctx, key)
+	b, err := storage.ReadAll(ctx, src, key)
 	if errors.Is(err, storage.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	return b, nil
+	return b, err
 }
 
 // studentHash identifies the base student for fingerprints without reading
@@ -263,14 +250,9 @@ func studentHash(ctx context.Context, cfg *StudentConfig) (string, error) {
 	defer st.Close()
 	var parts []any
 	for _, f := range append([]string{model.ConfigFile}, tokenizerFiles...) {
-		rc, err := st.Get(ctx, f)
+		b, err := storage.ReadAll(ctx, st, f)
 		if err != nil {
 			return "", fmt.Errorf("student %s: %s: %w", st.URI(""), f, err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return "", fmt.Errorf("student %s: read %s: %w", st.URI(""), f, err)
 		}
 		parts = append(parts, f, b)
 	}

@@ -114,6 +114,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -149,6 +150,26 @@ type PutOptions struct {
 	IfGeneration string
 	// ContentType is recorded where the backend keeps it.
 	ContentType string
+}
+
+// Getter is the reading side of a Store, all that ReadAll needs.
+type Getter interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// ReadAll reads the whole object at key. An absent object's error wraps
+// ErrNotExist; every error names the object.
+func ReadAll(ctx context.Context, src Getter, key string) ([]byte, error) {
+	rc, err := src.Get(ctx, key)
+	if err != nil {
+		return nil, err // the store's errors name the object
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return b, nil
 }
 
 // Store is the small interface every backend implements.

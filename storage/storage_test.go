@@ -1,7 +1,13 @@
 package storage_test
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/statjob/statjob/storage"
 	"github.com/statjob/statjob/storage/storagetest"
@@ -52,4 +58,38 @@ func TestConformanceVersitygwChecksumsWhenRequired(t *testing.T) {
 		c.S3.ChecksumsWhenRequired = true
 		return storagetest.Open(t, c)
 	})
+}
+
+// TestReadAll: the whole object comes back; an absent one is ErrNotExist
+// named by its URI, and a read that fails midway names the key.
+func TestReadAll(t *testing.T) {
+	ctx := context.Background()
+	for name, st := range map[string]storage.Store{
+		"local":    storagetest.Local(t),
+		"fake-gcs": storagetest.Open(t, storagetest.FakeGCS(t)),
+	} {
+		want := []byte("config.json's bytes\n")
+		if _, err := st.Put(ctx, "m/config.json", bytes.NewReader(want), storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := storage.ReadAll(ctx, st, "m/config.json"); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: ReadAll = %q, %v; want %q", name, got, err, want)
+		}
+		_, err := storage.ReadAll(ctx, st, "m/absent.json")
+		if !errors.Is(err, storage.ErrNotExist) || !strings.Contains(err.Error(), st.URI("m/absent.json")) {
+			t.Errorf("%s: absent object: %v, want ErrNotExist naming %s", name, err, st.URI("m/absent.json"))
+		}
+	}
+	broken := errors.New("connection reset")
+	_, err := storage.ReadAll(ctx, failingGetter{broken}, "m/model.safetensors")
+	if !errors.Is(err, broken) || !strings.Contains(err.Error(), "m/model.safetensors") {
+		t.Errorf("failed read: %v, want it wrapped and naming the key", err)
+	}
+}
+
+// failingGetter's objects fail on their first read.
+type failingGetter struct{ err error }
+
+func (f failingGetter) Get(context.Context, string) (io.ReadCloser, error) {
+	return io.NopCloser(iotest.ErrReader(f.err)), nil
 }

@@ -194,7 +194,7 @@ func Inspect(ctx context.Context, src Source, prefix string) (*Config, int64, er
 // readLayout reads config.json under prefix and lists the weight files:
 // model.safetensors, or the shards model.safetensors.index.json names.
 func readLayout(ctx context.Context, src Source, prefix string) (*Config, []string, error) {
-	raw, err := readAll(ctx, src, path.Join(prefix, ConfigFile))
+	raw, err := storage.ReadAll(ctx, src, path.Join(prefix, ConfigFile))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -203,7 +203,7 @@ func readLayout(ctx context.Context, src Source, prefix string) (*Config, []stri
 		return nil, nil, fmt.Errorf("%s: %w", path.Join(prefix, ConfigFile), err)
 	}
 	files := []string{WeightsFile}
-	if idx, err := readAll(ctx, src, path.Join(prefix, WeightsIndex)); err == nil {
+	if idx, err := storage.ReadAll(ctx, src, path.Join(prefix, WeightsIndex)); err == nil {
 		var index struct {
 			WeightMap map[string]string `json:"weight_map"`
 		}
@@ -393,19 +393,6 @@ func (m *Model) Save(ctx context.Context, dst Sink, prefix string, opts SaveOpti
 		}
 	}
 	return nil
-}
-
-func readAll(ctx context.Context, src Source, key string) ([]byte, error) {
-	r, err := src.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	return b, nil
 }
 
 // asDType is data [shape] as a tensor of dtype (float32 or bfloat16,

@@ -107,7 +107,7 @@ func TestGemma3ImageTextCheckpoint(t *testing.T) {
 			if err := m.Save(ctx, store, "out", SaveOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			saved, err := readAll(ctx, store, "out/"+ConfigFile)
+			saved, err := storage.ReadAll(ctx, store, "out/"+ConfigFile)
 			if err != nil {
 				t.Fatal(err)
 			}
