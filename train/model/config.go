@@ -11,7 +11,7 @@ import (
 // Config is the part of a Hugging Face config.json the decoder needs.
 // Field names and JSON tags are Hugging Face's.
 type Config struct {
-	ModelType         string       `json:"model_type"` // "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text" or "phi3"
+	ModelType         string       `json:"model_type"` // "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3" or "smollm3"
 	VocabSize         int          `json:"vocab_size"`
 	HiddenSize        int          `json:"hidden_size"`
 	IntermediateSize  int          `json:"intermediate_size"`
@@ -62,6 +62,12 @@ type Config struct {
 	// SlidingWindowPattern (gemma3_text, older configs): every
 	// pattern-th layer is global, the others windowed (default 6).
 	SlidingWindowPattern int `json:"sliding_window_pattern,omitempty"`
+
+	// NoRopeLayers (smollm3) has a 1 for each layer that rotates its
+	// queries and keys and a 0 for a layer without positions (NoPE);
+	// absent, every no_rope_layer_interval-th layer (default 4) is NoPE.
+	NoRopeLayers        []int `json:"no_rope_layers,omitempty"`
+	NoRopeLayerInterval int   `json:"no_rope_layer_interval,omitempty"`
 
 	// Gemma: attention scores are scaled by query_pre_attn_scalar^-1/2
 	// (not head_dim^-1/2); gemma3_text's windowed layers rotate with
@@ -146,6 +152,13 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	if c.RopeTheta == 0 {
 		c.RopeTheta = 10000
+		if c.ModelType == "smollm3" { // SmolLM3Config's default_theta
+			c.RopeTheta = 2e6
+		}
+	}
+	if _, set := c.Raw["tie_word_embeddings"]; !set {
+		// The config classes whose default ties the lm_head to the embedding.
+		c.TieWordEmbeddings = c.Gemma() || c.ModelType == "smollm3"
 	}
 	if c.RMSNormEps == 0 {
 		c.RMSNormEps = 1e-6
@@ -181,9 +194,25 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3":
+	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "smollm3":
 	default:
-		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3)", c.ModelType)
+		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, smollm3)", c.ModelType)
+	}
+	if c.NoRopeLayers != nil || c.NoRopeLayerInterval != 0 {
+		if c.ModelType != "smollm3" {
+			return bad("no_rope_layers", "only smollm3 has layers without rotary positions here")
+		}
+		if c.NoRopeLayers != nil && len(c.NoRopeLayers) < c.NumHiddenLayers {
+			return bad("no_rope_layers", "%d entries for %d layers", len(c.NoRopeLayers), c.NumHiddenLayers)
+		}
+		for i, v := range c.NoRopeLayers {
+			if v != 0 && v != 1 {
+				return bad("no_rope_layers", "entry %d: %d, want 1 (rotary) or 0 (none)", i, v)
+			}
+		}
+		if c.NoRopeLayerInterval < 0 {
+			return bad("no_rope_layer_interval", "must be positive, got %d", c.NoRopeLayerInterval)
+		}
 	}
 	switch c.ModelType {
 	case "mistral", "phi3":
@@ -379,7 +408,8 @@ func (c *Config) activation() (field, act string) {
 // slidingLayer reports whether layer i attends through the sliding window,
 // as Hugging Face decides it: layer_types when the config lists them;
 // otherwise Mistral and Phi-3 window every layer (when sliding_window is set), Qwen
-// the layers from max_window_layers on with use_sliding_window, Gemma 2
+// the layers from max_window_layers on with use_sliding_window, SmolLM3
+// its NoPE layers with use_sliding_window, Gemma 2
 // every other layer from the first, and Gemma 3 all but every
 // sliding_window_pattern-th.
 func (c *Config) slidingLayer(i int) bool {
@@ -391,6 +421,8 @@ func (c *Config) slidingLayer(i int) bool {
 		return c.SlidingWindow != nil
 	case "qwen2", "qwen3":
 		return c.UseSlidingWindow && i >= c.MaxWindowLayers
+	case "smollm3":
+		return c.UseSlidingWindow && c.SlidingWindow != nil && !c.LayerRope(i)
 	case "gemma2":
 		return i%2 == 0
 	case "gemma3_text":
@@ -401,6 +433,23 @@ func (c *Config) slidingLayer(i int) bool {
 		return (i+1)%pattern != 0
 	}
 	return false
+}
+
+// LayerRope reports whether layer i rotates its queries and keys: every
+// layer but SmolLM3's NoPE layers (no_rope_layers, by default every
+// no_rope_layer_interval-th).
+func (c *Config) LayerRope(i int) bool {
+	if c.ModelType != "smollm3" {
+		return true
+	}
+	if c.NoRopeLayers != nil {
+		return c.NoRopeLayers[i] == 1
+	}
+	interval := c.NoRopeLayerInterval
+	if interval == 0 {
+		interval = 4
+	}
+	return (i+1)%interval != 0
 }
 
 // LayerWindow is the sliding window W of layer i's attention (a query at

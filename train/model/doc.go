@@ -1,5 +1,5 @@
 // Package model is statjob's student model: the Llama / Mistral / Qwen2 /
-// Qwen3 / Gemma 2 / Gemma 3 (text) / Phi-3 decoder in GoMLX, read from and written
+// Qwen3 / Gemma 2 / Gemma 3 (text) / Phi-3 / SmolLM3 decoder in GoMLX, read from and written
 // to Hugging Face's layout, with the loss for fine-tuning and a KV-cached
 // sampler.
 //
@@ -8,7 +8,8 @@
 // segment), Hidden, prefill and every cached decode step. Which layers are
 // windowed follows Hugging Face (Config.LayerWindow): layer_types when the
 // config lists them; otherwise every layer of Mistral and Phi-3, the layers from
-// max_window_layers on of Qwen2/Qwen3 with use_sliding_window, every other
+// max_window_layers on of Qwen2/Qwen3 with use_sliding_window, the NoPE
+// layers of SmolLM3 with use_sliding_window, every other
 // layer of Gemma 2, and all but every sliding_window_pattern-th of Gemma 3.
 //
 // Gemma (model_type gemma2 and gemma3_text) adds to Llama's layout: RMSNorm
@@ -32,6 +33,10 @@
 // sin scaled by the attention factor; generation stops there
 // (Config.MaxLength), since transformers recomputes its whole cache with
 // the long factors at that point.
+//
+// SmolLM3 (model_type smollm3) is Llama's layout with layers that do not
+// rotate queries and keys at all (NoPE: no_rope_layers, by default every
+// fourth; Config.LayerRope).
 //
 // Loading and saving (any storage.Store is a Source and a Sink):
 //

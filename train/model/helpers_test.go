@@ -108,6 +108,18 @@ const (
 		"original_max_position_embeddings": 12, "sliding_window": 262144, "tie_word_embeddings": true,
 		"rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.5, 3.0, 7.0], "long_factor": [1.0, 2.0, 6.0, 20.0]},
 		"hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2}`
+	// SmolLM3 with SmolLM3Config's defaults: rope_theta 2e6, a tied
+	// lm_head, every fourth layer (3) without rotary positions (NoPE) and,
+	// with use_sliding_window, windowed.
+	tinySmolLM3 = `{"model_type": "smollm3", "vocab_size": 88, "hidden_size": 48, "intermediate_size": 96,
+		"num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+		"max_position_embeddings": 65536, "use_sliding_window": true, "sliding_window": 4,
+		"hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2}`
+	// SmolLM3 with its NoPE layers listed (the first), untied, no window.
+	tinySmolLM3Listed = `{"model_type": "smollm3", "vocab_size": 88, "hidden_size": 48, "intermediate_size": 96,
+		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+		"rope_theta": 5000000.0, "max_position_embeddings": 65536, "no_rope_layers": [0, 1, 1],
+		"tie_word_embeddings": false, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2}`
 )
 
 type reference struct {

@@ -128,7 +128,10 @@ func decoder(ctx *context.Context, cfg *Config, tokens, positions, span *Node, m
 	}
 	for i := range cfg.NumHiddenLayers {
 		layer := ctx.In("model").In("layers").In(strconv.Itoa(i))
-		cos, sin := rotaryOf(i)
+		var cos, sin *Node // nil: a layer without rotary positions (Config.LayerRope)
+		if cfg.LayerRope(i) {
+			cos, sin = rotaryOf(i)
+		}
 		h := rmsNorm(layer.In("input_layernorm"), cfg, x)
 		a := attention(layer.In("self_attn"), cfg, h, cos, sin, masks(cfg.LayerWindow(i)), func(k, v *Node) (*Node, *Node) {
 			if kv == nil {
@@ -350,7 +353,8 @@ func applyRotary(x, cos, sin *Node, rd int) *Node {
 	return Add(Mul(x, cos), Mul(rotated, sin))
 }
 
-// attention is grouped-query self-attention for h [B, T, D].
+// attention is grouped-query self-attention for h [B, T, D], rotating
+// queries and keys by cos and sin unless they are nil (a NoPE layer).
 func attention(ctx *context.Context, cfg *Config, h, cos, sin, mask *Node, kv func(k, v *Node) (*Node, *Node)) *Node {
 	b, t := h.Shape().Dimensions[0], h.Shape().Dimensions[1]
 	nh, nkv, e := cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim
@@ -364,7 +368,9 @@ func attention(ctx *context.Context, cfg *Config, h, cos, sin, mask *Node, kv fu
 		q = rmsNorm(ctx.In("q_norm"), cfg, q)
 		k = rmsNorm(ctx.In("k_norm"), cfg, k)
 	}
-	q, k = applyRotary(q, cos, sin, cfg.RotaryDim()), applyRotary(k, cos, sin, cfg.RotaryDim())
+	if cos != nil {
+		q, k = applyRotary(q, cos, sin, cfg.RotaryDim()), applyRotary(k, cos, sin, cfg.RotaryDim())
+	}
 	k, v = kv(k, v) // [B, K, S, E]
 	s := k.Shape().Dimensions[2]
 

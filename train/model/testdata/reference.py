@@ -1,10 +1,11 @@
 """Reference forward of Hugging Face's Llama / Mistral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 /
-Phi-3 decoder in plain PyTorch.
+Phi-3 / SmolLM3 decoder in plain PyTorch.
 
 A faithful transcription of transformers' modeling_llama.py / modeling_mistral.py /
 modeling_qwen2.py / modeling_qwen3.py / modeling_gemma2.py / modeling_gemma3.py
 (Gemma3ForCausalLM) / modeling_phi3.py (fused qkv_proj and gate_up_proj, partial
-rotary, longrope with its switch to the long factors past the original context)
+rotary, longrope with its switch to the long factors past the original context) /
+modular_smollm3.py (NoPE layers)
 (eager attention, float32) that reads a checkpoint directory written in HF
 layout (config.json + model.safetensors, or shards with
 model.safetensors.index.json) without the transformers or
@@ -129,10 +130,19 @@ class Model:
         # 4096; null: none), Qwen the layers from max_window_layers on when
         # use_sliding_window, Gemma2 the even layers, Gemma3 all but every
         # sliding_window_pattern-th (default 6).
+        # SmolLM3's no_rope_layers: 1 rotates, 0 is a NoPE layer; by default
+        # every no_rope_layer_interval-th layer (4).
+        self.use_rope = [1] * n
+        if mt == "smollm3":
+            interval = c.get("no_rope_layer_interval", 4)
+            self.use_rope = c.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(n)]
         types = c.get("layer_types")
         if types is None:
             if mt == "mistral":
                 types = ["sliding_attention" if c.get("sliding_window", 4096) is not None else "full_attention"] * n
+            elif mt == "smollm3":  # SmolLM3Config: NoPE layers are the windowed ones
+                types = ["sliding_attention" if c.get("use_sliding_window") and c.get("sliding_window") is not None
+                         and not self.use_rope[i] else "full_attention" for i in range(n)]
             elif mt == "phi3":  # Phi3Config's sliding_window defaults to None
                 types = ["sliding_attention" if c.get("sliding_window") is not None else "full_attention"] * n
             elif mt in ("qwen2", "qwen3"):
@@ -146,7 +156,7 @@ class Model:
             else:
                 types = ["full_attention"] * n
         self.windows = [c.get("sliding_window", 4096) if t == "sliding_attention" else None for t in types]
-        theta = c.get("rope_theta", 10000.0)
+        theta = c.get("rope_theta", 2000000.0 if mt == "smollm3" else 10000.0)
         self.rotary_dim = int(self.head_dim * c.get("partial_rotary_factor", 1.0))
         rs = c.get("rope_scaling") or {}
         global_freq = rope_inv_freq(c, self.rotary_dim, theta, rs)
@@ -233,9 +243,10 @@ class Model:
             if self.cfg["model_type"] in ("qwen3", "gemma3_text"):
                 q = self.rms(q, p + "self_attn.q_norm.weight")
                 k = self.rms(k, p + "self_attn.k_norm.weight")
-            rd = cos.shape[-1]  # Phi-3's partial rotary: the rest pass through
-            q = torch.cat((q[..., :rd] * cos + rotate_half(q[..., :rd]) * sin, q[..., rd:]), dim=-1)
-            k = torch.cat((k[..., :rd] * cos + rotate_half(k[..., :rd]) * sin, k[..., rd:]), dim=-1)
+            if self.use_rope[i]:
+                rd = cos.shape[-1]  # Phi-3's partial rotary: the rest pass through
+                q = torch.cat((q[..., :rd] * cos + rotate_half(q[..., :rd]) * sin, q[..., rd:]), dim=-1)
+                k = torch.cat((k[..., :rd] * cos + rotate_half(k[..., :rd]) * sin, k[..., rd:]), dim=-1)
             if cache is not None:
                 k = torch.cat((cache[i][0], k), dim=2)
                 v = torch.cat((cache[i][1], v), dim=2)
@@ -270,7 +281,9 @@ class Model:
                 m = self.rms(m, p + "post_feedforward_layernorm.weight")
             x = x + m
         x = self.rms(x, "model.norm.weight")
-        head = self.w["model.embed_tokens.weight"] if self.cfg.get("tie_word_embeddings") else self.w["lm_head.weight"]
+        # PretrainedConfig ties by default; LlamaConfig, Qwen2Config and Phi3Config do not.
+        tied = self.cfg.get("tie_word_embeddings", self.gemma or self.cfg["model_type"] == "smollm3")
+        head = self.w["model.embed_tokens.weight"] if tied else self.w["lm_head.weight"]
         logits = x @ head.T
         cap = self.cfg.get("final_logit_softcapping") if self.gemma else None
         if cap is not None:
