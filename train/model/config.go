@@ -11,7 +11,7 @@ import (
 // Config is the part of a Hugging Face config.json the decoder needs.
 // Field names and JSON tags are Hugging Face's.
 type Config struct {
-	ModelType         string       `json:"model_type"` // "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3" or "smollm3"
+	ModelType         string       `json:"model_type"` // "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "smollm3", "olmo2" or "granite"
 	VocabSize         int          `json:"vocab_size"`
 	HiddenSize        int          `json:"hidden_size"`
 	IntermediateSize  int          `json:"intermediate_size"`
@@ -68,6 +68,16 @@ type Config struct {
 	// absent, every no_rope_layer_interval-th layer (default 4) is NoPE.
 	NoRopeLayers        []int `json:"no_rope_layers,omitempty"`
 	NoRopeLayerInterval int   `json:"no_rope_layer_interval,omitempty"`
+
+	// Granite's multipliers (each 1 when absent, as in GraniteConfig): the
+	// embedding is scaled by embedding_multiplier, attention scores by
+	// attention_multiplier (in place of head_dim^-1/2), each block's output
+	// by residual_multiplier before it is added, and the logits divided by
+	// logits_scaling.
+	EmbeddingMultiplier *float64 `json:"embedding_multiplier,omitempty"`
+	AttentionMultiplier *float64 `json:"attention_multiplier,omitempty"`
+	ResidualMultiplier  *float64 `json:"residual_multiplier,omitempty"`
+	LogitsScaling       *float64 `json:"logits_scaling,omitempty"`
 
 	// Gemma: attention scores are scaled by query_pre_attn_scalar^-1/2
 	// (not head_dim^-1/2); gemma3_text's windowed layers rotate with
@@ -194,9 +204,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
 	}
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "smollm3":
+	case "llama", "mistral", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3", "smollm3", "olmo2", "granite":
 	default:
-		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, smollm3)", c.ModelType)
+		return bad("model_type", "%q is not supported (llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, smollm3, olmo2, granite)", c.ModelType)
+	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"embedding_multiplier", c.EmbeddingMultiplier}, {"attention_multiplier", c.AttentionMultiplier},
+		{"residual_multiplier", c.ResidualMultiplier}, {"logits_scaling", c.LogitsScaling}} {
+		switch {
+		case f.v == nil:
+		case c.ModelType != "granite":
+			return bad(f.name, "only granite scales by it here")
+		case !(*f.v > 0):
+			return bad(f.name, "must be positive, got %g", *f.v)
+		}
 	}
 	if c.NoRopeLayers != nil || c.NoRopeLayerInterval != 0 {
 		if c.ModelType != "smollm3" {
@@ -479,10 +502,27 @@ func (c *Config) QKVBias() bool { return c.ModelType == "qwen2" || c.AttentionBi
 // QKNorm reports whether queries and keys get a per-head RMSNorm (Qwen3, Gemma 3).
 func (c *Config) QKNorm() bool { return c.ModelType == "qwen3" || c.ModelType == "gemma3_text" }
 
+// PostNorm reports OLMo 2's block: no norm before attention or the MLP,
+// an RMSNorm on each one's output before it is added
+// (post_attention_layernorm, post_feedforward_layernorm), and RMSNorms on
+// the whole query and key projections (all heads together) before RoPE.
+func (c *Config) PostNorm() bool { return c.ModelType == "olmo2" }
+
+// multiplier is one of Granite's multipliers, 1 when absent.
+func multiplier(v *float64) float64 {
+	if v == nil {
+		return 1
+	}
+	return *v
+}
+
 // AttentionScale multiplies the query·key scores before the softmax.
 func (c *Config) AttentionScale() float64 {
-	if c.Gemma() {
+	switch {
+	case c.Gemma():
 		return 1 / math.Sqrt(c.QueryPreAttnScalar)
+	case c.ModelType == "granite":
+		return multiplier(c.AttentionMultiplier)
 	}
 	return 1 / math.Sqrt(float64(c.HeadDim))
 }

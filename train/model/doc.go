@@ -1,5 +1,6 @@
 // Package model is statjob's student model: the Llama / Mistral / Qwen2 /
-// Qwen3 / Gemma 2 / Gemma 3 (text) / Phi-3 / SmolLM3 decoder in GoMLX, read from and written
+// Qwen3 / Gemma 2 / Gemma 3 (text) / Phi-3 / SmolLM3 / OLMo 2 / Granite
+// decoder in GoMLX, read from and written
 // to Hugging Face's layout, with the loss for fine-tuning and a KV-cached
 // sampler.
 //
@@ -36,7 +37,11 @@
 //
 // SmolLM3 (model_type smollm3) is Llama's layout with layers that do not
 // rotate queries and keys at all (NoPE: no_rope_layers, by default every
-// fourth; Config.LayerRope).
+// fourth; Config.LayerRope). OLMo 2 (olmo2) norms each block's output
+// instead of its input, and norms the whole query and key projections
+// before RoPE (Config.PostNorm). Granite (granite) scales the embedding,
+// the attention scores, each block's output and the logits by its four
+// multipliers.
 //
 // Loading and saving (any storage.Store is a Source and a Sink):
 //

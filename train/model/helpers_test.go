@@ -120,6 +120,18 @@ const (
 		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
 		"rope_theta": 5000000.0, "max_position_embeddings": 65536, "no_rope_layers": [0, 1, 1],
 		"tie_word_embeddings": false, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2}`
+	// OLMo 2: norms after attention and the MLP (none before), q/k norms
+	// over all heads together.
+	tinyOlmo2 = `{"model_type": "olmo2", "vocab_size": 88, "hidden_size": 48, "intermediate_size": 96,
+		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+		"rope_theta": 500000.0, "max_position_embeddings": 4096, "attention_bias": false,
+		"tie_word_embeddings": false, "hidden_act": "silu", "bos_token_id": null, "eos_token_id": 2}`
+	// Granite 3: Llama's layout with its four multipliers and biases.
+	tinyGranite = `{"model_type": "granite", "vocab_size": 88, "hidden_size": 48, "intermediate_size": 96,
+		"num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5,
+		"rope_theta": 10000000.0, "max_position_embeddings": 131072, "attention_bias": true, "mlp_bias": false,
+		"embedding_multiplier": 12.0, "attention_multiplier": 0.0078125, "residual_multiplier": 0.22,
+		"logits_scaling": 8.0, "tie_word_embeddings": true, "hidden_act": "silu", "bos_token_id": 0, "eos_token_id": 0}`
 )
 
 type reference struct {

@@ -132,29 +132,37 @@ func decoder(ctx *context.Context, cfg *Config, tokens, positions, span *Node, m
 		if cfg.LayerRope(i) {
 			cos, sin = rotaryOf(i)
 		}
-		h := rmsNorm(layer.In("input_layernorm"), cfg, x)
+		h := x // OLMo 2 norms each block's output, not its input
+		if !cfg.PostNorm() {
+			h = rmsNorm(layer.In("input_layernorm"), cfg, x)
+		}
 		a := attention(layer.In("self_attn"), cfg, h, cos, sin, masks(cfg.LayerWindow(i)), func(k, v *Node) (*Node, *Node) {
 			if kv == nil {
 				return k, v
 			}
 			return kv(i, k, v)
 		})
-		if !cfg.Gemma() {
-			x = Add(x, a)
-			x = Add(x, mlp(layer.In("mlp"), cfg, rmsNorm(layer.In("post_attention_layernorm"), cfg, x)))
-			continue
+		switch {
+		case cfg.Gemma(): // norms on both sides of each block
+			x = Add(x, rmsNorm(layer.In("post_attention_layernorm"), cfg, a))
+			m := mlp(layer.In("mlp"), cfg, rmsNorm(layer.In("pre_feedforward_layernorm"), cfg, x))
+			x = Add(x, rmsNorm(layer.In("post_feedforward_layernorm"), cfg, m))
+		case cfg.PostNorm():
+			x = Add(x, rmsNorm(layer.In("post_attention_layernorm"), cfg, a))
+			x = Add(x, rmsNorm(layer.In("post_feedforward_layernorm"), cfg, mlp(layer.In("mlp"), cfg, x)))
+		default: // Granite scales each block's output by residual_multiplier
+			r := multiplier(cfg.ResidualMultiplier)
+			x = Add(x, scaled(a, r))
+			x = Add(x, scaled(mlp(layer.In("mlp"), cfg, rmsNorm(layer.In("post_attention_layernorm"), cfg, x)), r))
 		}
-		// Gemma norms each branch's output before adding it.
-		x = Add(x, rmsNorm(layer.In("post_attention_layernorm"), cfg, a))
-		m := mlp(layer.In("mlp"), cfg, rmsNorm(layer.In("pre_feedforward_layernorm"), cfg, x))
-		x = Add(x, rmsNorm(layer.In("post_feedforward_layernorm"), cfg, m))
 	}
 	return rmsNorm(ctx.In("model").In("norm"), cfg, x)
 }
 
 // LMHead projects hidden states [..., D] to logits [..., V] with lm_head, or
 // with the token embedding when tie_word_embeddings is set (Gemma 2
-// soft-caps them: final_logit_softcapping).
+// soft-caps them: final_logit_softcapping; Granite divides them by
+// logits_scaling).
 func LMHead(ctx *context.Context, cfg *Config, hidden *Node) *Node {
 	ctx = ctx.Checked(false)
 	var logits *Node
@@ -164,7 +172,15 @@ func LMHead(ctx *context.Context, cfg *Config, hidden *Node) *Node {
 	} else {
 		logits = Linear(ctx.In("lm_head"), hidden, cfg.VocabSize, false)
 	}
-	return softcap(logits, cfg.FinalLogitSoftcapping)
+	return softcap(scaled(logits, 1/multiplier(cfg.LogitsScaling)), cfg.FinalLogitSoftcapping)
+}
+
+// scaled is x·f, or x itself when f is 1.
+func scaled(x *Node, f float64) *Node {
+	if f == 1 {
+		return x
+	}
+	return MulScalar(x, f)
 }
 
 // softcap is limit·tanh(x/limit), or x when limit is nil.
@@ -279,7 +295,7 @@ func embed(ctx *context.Context, cfg *Config, tokens *Node) *Node {
 	if cfg.Gemma() {
 		x = MulScalar(x, float64(float32(math.Sqrt(float64(cfg.HiddenSize)))))
 	}
-	return x
+	return scaled(x, multiplier(cfg.EmbeddingMultiplier))
 }
 
 // alongLastAxis reshapes a vector to rank axes [1, …, 1, n] for broadcasting.
@@ -361,8 +377,12 @@ func attention(ctx *context.Context, cfg *Config, h, cos, sin, mask *Node, kv fu
 	heads := func(x *Node, n int) *Node { // [B, T, n·E] → [B, n, T, E]
 		return TransposeAllAxes(Reshape(x, b, t, n, e), 0, 2, 1, 3)
 	}
-	q := heads(Linear(ctx.In("q_proj"), h, nh*e, cfg.QKVBias()), nh)
-	k := heads(Linear(ctx.In("k_proj"), h, nkv*e, cfg.QKVBias()), nkv)
+	q := Linear(ctx.In("q_proj"), h, nh*e, cfg.QKVBias())
+	k := Linear(ctx.In("k_proj"), h, nkv*e, cfg.QKVBias())
+	if cfg.PostNorm() { // OLMo 2: one norm over all heads
+		q, k = rmsNorm(ctx.In("q_norm"), cfg, q), rmsNorm(ctx.In("k_norm"), cfg, k)
+	}
+	q, k = heads(q, nh), heads(k, nkv)
 	v := heads(Linear(ctx.In("v_proj"), h, nkv*e, cfg.QKVBias()), nkv)
 	if cfg.QKNorm() {
 		q = rmsNorm(ctx.In("q_norm"), cfg, q)
@@ -413,7 +433,9 @@ func TensorNames(cfg *Config) []TensorHeader {
 	for i := range cfg.NumHiddenLayers {
 		p := "model.layers." + strconv.Itoa(i) + "."
 		add := func(name string, dims ...int) { hs = append(hs, TensorHeader{p + name, dims}) }
-		add("input_layernorm.weight", d)
+		if !cfg.PostNorm() {
+			add("input_layernorm.weight", d)
+		}
 		add("self_attn.q_proj.weight", cfg.NumAttentionHeads*e, d)
 		add("self_attn.k_proj.weight", cfg.NumKeyValueHeads*e, d)
 		add("self_attn.v_proj.weight", cfg.NumKeyValueHeads*e, d)
@@ -422,17 +444,24 @@ func TensorNames(cfg *Config) []TensorHeader {
 			add("self_attn.k_proj.bias", cfg.NumKeyValueHeads*e)
 			add("self_attn.v_proj.bias", cfg.NumKeyValueHeads*e)
 		}
-		if cfg.QKNorm() {
+		switch {
+		case cfg.QKNorm():
 			add("self_attn.q_norm.weight", e)
 			add("self_attn.k_norm.weight", e)
+		case cfg.PostNorm():
+			add("self_attn.q_norm.weight", cfg.NumAttentionHeads*e)
+			add("self_attn.k_norm.weight", cfg.NumKeyValueHeads*e)
 		}
 		add("self_attn.o_proj.weight", d, cfg.NumAttentionHeads*e)
 		if cfg.AttentionBias {
 			add("self_attn.o_proj.bias", d)
 		}
 		add("post_attention_layernorm.weight", d)
-		if cfg.Gemma() {
+		switch {
+		case cfg.Gemma():
 			add("pre_feedforward_layernorm.weight", d)
+			add("post_feedforward_layernorm.weight", d)
+		case cfg.PostNorm():
 			add("post_feedforward_layernorm.weight", d)
 		}
 		add("mlp.gate_proj.weight", cfg.IntermediateSize, d)

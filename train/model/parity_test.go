@@ -8,7 +8,8 @@ import (
 
 // TestParity writes tiny random Llama, Qwen2 (sharded), Qwen3, Mistral
 // (sliding window 4, shorter than the prompts and continuations), Qwen2
-// windowed on some layers, Gemma 2, Gemma 3, Phi-3 and SmolLM3 checkpoints, loads
+// windowed on some layers, Gemma 2, Gemma 3, Phi-3, SmolLM3, OLMo 2 and
+// Granite checkpoints, loads
 // them back, and compares GoMLX's logits (one ragged, right-padded batch)
 // and KV-cached greedy continuations against the PyTorch reference. The
 // longrope model's continuations stop at its original context
@@ -20,7 +21,8 @@ func TestParity(t *testing.T) {
 		shard        int64 // qwen2 is written in shards with an index, as large checkpoints are
 	}{{"llama", tinyLlama, 0}, {"qwen2", tinyQwen2, 20000}, {"qwen3", tinyQwen3, 0}, {"mistral", tinyMistral, 0},
 		{"qwen2 windowed from layer 1", tinyQwen2Windowed, 0}, {"gemma2", tinyGemma2, 0}, {"gemma3", tinyGemma3, 0},
-		{"phi3", tinyPhi3, 0}, {"phi3 longrope", tinyPhi4, 0}, {"smollm3", tinySmolLM3, 0}, {"smollm3 listed", tinySmolLM3Listed, 0}} {
+		{"phi3", tinyPhi3, 0}, {"phi3 longrope", tinyPhi4, 0}, {"smollm3", tinySmolLM3, 0}, {"smollm3 listed", tinySmolLM3Listed, 0},
+		{"olmo2", tinyOlmo2, 0}, {"granite", tinyGranite, 0}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustConfig(t, tc.config)
 			dir := t.TempDir()

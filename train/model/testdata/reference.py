@@ -1,11 +1,12 @@
 """Reference forward of Hugging Face's Llama / Mistral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 /
-Phi-3 / SmolLM3 decoder in plain PyTorch.
+Phi-3 / SmolLM3 / OLMo 2 / Granite decoder in plain PyTorch.
 
 A faithful transcription of transformers' modeling_llama.py / modeling_mistral.py /
 modeling_qwen2.py / modeling_qwen3.py / modeling_gemma2.py / modeling_gemma3.py
 (Gemma3ForCausalLM) / modeling_phi3.py (fused qkv_proj and gate_up_proj, partial
 rotary, longrope with its switch to the long factors past the original context) /
-modular_smollm3.py (NoPE layers)
+modular_smollm3.py (NoPE layers) / modeling_olmo2.py (norms after each block, q/k norms
+over all heads) / modeling_granite.py (embedding, attention, residual and logits multipliers)
 (eager attention, float32) that reads a checkpoint directory written in HF
 layout (config.json + model.safetensors, or shards with
 model.safetensors.index.json) without the transformers or
@@ -180,8 +181,12 @@ class Model:
             self.rope_scale = rs.get("attention_factor")
             if self.rope_scale is None:
                 self.rope_scale = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
+        self.olmo2, self.granite = mt == "olmo2", mt == "granite"
+        self.residual_multiplier = c.get("residual_multiplier", 1.0) if self.granite else 1.0
         if self.gemma:
             self.scaling = c.get("query_pre_attn_scalar", 256) ** -0.5
+        elif self.granite:  # GraniteAttention: scaling = attention_multiplier
+            self.scaling = c.get("attention_multiplier", 1.0)
         else:
             self.scaling = self.head_dim**-0.5
 
@@ -204,6 +209,8 @@ class Model:
         x = self.w["model.embed_tokens.weight"][ids]
         if self.gemma:  # Gemma3TextScaledWordEmbedding / Gemma2's normalizer
             x = x * torch.tensor(self.cfg["hidden_size"] ** 0.5, dtype=x.dtype)
+        if self.granite:
+            x = x * self.cfg.get("embedding_multiplier", 1.0)
         pos = torch.arange(start, start + t).float()[None, :]
         # masking_utils: causal_mask_function (kv_idx <= q_idx), and with a
         # window sliding_window_overlay (kv_idx > q_idx - sliding_window).
@@ -228,7 +235,7 @@ class Model:
             cos, sin = emb.cos()[:, None] * self.rope_scale, emb.sin()[:, None] * self.rope_scale
             mask = mask_for(self.windows[i])
             residual = x
-            h = self.rms(x, p + "input_layernorm.weight")
+            h = x if self.olmo2 else self.rms(x, p + "input_layernorm.weight")
             if self.cfg["model_type"] == "phi3":  # Phi3Attention: one fused projection
                 a = p + "self_attn."
                 fused = torch.cat([self.w[a + "q_proj.weight"], self.w[a + "k_proj.weight"], self.w[a + "v_proj.weight"]])
@@ -239,6 +246,9 @@ class Model:
                 q = self.linear(h, p + "self_attn.q_proj", self.qkv_bias)
                 k = self.linear(h, p + "self_attn.k_proj", self.qkv_bias)
                 v = self.linear(h, p + "self_attn.v_proj", self.qkv_bias)
+            if self.olmo2:  # Olmo2Attention: q_norm and k_norm over the whole projections
+                q = self.rms(q, p + "self_attn.q_norm.weight")
+                k = self.rms(k, p + "self_attn.k_norm.weight")
             q, k, v = (x.reshape(b, t, -1, self.head_dim).transpose(1, 2) for x in (q, k, v))
             if self.cfg["model_type"] in ("qwen3", "gemma3_text"):
                 q = self.rms(q, p + "self_attn.q_norm.weight")
@@ -266,8 +276,12 @@ class Model:
                 x = residual + self.rms(a, p + "post_attention_layernorm.weight")
                 h = self.rms(x, p + "pre_feedforward_layernorm.weight")
                 act = lambda g: torch.nn.functional.gelu(g, approximate="tanh")  # gelu_pytorch_tanh
+            elif self.olmo2:  # Olmo2DecoderLayer
+                x = residual + self.rms(a, p + "post_attention_layernorm.weight")
+                h = x
+                act = torch.nn.functional.silu
             else:
-                x = residual + a
+                x = residual + a * self.residual_multiplier
                 h = self.rms(x, p + "post_attention_layernorm.weight")
                 act = torch.nn.functional.silu
             if self.cfg["model_type"] == "phi3":  # Phi3MLP: gate_up_proj, gate first
@@ -277,14 +291,16 @@ class Model:
                 gate = self.linear(h, p + "mlp.gate_proj", mlp_bias)
                 up = self.linear(h, p + "mlp.up_proj", mlp_bias)
             m = self.linear(act(gate) * up, p + "mlp.down_proj", mlp_bias)
-            if self.gemma:
+            if self.gemma or self.olmo2:
                 m = self.rms(m, p + "post_feedforward_layernorm.weight")
-            x = x + m
+            x = x + m * self.residual_multiplier
         x = self.rms(x, "model.norm.weight")
         # PretrainedConfig ties by default; LlamaConfig, Qwen2Config and Phi3Config do not.
         tied = self.cfg.get("tie_word_embeddings", self.gemma or self.cfg["model_type"] == "smollm3")
         head = self.w["model.embed_tokens.weight"] if tied else self.w["lm_head.weight"]
         logits = x @ head.T
+        if self.granite:
+            logits = logits / self.cfg.get("logits_scaling", 1.0)
         cap = self.cfg.get("final_logit_softcapping") if self.gemma else None
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap
