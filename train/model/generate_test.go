@@ -222,14 +222,17 @@ func TestGenerateCompilesFewShapes(t *testing.T) {
 // an answer that ended takes the next request at once, and every
 // continuation is exactly the one its request gets alone; batch after batch
 // (static) gives the same answers in more decode steps. Also with a
-// sliding window shorter than the prompts, and in bf16.
+// sliding window shorter than the prompts, in bf16, and with longrope
+// (rows rotating with the short and the long factors side by side, and
+// answers ending at Config.MaxLength).
 func TestContinuousBatching(t *testing.T) {
 	b := testBackend(t)
 	for _, c := range []struct {
 		name, config string
 		dtype        dtypes.DType
 	}{{"llama", tinyLlama, dtypes.Float32}, {"mistral window 4", tinyMistral, dtypes.Float32}, {"llama bf16", tinyLlama, dtypes.BFloat16},
-		{"gemma3 windowed and global layers", tinyGemma3, dtypes.Float32}} {
+		{"gemma3 windowed and global layers", tinyGemma3, dtypes.Float32},
+		{"phi4 longrope, answers stopping at its original context", tinyPhi4, dtypes.Float32}} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := mustConfig(t, c.config)
 			m := NewRandom(cfg, 5, 0.15)
@@ -281,6 +284,9 @@ func TestContinuousBatching(t *testing.T) {
 				}
 				if !slices.Equal(static[i].Tokens, alone[i].Tokens) {
 					t.Errorf("request %d: static batching %v, alone %v", i, static[i].Tokens, alone[i].Tokens)
+				}
+				if l := cfg.MaxLength(); l > 0 && len(alone[i].Tokens) > max(1, l-len(reqs[i].Prompt)) {
+					t.Errorf("request %d: %d prompt and %d new tokens, past the max length %d", i, len(reqs[i].Prompt), len(alone[i].Tokens), l)
 				}
 				if alone[i].Stopped {
 					stopped++
