@@ -131,40 +131,28 @@ func TestTokensBeyond(t *testing.T) {
 	}
 }
 
-// TestWindowsLine: the check's student line says which layers are windowed.
-func TestWindowsLine(t *testing.T) {
-	for js, want := range map[string]string{
-		`{"model_type": "gemma3_text", "num_hidden_layers": 34, "sliding_window": 1024}`: " (sliding window 1024 on 29)",
-		`{"model_type": "mistral", "num_hidden_layers": 4, "sliding_window": 4096}`:      " (sliding window 4096 on all)",
-		`{"model_type": "qwen2", "num_hidden_layers": 4, "sliding_window": 4096}`:        "",
-	} {
-		var mc model.Config
-		if err := json.Unmarshal([]byte(js), &mc); err != nil {
-			t.Fatal(err)
-		}
-		if got := windows(&mc); got != want {
-			t.Errorf("%s: %q, want %q", js, got, want)
-		}
-	}
-}
-
-// TestMaxLengthLine: the check names the length where a longrope
-// student's answers stop, and says nothing for other students.
-func TestMaxLengthLine(t *testing.T) {
+// TestStudentLineNotes: the check's student line says which layers are
+// windowed, and where a longrope student's answers stop.
+func TestStudentLineNotes(t *testing.T) {
 	longrope := `{"model_type": "phi3", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
 		"max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
 		"rope_scaling": {"type": "longrope", "short_factor": [1], "long_factor": [1]}}`
-	for js, want := range map[string]string{
-		longrope: "; answers stop at 4096 tokens with their prompt (longrope's original context)",
-		`{"model_type": "phi3", "num_hidden_layers": 2, "max_position_embeddings": 4096, "original_max_position_embeddings": 4096}`: "",
-		`{"model_type": "llama", "num_hidden_layers": 2, "max_position_embeddings": 4096}`:                                          "",
+	for _, tc := range []struct{ config, windows, maxLength string }{
+		{`{"model_type": "gemma3_text", "num_hidden_layers": 34, "sliding_window": 1024}`, " (sliding window 1024 on 29)", ""},
+		{`{"model_type": "mistral", "num_hidden_layers": 4, "sliding_window": 4096}`, " (sliding window 4096 on all)", ""},
+		{`{"model_type": "qwen2", "num_hidden_layers": 4, "sliding_window": 4096}`, "", ""},
+		{longrope, "", "; answers stop at 4096 tokens with their prompt (longrope's original context)"},
+		{`{"model_type": "phi3", "num_hidden_layers": 2, "max_position_embeddings": 4096, "original_max_position_embeddings": 4096}`, "", ""},
 	} {
 		var mc model.Config
-		if err := json.Unmarshal([]byte(js), &mc); err != nil {
+		if err := json.Unmarshal([]byte(tc.config), &mc); err != nil {
 			t.Fatal(err)
 		}
-		if got := maxLength(&mc); got != want {
-			t.Errorf("%s: %q, want %q", js, got, want)
+		if got := windows(&mc); got != tc.windows {
+			t.Errorf("%s: windows %q, want %q", tc.config, got, tc.windows)
+		}
+		if got := maxLength(&mc); got != tc.maxLength {
+			t.Errorf("%s: max length %q, want %q", tc.config, got, tc.maxLength)
 		}
 	}
 }

@@ -3,10 +3,12 @@ package model
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
@@ -180,6 +182,24 @@ func sameWeights(t testing.TB, got, want *Model, how string) {
 		}
 		if !slices.Equal(g, w) {
 			t.Fatalf("%s changed %s", h.Name, how)
+		}
+	}
+}
+
+// badEdit makes a valid config invalid with one edit (from → to); the
+// error must be ErrConfig and hold want (the field and what is wrong).
+type badEdit struct{ config, from, to, want string }
+
+// refuses checks every badEdit.
+func refuses(t *testing.T, edits []badEdit) {
+	t.Helper()
+	for _, e := range edits {
+		js := strings.Replace(e.config, e.from, e.to, 1)
+		if js == e.config {
+			t.Fatalf("edit %q not applied", e.from)
+		}
+		if _, err := ParseConfig([]byte(js)); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), e.want) {
+			t.Errorf("%s: error %v, want one naming %q", e.to, err, e.want)
 		}
 	}
 }
