@@ -22,6 +22,20 @@ var trickyRunes = []string{
 	"!", "$", "\\", ".", "/", "{", "😀", "\xff",
 }
 
+// trickyTexts are n texts of up to 24 of the runes, the same each run.
+func trickyTexts(n int, runes []string) []string {
+	rng := rand.New(rand.NewPCG(1, 2))
+	texts := make([]string, n)
+	for i := range texts {
+		var b strings.Builder
+		for range rng.IntN(24) {
+			b.WriteString(runes[rng.IntN(len(runes))])
+		}
+		texts[i] = b.String()
+	}
+	return texts
+}
+
 // knownSplitters are the splitters of the known patterns, configured as the
 // checkpoints configure them; their regexp2 matching is the reference.
 func knownSplitters(t testing.TB) map[string]splitter {
@@ -70,14 +84,7 @@ func pieces(s string, r [][2]int) []string {
 func TestKnownSplitMatchesRegex(t *testing.T) {
 	sps := knownSplitters(t)
 	texts := append(slices.Clone(edgeTexts), mathTexts(t)[:1000]...)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for range 20000 {
-		var b strings.Builder
-		for range rng.IntN(24) {
-			b.WriteString(trickyRunes[rng.IntN(len(trickyRunes))])
-		}
-		texts = append(texts, b.String())
-	}
+	texts = append(texts, trickyTexts(20000, trickyRunes)...)
 	for name, sp := range sps {
 		for _, s := range texts {
 			checkSplitAgrees(t, name, sp, s)

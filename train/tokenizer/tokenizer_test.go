@@ -96,7 +96,9 @@ func TestEncodeMatchesReference(t *testing.T) {
 			if bad > 0 {
 				t.Errorf("%d of %d texts differ", bad, len(ref.texts))
 			}
-			t.Logf("%s: %d texts compared (%d edge strings, %d MATH train problems and solutions)", name, len(ref.texts), len(edgeTexts), len(ref.texts)-len(edgeTexts))
+			tricky := len(referenceTrickyTexts())
+			t.Logf("%s: %d texts compared (%d edge strings, %d random strings of tricky runes, %d MATH train problems and solutions)",
+				name, len(ref.texts), len(edgeTexts), tricky, len(ref.texts)-len(edgeTexts)-tricky)
 		})
 	}
 }
