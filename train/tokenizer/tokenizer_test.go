@@ -143,7 +143,7 @@ func clip(s string) string {
 
 func TestDecodeInvertsEncode(t *testing.T) {
 	texts := append(slices.Clone(edgeTexts), mathTexts(t)...)
-	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3"} {
+	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3", "o200k"} {
 		t.Run(name, func(t *testing.T) {
 			tok := loadRef(t, name)
 			for _, text := range texts {
