@@ -14,7 +14,7 @@ func BenchmarkEncodeMATH(b *testing.B) {
 	for _, s := range texts {
 		n += len(s)
 	}
-	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3"} {
+	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3", "o200k"} {
 		b.Run(name, func(b *testing.B) {
 			tok := loadRef(b, name)
 			b.SetBytes(int64(n))
@@ -42,7 +42,7 @@ func BenchmarkReferenceEncodeMATH(b *testing.B) {
 	for _, s := range texts {
 		n += len(s)
 	}
-	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3"} {
+	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3", "o200k"} {
 		b.Run(name, func(b *testing.B) {
 			var sec, tokens float64
 			for b.Loop() {

@@ -16,11 +16,11 @@ const gpt2Pattern = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]
 // matches of re (at the text between them with invert), and behavior says
 // what becomes of each match, as in Hugging Face's SplitDelimiterBehavior.
 type splitter struct {
-	re        *regexp2.Regexp
-	literal   string // a String pattern, matched without re
-	behavior  splitBehavior
-	invert    bool
-	maxDigits int // > 0: re is a known pattern, matched by knownSplit (Isolated)
+	re       *regexp2.Regexp
+	literal  string // a String pattern, matched without re
+	behavior splitBehavior
+	invert   bool
+	match    matcher // non-nil: re is a known pattern, matched by knownSplit
 }
 
 // splitBehavior is what a Split does with a match ("delimiter"), shown on
@@ -109,8 +109,11 @@ func (t *Tokenizer) addSplit(pattern string, b splitBehavior, invert bool) error
 		return fmt.Errorf("pre_tokenizer pattern %q: %w", pattern, err)
 	}
 	sp := splitter{re: re, behavior: b, invert: invert}
-	if b == isolated && !invert {
-		sp.maxDigits = knownPatterns[pattern]
+	// A known pattern matches at every position, so its pieces are its
+	// matches where each is kept whole: Isolated, or Removed with invert
+	// (o200k's), which drops the (empty) text between matches.
+	if b == isolated && !invert || b == removed && invert {
+		sp.match = knownPatterns[pattern]
 	}
 	t.split = append(t.split, sp)
 	return nil
@@ -131,8 +134,8 @@ func (t *Tokenizer) preTokenize(s string) [][2]int {
 
 // appendPieces splits s[start:end] into pre-tokens.
 func (sp splitter) appendPieces(dst [][2]int, s string, start, end int) [][2]int {
-	if sp.maxDigits > 0 {
-		return knownSplit(dst, s, start, end, sp.maxDigits)
+	if sp.match != nil {
+		return knownSplit(dst, s, start, end, sp.match)
 	}
 	return sp.appendRegexPieces(dst, s, start, end)
 }

@@ -1,7 +1,7 @@
 // Package tokenizer is a pure-Go BPE tokenizer and chat-template renderer
-// for Hugging Face checkpoints: byte-level BPE (Qwen2.5, Qwen3, Llama-3.x)
-// and SentencePiece-style BPE with byte fallback (Llama 2, Mistral 7B,
-// Gemma 3).
+// for Hugging Face checkpoints: byte-level BPE (Qwen2.5, Qwen3, Llama-3.x,
+// GPT-4o's o200k as in Phi-4-mini) and SentencePiece-style BPE with byte
+// fallback (Llama 2, Mistral 7B, Gemma 3).
 //
 // Load (or LoadDir) reads a checkpoint's tokenizer.json and
 // tokenizer_config.json; Encode produces the same ids as Hugging Face's
@@ -9,10 +9,12 @@
 // first, the pre-tokenizer's split regex, the ByteLevel byte mapping and BPE
 // merges by rank (cached per pre-token). Encode never adds BOS/EOS (Hugging
 // Face's add_special_tokens=False): chat templates write those themselves.
-// The split regexes of Qwen and Llama-3 are matched by hand-written code
-// checked against regexp2; other patterns run through regexp2, whose \s is
-// Unicode White_Space as in Hugging Face's Oniguruma (the JavaScript port
-// differs on U+FEFF, which it counts as a space). SentencePiece-style BPE
+// The split regexes of Qwen, Llama-3 and o200k are matched by hand-written
+// code checked against regexp2; other patterns run through regexp2, whose \s
+// is Unicode White_Space as in Hugging Face's Oniguruma (the JavaScript port
+// differs on U+FEFF, which it counts as a space, and U+0085, which it does
+// not), and whose letter, mark and number classes are Go's (Unicode 15.0: a
+// character assigned later counts as punctuation). SentencePiece-style BPE
 // (told apart by its decoder) writes spaces as "▁" through the normalizer
 // (Prepend and Replace) or a Metaspace pre-tokenizer, merges from characters,
 // and encodes a character missing from the vocabulary as its <0xXX> byte

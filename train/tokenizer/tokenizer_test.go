@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -67,10 +68,17 @@ var edgeTexts = []string{
 	"\n\t\n \n\t\t\t  \n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n",
 	"  two leading, two trailing  ",
 	"digits 0 01 0.5 1e-9 12,345,678 ½ ٣",
+	// o200k splits words at case changes and takes contractions of any case
+	// after them, joins marks to letters and "/" and newlines to punctuation.
+	"I'M HERE, we'LL see: THEY'RE sure it'S Ok'd, you'Ve I'd WE'D 'Tis",
+	"CamelCase XMLHttpRequest iPhone McDONALD'S HTTPServer ABCdef aBC",
+	"ǅemal ǈubljana ʰello ˢup 中文English Ελληνικά'S ΑθήναΑΘΗΝΑ МоскваМОСКВА",
+	"path/to/file.txt\n/next //\n\n/ ./x ../y//\r\n/ a/b",
+	"\u0301leading mark, a\u0301\u0302 X\u0308Y ..\u0301 नमस्ते שָׁלוֹם مَرْحَبًا",
 }
 
 func TestEncodeMatchesReference(t *testing.T) {
-	for _, name := range []string{"qwen3", "llama3_1", "llama3", "llama2", "gemma3"} {
+	for _, name := range []string{"qwen3", "llama3_1", "llama3", "llama2", "gemma3", "o200k"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel() // node is slow and single-threaded
 			tok := loadRef(t, name)
@@ -88,36 +96,40 @@ func TestEncodeMatchesReference(t *testing.T) {
 			if bad > 0 {
 				t.Errorf("%d of %d texts differ", bad, len(ref.texts))
 			}
-			t.Logf("%s: %d texts compared (%d edge strings, %d MATH train problems and solutions)", name, len(ref.texts), len(edgeTexts), len(ref.texts)-len(edgeTexts))
+			tricky := len(referenceTrickyTexts())
+			t.Logf("%s: %d texts compared (%d edge strings, %d random strings of tricky runes, %d MATH train problems and solutions)",
+				name, len(ref.texts), len(edgeTexts), tricky, len(ref.texts)-len(edgeTexts)-tricky)
 		})
 	}
 }
 
 // TestDecodeMatchesReference decodes the reference ids of every text with
 // the reference's decoder ("▁" as spaces, <0xXX> byte tokens, Llama 2's
-// leading space stripped, Gemma's added "▁▁" and "\n\n" tokens) and checks
-// the byte-fallback path is exercised.
+// leading space stripped, Gemma's added "▁▁" and "\n\n" tokens; for o200k,
+// byte-level tokens joined into characters) and checks the path for partial
+// characters is exercised: byte-fallback tokens, or byte-level tokens that
+// hold part of a character.
 func TestDecodeMatchesReference(t *testing.T) {
 	for _, name := range decodeModels {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			tok := loadRef(t, name)
 			ref := refCorpus(t, name)
-			byteTokens := 0
+			partial := 0
 			for i, text := range ref.texts {
 				if got := tok.Decode(ref.ids[i]); got != ref.decoded[i] {
 					t.Errorf("Decode of text %d %q = %q, want %q", i, clip(text), clip(got), clip(ref.decoded[i]))
 				}
 				for _, id := range ref.ids[i] {
-					if tok.sp.isByte[id] {
-						byteTokens++
+					if tok.sp != nil && tok.sp.isByte[id] || tok.sp == nil && !utf8.Valid(tok.idBytes[id]) {
+						partial++
 					}
 				}
 			}
-			if byteTokens == 0 {
-				t.Error("no text encodes to byte-fallback tokens: the fallback is not exercised")
+			if partial == 0 {
+				t.Error("no text encodes to tokens holding part of a character: that path is not exercised")
 			}
-			t.Logf("%d texts, %d byte-fallback tokens", len(ref.texts), byteTokens)
+			t.Logf("%d texts, %d tokens holding part of a character", len(ref.texts), partial)
 		})
 	}
 }
@@ -131,7 +143,7 @@ func clip(s string) string {
 
 func TestDecodeInvertsEncode(t *testing.T) {
 	texts := append(slices.Clone(edgeTexts), mathTexts(t)...)
-	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3"} {
+	for _, name := range []string{"qwen3", "llama3_1", "llama2", "gemma3", "o200k"} {
 		t.Run(name, func(t *testing.T) {
 			tok := loadRef(t, name)
 			for _, text := range texts {
@@ -178,6 +190,7 @@ func TestSpecialIDs(t *testing.T) {
 		{"llama3", "<|begin_of_text|>", "<|end_of_text|>", "<|end_of_text|>", "<|eot_id|>", []string{"<|end_of_text|>", "<|eot_id|>"}},
 		{"llama2", "<s>", "</s>", "</s>", "</s>", []string{"</s>"}},
 		{"gemma3", "<bos>", "<end_of_turn>", "<pad>", "<end_of_turn>", []string{"<end_of_turn>"}},
+		{"o200k", "<|endoftext|>", "<|endoftext|>", "<|endoftext|>", "<|endoftext|>", []string{"<|endoftext|>"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

