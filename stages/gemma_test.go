@@ -143,6 +143,8 @@ func TestStudentLineNotes(t *testing.T) {
 		{`{"model_type": "qwen2", "num_hidden_layers": 4, "sliding_window": 4096}`, "", ""},
 		{longrope, "", "; answers stop at 4096 tokens with their prompt (longrope's original context)"},
 		{`{"model_type": "phi3", "num_hidden_layers": 2, "max_position_embeddings": 4096, "original_max_position_embeddings": 4096}`, "", ""},
+		{`{"model_type": "phi3", "num_hidden_layers": 2, "max_position_embeddings": 4096, "sliding_window": 2047}`, " (sliding window 2047 on all)", ""},
+		{`{"model_type": "phi3", "num_hidden_layers": 2, "max_position_embeddings": 131072, "sliding_window": 262144}`, "", ""},
 	} {
 		var mc model.Config
 		if err := json.Unmarshal([]byte(tc.config), &mc); err != nil {

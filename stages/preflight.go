@@ -241,8 +241,13 @@ func maxLength(mc *model.Config) string {
 }
 
 // windows says which layers attend through a sliding window, if any:
-// " (sliding window 1024 on 29)".
+// " (sliding window 1024 on 29)". A window no shorter than
+// max_position_embeddings (Phi-4 mini's 262,144) never bites and is not
+// named.
 func windows(mc *model.Config) string {
+	if w := mc.Window(); mc.MaxPositionEmbeddings > 0 && w >= mc.MaxPositionEmbeddings {
+		return ""
+	}
 	n := 0
 	for i := range mc.NumHiddenLayers {
 		if mc.LayerWindow(i) > 0 {
