@@ -30,8 +30,8 @@
 // (CheckpointTensors). Only the first head_dim·partial_rotary_factor
 // dimensions of a head rotate. Its longrope rotates a sequence with the
 // short factors up to original_max_position_embeddings tokens and with the
-// long ones past it (per row: a row's last real position decides), cos and
-// sin scaled by the attention factor; generation stops there
+// long ones past it (each sequence by its own length, packed ones too),
+// cos and sin scaled by the attention factor; generation stops there
 // (Config.MaxLength), since transformers recomputes its whole cache with
 // the long factors at that point.
 //

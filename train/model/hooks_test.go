@@ -12,17 +12,23 @@ import (
 
 // TestForwardSegments: two prompts packed in one row, positions restarting,
 // give the logits each has alone — also with Mistral's sliding window (4),
-// which the packed prompts exceed.
+// which the packed prompts exceed, and with longrope, where only the first
+// prompt passes the original context (12) and takes the long factors.
 func TestForwardSegments(t *testing.T) {
 	b := testBackend(t)
-	for _, tc := range []struct{ name, config string }{{"qwen2", tinyQwen2}, {"mistral", tinyMistral}} {
+	short := [][]int{{5, 17, 33, 2, 9, 41, 60, 11}, {12, 4, 40, 7, 8, 9}}
+	long := [][]int{{5, 17, 33, 2, 9, 41, 60, 11, 3, 8, 13, 21, 34, 55, 1, 2}, {12, 4, 40, 7, 8, 9}}
+	for _, tc := range []struct {
+		name, config string
+		prompts      [][]int
+	}{{"qwen2", tinyQwen2, short}, {"mistral", tinyMistral, short}, {"phi4 longrope", tinyPhi4, long}} {
 		m := NewRandom(mustConfig(t, tc.config), 4, 0.15)
-		prompts := [][]int{{5, 17, 33, 2, 9, 41, 60, 11}, {12, 4, 40, 7, 8, 9}}
+		prompts := tc.prompts
 		alone, err := Logits(b, m, prompts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		const T = 16 // 8 + 6 tokens, then 2 of padding
+		T := Bucket(len(prompts[0])+len(prompts[1])+1, 16) // then padding
 		var tokens, positions, segments []int32
 		for s, p := range prompts {
 			for j, tok := range p {

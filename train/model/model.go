@@ -34,14 +34,14 @@ func Forward(ctx *context.Context, cfg *Config, tokens, positions, valid *Node) 
 	return LMHead(ctx, cfg, hidden)
 }
 
-// spanOf is each row's last valid position + 1 [B], or nil for a model
+// spanOf is each row's last valid position + 1 [B, 1], or nil for a model
 // that does not read it (decoder).
 func spanOf(cfg *Config, positions, valid *Node) *Node {
 	if !cfg.LongRope() {
 		return nil
 	}
 	next := AddScalar(positions, 1)
-	return ReduceMax(Where(valid, next, ZerosLike(next)), 1)
+	return ReduceAndKeep(Where(valid, next, ZerosLike(next)), ReduceMax, 1)
 }
 
 // ForwardSegments is Forward for packed rows: segments [B, T] (int32)
@@ -54,7 +54,12 @@ func ForwardSegments(ctx *context.Context, cfg *Config, tokens, positions, segme
 	notPad := BroadcastToDims(InsertAxes(NotEqual(segments, ZerosLike(segments)), 1), b, t, t) // [B, T, S]
 	ok := LogicalAnd(same, notPad)
 	masks := perWindow(func(w int) *Node { return LogicalAnd(ok, BroadcastPrefix(causal(w, segments.Graph(), t), b)) })
-	hidden := decoder(ctx, cfg, tokens, positions, spanOf(cfg, positions, NotEqual(segments, ZerosLike(segments))), masks, nil)
+	var span *Node // each token's sequence: its segment's last position + 1 [B, T]
+	if cfg.LongRope() {
+		next := BroadcastToDims(InsertAxes(AddScalar(positions, 1), 1), b, t, t) // [B, T, S]: key s's position + 1
+		span = ReduceMax(Where(ok, next, ZerosLike(next)), -1)
+	}
+	hidden := decoder(ctx, cfg, tokens, positions, span, masks, nil)
 	return LMHead(ctx, cfg, hidden)
 }
 
@@ -103,10 +108,11 @@ func causalMasks(valid *Node) maskFunc {
 type kvFunc func(layer int, k, v *Node) (*Node, *Node)
 
 // decoder runs embedding, the layers and the final norm: hidden [B, T, D].
-// masks gives each layer's mask by its window. span [B] (int32) is how many
-// positions each row's sequence covers (its last real position + 1):
-// longrope rotates a row with its long factors when span passes
-// Config.LongRopeFrom, and other models do not read it.
+// masks gives each layer's mask by its window. span [B, T] or [B, 1]
+// (int32) is how many positions the sequence of each token (or each row)
+// covers, its last real position + 1: longrope rotates a token with its long
+// factors when its sequence passes Config.LongRopeFrom, as transformers
+// does a sequence run alone; other models do not read it.
 func decoder(ctx *context.Context, cfg *Config, tokens, positions, span *Node, masks maskFunc, kv kvFunc) *Node {
 	ctx = ctx.Checked(false)
 	x := embed(ctx.In("model").In("embed_tokens"), cfg, tokens) // [B, T, D]
@@ -323,9 +329,9 @@ func rmsNorm(ctx *context.Context, cfg *Config, x *Node) *Node {
 // rotary returns layer's cos and sin [B, 1, T, E] of positions·invFreq,
 // repeated over the two halves of the rotated dimensions (Hugging Face's
 // layout). With a partial rotary (RotaryDim < E) the dimensions past it
-// get cos 1 and sin 0: they pass through. With longrope, a row whose span
-// passes Config.LongRopeFrom takes the long factors' frequencies, and cos
-// and sin are scaled by the attention factor.
+// get cos 1 and sin 0: they pass through. With longrope, a token whose
+// sequence's span passes Config.LongRopeFrom takes the long factors'
+// frequencies, and cos and sin are scaled by the attention factor.
 func rotary(cfg *Config, layer int, positions, span *Node) (cos, sin *Node) {
 	g := positions.Graph()
 	pos := InsertAxes(ConvertDType(positions, dtypes.Float32), -1) // [B, T, 1]
@@ -335,8 +341,8 @@ func rotary(cfg *Config, layer int, positions, span *Node) (cos, sin *Node) {
 	}
 	angles := emb(cfg.InvFreq(layer))
 	if long := cfg.LongInvFreq(layer); long != nil {
-		past := GreaterThan(span, Scalar(g, span.DType(), cfg.LongRopeFrom())) // [B]
-		angles = Where(BroadcastToShape(Reshape(past, -1, 1, 1), angles.Shape()), emb(long), angles)
+		past := GreaterThan(span, Scalar(g, span.DType(), cfg.LongRopeFrom())) // [B, T] or [B, 1]
+		angles = Where(BroadcastToShape(InsertAxes(past, -1), angles.Shape()), emb(long), angles)
 	}
 	cos, sin = Cos(angles), Sin(angles)
 	if a := cfg.RopeAttentionFactor(); a != 1 {
