@@ -130,14 +130,16 @@ func LoadAs(ctx context.Context, src Source, prefix string, dtype dtypes.DType) 
 				return err
 			}
 			name := cfg.checkpointName(t.Name)
-			data := t.Data
-			for _, part := range fused[name] { // split a fused tensor's rows into its parts
+			parts := fused[name]
+			if parts == nil {
+				m.set(name, asDType(t.Data, t.Shape, dtype))
+				return err
+			}
+			data := t.Data // a fused tensor: its rows go to its parts, in order
+			for _, part := range parts {
 				n := numElements(dims[part])
 				m.set(part, asDType(data[:n], dims[part], dtype))
 				data = data[n:]
-			}
-			if fused[name] == nil {
-				m.set(name, asDType(t.Data, t.Shape, dtype))
 			}
 			return err
 		})

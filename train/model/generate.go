@@ -168,7 +168,11 @@ func prefillGraph(ctx *context.Context, cfg *Config, tokens, lengths *Node, cach
 	valid := LessThan(positions, InsertAxes(lengths, -1))
 	caches := make([]*Node, 2*cfg.NumHiddenLayers)
 	dt := ComputeDType(ctx, g) // the cache holds keys and values as the products compute them
-	hidden := decoder(ctx, cfg, tokens, positions, InsertAxes(lengths, -1), causalMasks(valid), func(layer int, k, v *Node) (*Node, *Node) {
+	var span *Node             // only longrope reads it (decoder)
+	if cfg.LongRope() {
+		span = InsertAxes(lengths, -1)
+	}
+	hidden := decoder(ctx, cfg, tokens, positions, span, causalMasks(valid), func(layer int, k, v *Node) (*Node, *Node) {
 		n := cfg.CacheLen(layer, cacheLen)
 		caches[2*layer], caches[2*layer+1] = toCache(k, lengths, n, dt), toCache(v, lengths, n, dt)
 		return k, v
@@ -284,7 +288,11 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 		panic(fmt.Sprintf("model: no layer has window %d", w))
 	}
 	out := make([]*Node, len(caches))
-	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, AddScalar(posCol, 1), masks, func(layer int, k, v *Node) (*Node, *Node) {
+	var span *Node // only longrope reads it (decoder)
+	if cfg.LongRope() {
+		span = AddScalar(posCol, 1)
+	}
+	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, span, masks, func(layer int, k, v *Node) (*Node, *Node) {
 		write := stepOf(layer).write
 		for j, x := range []*Node{k, v} {
 			c := caches[2*layer+j]

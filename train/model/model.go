@@ -344,10 +344,8 @@ func rotary(cfg *Config, layer int, positions, span *Node) (cos, sin *Node) {
 		past := GreaterThan(span, Scalar(g, span.DType(), cfg.LongRopeFrom())) // [B, T] or [B, 1]
 		angles = Where(BroadcastToShape(InsertAxes(past, -1), angles.Shape()), emb(long), angles)
 	}
-	cos, sin = Cos(angles), Sin(angles)
-	if a := cfg.RopeAttentionFactor(); a != 1 {
-		cos, sin = MulScalar(cos, a), MulScalar(sin, a)
-	}
+	a := cfg.RopeAttentionFactor()
+	cos, sin = scaled(Cos(angles), a), scaled(Sin(angles), a)
 	if pass := cfg.HeadDim - cfg.RotaryDim(); pass > 0 {
 		dims := slices.Clone(cos.Shape().Dimensions)
 		dims[2] = pass
@@ -543,22 +541,19 @@ func CheckpointTensors(cfg *Config) []TensorHeader {
 		}
 	}
 	var hs []TensorHeader
-	rows := map[string]int{}
-	at := map[string]int{}
+	at := map[string]int{} // fused tensor → its index in hs
 	for _, h := range TensorNames(cfg) {
 		f, ok := into[h.Name]
 		if !ok {
 			hs = append(hs, h)
 			continue
 		}
-		if _, seen := at[f]; !seen {
-			at[f] = len(hs)
-			hs = append(hs, TensorHeader{f, slices.Clone(h.Shape)})
+		i, seen := at[f]
+		if !seen {
+			i, at[f] = len(hs), len(hs)
+			hs = append(hs, TensorHeader{f, []int{0, h.Shape[1]}})
 		}
-		rows[f] += h.Shape[0]
-	}
-	for f, i := range at {
-		hs[i].Shape[0] = rows[f]
+		hs[i].Shape[0] += h.Shape[0] // the parts stack along the rows
 	}
 	return hs
 }
