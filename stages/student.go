@@ -26,7 +26,8 @@ type StudentConfig struct {
 	// tokenizer_config.json): a local path, gs://bucket/dir or s3://bucket/dir.
 	Model string `yaml:"model"`
 	// Backend is the GoMLX backend: "" for $GOMLX_BACKEND or SimpleGo on
-	// the CPU, "xla:cuda" on GPUs (see train/backend).
+	// the CPU, "xla:cuda" on GPUs, with options such as
+	// "xla:cuda,deterministic" for bitwise resumes (see train/backend).
 	Backend string `yaml:"backend"`
 	// Date is "today" (YYYY-MM-DD) for chat templates that print the date:
 	// pinned in the spec so prompts do not change from night to night.

@@ -2,8 +2,9 @@
 # GPU check of the student model, for a machine with one NVIDIA GPU and jax's
 # CUDA PJRT plugin (xla_cuda_plugin.so) but no Go toolchain. It runs the
 # prebuilt bin/gpucheck (cmd/gpucheck):
-#   1. parity of tiny Llama / Qwen2 models, XLA-on-GPU vs SimpleGo-on-CPU
-#      (and vs the PyTorch reference when an interpreter with torch exists);
+#   1. parity of tiny models of five families, XLA-on-GPU (full float32
+#      products) vs SimpleGo-on-CPU and vs the PyTorch reference when an
+#      interpreter with torch exists;
 #   2. a Qwen2-0.5B-shaped random model: SFT step tokens/s, decode tokens/s.
 #
 # Build here (the repository root), then carry the binary:
@@ -48,4 +49,10 @@ for p in /usr/bin/python3 python3; do
   if command -v "$p" >/dev/null && "$p" -c 'import torch' 2>/dev/null; then py=(-python "$p"); break; fi
 done
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-exec "$bin" -reference train/model/testdata/reference.py "${py[@]}" "$@"
+# Parity in full float32 (XLA would multiply float32 matrices in TF32), then
+# the timings with XLA's defaults, each in its own process: XLA reads its
+# flags once per process.
+status=0
+"$bin" -backend "xla:$plugin,full-f32" -bench=false -reference train/model/testdata/reference.py "${py[@]}" "$@" || status=1
+"$bin" -backend "xla:$plugin" -parity=false "$@" || status=1
+exit $status

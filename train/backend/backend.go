@@ -7,6 +7,23 @@
 //	"xla:cuda"                XLA with a CUDA PJRT plugin found on PJRT_PLUGIN_LIBRARY_PATH
 //	"xla:/abs/path/plugin.so" XLA with that PJRT plugin file (e.g. jax's xla_cuda_plugin.so)
 //
+// An XLA spec may add options after the plugin, separated by commas
+// ("xla:/abs/path/plugin.so,deterministic"):
+//
+//	deterministic  GPU kernels without atomics (--xla_gpu_deterministic_ops):
+//	               the same inputs give bitwise the same results, so a job
+//	               resumed from a checkpoint trains exactly as an
+//	               uninterrupted one. Without it, the scatter-add of the
+//	               embedding gradient sums in a varying order.
+//	full-f32       float32 matrix products in full float32. XLA otherwise
+//	               runs them in TF32 on NVIDIA GPUs since Ampere (10-bit
+//	               mantissa; logits move by about 1e-2).
+//	tf32, shared_buffers, noshared_buffers   GoMLX's own options.
+//
+// statjob's options set process-wide state that XLA reads once, when the
+// first XLA backend starts: XLA_FLAGS (a flag already there wins) and
+// NVIDIA_TF32_OVERRIDE. Any other option is an error.
+//
 // When the spec is empty, $GOMLX_BACKEND is used. SimpleGo's default
 // bounded worker pool can deadlock in a parallel DotGeneral, hence
 // parallelism=-1 (an unbounded pool of goroutines, run on GOMAXPROCS threads). The XLA backend never downloads a plugin: a missing
@@ -18,6 +35,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/gomlx/gomlx/backends"
@@ -69,15 +87,83 @@ func New(spec string) (backends.Backend, error) {
 	name, plugin, _ := strings.Cut(cfg, ":")
 	switch name {
 	case "xla", "stablehlo", "hlo", "shlo":
+		gomlx, flags, env, err := xlaSettings(plugin)
+		if err != nil {
+			return nil, err
+		}
 		if err := checkPlugin(plugin); err != nil {
 			return nil, err
 		}
+		for k, v := range env {
+			os.Setenv(k, v)
+		}
+		for _, f := range flags {
+			addXLAFlag(f)
+		}
+		cfg = name + ":" + gomlx
 	}
 	b, err := backends.NewWithConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", cfg, err)
 	}
 	return b, nil
+}
+
+// gomlxOptions are the XLA spec options GoMLX itself reads.
+var gomlxOptions = []string{"tf32", "shared_buffers", "noshared_buffers"}
+
+// xlaSettings splits the plugin part of an XLA spec ("path,opt,…") into
+// what GoMLX reads (the plugin and GoMLX's options) and the XLA flags and
+// environment statjob's options ask for (see the package doc).
+func xlaSettings(plugin string) (gomlx string, flags []string, env map[string]string, err error) {
+	parts := strings.Split(plugin, ",")
+	kept := parts[:1]
+	env = map[string]string{}
+	for _, o := range parts[1:] {
+		switch o = strings.TrimSpace(o); {
+		case o == "":
+		case o == "deterministic":
+			flags = append(flags, "--xla_gpu_deterministic_ops=true")
+		case o == "full-f32":
+			env["NVIDIA_TF32_OVERRIDE"] = "0"                           // cuBLAS and cuDNN
+			flags = append(flags, "--xla_gpu_enable_triton_gemm=false") // XLA's own GEMM kernels take TF32 too
+		case slices.Contains(gomlxOptions, o):
+			kept = append(kept, o)
+		default:
+			return "", nil, nil, fmt.Errorf("backend xla:%s: unknown option %q (statjob's: deterministic, full-f32; GoMLX's: %s)",
+				plugin, o, strings.Join(gomlxOptions, ", "))
+		}
+	}
+	return strings.Join(kept, ","), flags, env, nil
+}
+
+// addXLAFlag appends flag ("--name=value") to $XLA_FLAGS unless the
+// variable already sets that name.
+func addXLAFlag(flag string) {
+	name, _, _ := strings.Cut(flag, "=")
+	cur := os.Getenv("XLA_FLAGS")
+	for _, f := range strings.Fields(cur) {
+		if n, _, _ := strings.Cut(f, "="); n == name {
+			return
+		}
+	}
+	os.Setenv("XLA_FLAGS", strings.TrimSpace(cur+" "+flag))
+}
+
+// Deterministic reports whether the backend of spec gives bitwise the same
+// results for the same inputs: SimpleGo, or XLA with the deterministic option.
+func Deterministic(spec string) bool {
+	cfg := Resolve(spec)
+	if strings.HasPrefix(cfg, "go:") {
+		return true
+	}
+	_, plugin, _ := strings.Cut(cfg, ":")
+	for _, o := range strings.Split(plugin, ",")[1:] {
+		if strings.TrimSpace(o) == "deterministic" {
+			return true
+		}
+	}
+	return false
 }
 
 const howToProvide = "provide one with GOMLX_BACKEND=xla:/abs/path/to/xla_cuda_plugin.so " +

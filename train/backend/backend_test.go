@@ -2,6 +2,7 @@ package backend
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -49,6 +50,52 @@ func TestMissingPlugin(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "GOMLX_BACKEND=xla:/abs/path") {
 			t.Errorf("New(%q) error does not say how to provide a plugin: %v", spec, err)
+		}
+	}
+}
+
+func TestXLAOptions(t *testing.T) {
+	for _, c := range []struct {
+		plugin, gomlx, flags, tf32 string
+	}{
+		{"/opt/p.so", "/opt/p.so", "", ""},
+		{"/opt/p.so,deterministic", "/opt/p.so", "--xla_gpu_deterministic_ops=true", ""},
+		{"cuda,tf32,full-f32,shared_buffers", "cuda,tf32,shared_buffers", "--xla_gpu_enable_triton_gemm=false", "0"},
+		{"/opt/p.so,deterministic,,full-f32", "/opt/p.so",
+			"--xla_gpu_deterministic_ops=true --xla_gpu_enable_triton_gemm=false", "0"},
+	} {
+		gomlx, flags, env, err := xlaSettings(c.plugin)
+		if err != nil || gomlx != c.gomlx || strings.Join(flags, " ") != c.flags || env["NVIDIA_TF32_OVERRIDE"] != c.tf32 {
+			t.Errorf("xlaSettings(%q) = %q, %q, %v, %v; want %q, %q, TF32 override %q",
+				c.plugin, gomlx, flags, env, err, c.gomlx, c.flags, c.tf32)
+		}
+	}
+	// A misspelt option is an error that names it, before anything is set.
+	t.Setenv("XLA_FLAGS", "")
+	_, err := New("xla:/nonexistent/xla_cuda_plugin.so,determinstic")
+	if err == nil || !strings.Contains(err.Error(), `unknown option "determinstic"`) || os.Getenv("XLA_FLAGS") != "" {
+		t.Errorf("misspelt option: %v (XLA_FLAGS %q)", err, os.Getenv("XLA_FLAGS"))
+	}
+}
+
+func TestAddXLAFlag(t *testing.T) {
+	t.Setenv("XLA_FLAGS", "--xla_gpu_cuda_data_dir=/usr/local/cuda --xla_gpu_deterministic_ops=false")
+	addXLAFlag("--xla_gpu_deterministic_ops=true") // the user's own setting wins
+	addXLAFlag("--xla_gpu_enable_triton_gemm=false")
+	want := "--xla_gpu_cuda_data_dir=/usr/local/cuda --xla_gpu_deterministic_ops=false --xla_gpu_enable_triton_gemm=false"
+	if got := os.Getenv("XLA_FLAGS"); got != want {
+		t.Errorf("XLA_FLAGS = %q, want %q", got, want)
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	t.Setenv(EnvVar, "")
+	for spec, want := range map[string]bool{
+		"": true, "go:parallelism=2": true, "xla:/opt/p.so": false,
+		"xla:/opt/p.so,full-f32, deterministic": true, "xla:cuda,tf32": false,
+	} {
+		if got := Deterministic(spec); got != want {
+			t.Errorf("Deterministic(%q) = %v, want %v", spec, got, want)
 		}
 	}
 }
