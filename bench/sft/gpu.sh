@@ -7,7 +7,8 @@
 #   build: go test -c -ldflags='-s -w' -o bench/sft/sft.test ./train/sft/
 #   run:   bench/sft/gpu.sh bench/sft/sft.test [PEAK_TFLOPS]   (default 989: H100 SXM dense bf16)
 #   env:   ROWS, LEN (micro-batch, default 8 × 512), STEPS (timed steps, default 5),
-#          PRECISION (sft.precision: bf16 (default) or f32),
+#          PRECISION (sft.precision: bf16 (default) or f32), MODES (full|lora,
+#          default both), OPTIONS (backend options, e.g. ,deterministic),
 #          PJRT_PLUGIN (default: the first xla_cuda_plugin.so found),
 #          CUDA_DIR (XLA's CUDA data directory; default: found by libdevice.10.bc)
 set -euo pipefail
@@ -26,7 +27,7 @@ export GOPJRT_CUDA_CHECKS=0 # go-xla's nvidia/ layout check assumes its own inst
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 echo "plugin: $plugin; XLA_FLAGS=${XLA_FLAGS:-}"
 cd "$(dirname "$0")/../../train/sft"
-GOMLX_BACKEND="xla:$plugin" STATJOB_BENCH_SFT_MODEL=qwen2-0.5b STATJOB_BENCH_SFT_ROWS="${ROWS:-8}" \
+GOMLX_BACKEND="xla:$plugin${OPTIONS:-}" STATJOB_BENCH_SFT_MODEL=qwen2-0.5b STATJOB_BENCH_SFT_ROWS="${ROWS:-8}" \
   STATJOB_BENCH_SFT_LEN="${LEN:-512}" STATJOB_BENCH_PEAK_TFLOPS="$peak" \
   STATJOB_BENCH_SFT_PRECISION="${PRECISION:-bf16}" \
-  "$bin" -test.run '^$' -test.bench 'SFTStep' -test.benchtime "${STEPS:-5}x" -test.timeout 30m
+  "$bin" -test.run '^$' -test.bench "SFTStep/(${MODES:-full|lora})\$" -test.benchtime "${STEPS:-5}x" -test.timeout 30m
