@@ -104,9 +104,20 @@ func New(spec string) (backends.Backend, error) {
 	}
 	b, err := backends.NewWithConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("backend %q: %w", cfg, err)
+		return nil, fmt.Errorf("backend %q: %w%s", cfg, err, hint(err))
 	}
 	return b, nil
+}
+
+// hint explains the XLA errors whose cause is not in their text.
+func hint(err error) string {
+	if strings.Contains(err.Error(), "no supported devices found") {
+		// Seen on an H200 when a second process started while the first
+		// held its XLA client.
+		return " (is another process using the GPU? XLA reserves most of a GPU's memory when it starts, " +
+			"so one statjob process per GPU)"
+	}
+	return ""
 }
 
 // gomlxOptions are the XLA spec options GoMLX itself reads.

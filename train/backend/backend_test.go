@@ -99,3 +99,13 @@ func TestDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestHint(t *testing.T) {
+	busy := errors.New("while creating plugin /p/xla_cuda_plugin.so for backend \"xla\": PJRT error (code=13): no supported devices found for platform CUDA")
+	if h := hint(busy); !strings.Contains(h, "another process using the GPU") {
+		t.Errorf("hint for a GPU held elsewhere: %q", h)
+	}
+	if h := hint(errors.New("plugin not found")); h != "" {
+		t.Errorf("hint for another error: %q", h)
+	}
+}
