@@ -248,16 +248,19 @@ func refillGraph(ctx *context.Context, cfg *Config, tokens, lengths, slots *Node
 // and returns the logits [B, V] and the caches with this step's keys and
 // values written at pos (in a ring cache, Config.CacheLen, at pos mod W).
 // The step sees the cached keys at or before pos, and with a sliding
-// window W only those after pos-W. The write is a select over a one-hot
-// of the slot (SimpleGo has no DynamicUpdateSlice), so one graph serves
-// every step. Attention reads the cache back in float32.
+// window W only those after pos-W. SimpleGo has no DynamicUpdateSlice, so
+// the write is a scatter-min of -inf then a scatter-max of the new values
+// into those slots (exactly the new values): on a donated cache (round
+// donates it) SimpleGo scatters in place, touching only the B·K·E values
+// written rather than the whole cache. Attention reads the cache back in
+// the keys' dtype.
 func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []*Node) []*Node {
 	g := tokens.Graph()
 	b := tokens.Shape().Dimensions[0]
 	posCol := InsertAxes(pos, -1) // [B, 1]
-	// A window's mask and write one-hot, the same for every layer with that
+	// A window's mask and write slot, the same for every layer with that
 	// window (whose caches are all as long).
-	type step struct{ mask, write *Node }
+	type step struct{ mask, slot *Node }
 	steps := map[int]step{}
 	stepOf := func(layer int) step {
 		w := cfg.LayerWindow(layer)
@@ -271,13 +274,19 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 			// A ring: slot j holds the newest position ≡ j (mod W), which
 			// is inside the window; until pos reaches W-1 only the slots
 			// j <= pos hold one yet.
-			st = step{attends(0, posCol, slots), Equal(slots, ModScalar(posCol, n))}
+			st = step{attends(0, posCol, slots), ModScalar(pos, n)}
 		} else {
-			st = step{attends(w, posCol, slots), Equal(slots, posCol)}
+			st = step{attends(w, posCol, slots), pos}
 		}
-		st = step{InsertAxes(st.mask, 1), Reshape(st.write, b, 1, n, 1)} // [B, 1(T), n], [B, 1, n, 1]
+		st.mask = InsertAxes(st.mask, 1) // [B, 1(T), n]
 		steps[w] = st
 		return st
+	}
+	// where [B, K, 3] indexes (row, head, slot) of a cache [B, K, L, E].
+	nkv := cfg.NumKeyValueHeads
+	where := func(slot *Node) *Node {
+		rk := shapes.Make(dtypes.Int32, b, nkv)
+		return Stack([]*Node{Iota(g, rk, 0), Iota(g, rk, 1), BroadcastToDims(Reshape(slot, b, 1), b, nkv)}, -1)
 	}
 	masks := func(w int) *Node {
 		for i := range cfg.NumHiddenLayers {
@@ -293,11 +302,12 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 		span = AddScalar(posCol, 1)
 	}
 	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, span, masks, func(layer int, k, v *Node) (*Node, *Node) {
-		write := stepOf(layer).write
+		idx := where(stepOf(layer).slot)
 		for j, x := range []*Node{k, v} {
 			c := caches[2*layer+j]
-			dims := c.Shape().Dimensions
-			out[2*layer+j] = Where(BroadcastToDims(write, dims...), BroadcastToDims(ConvertDType(x, c.DType()), dims...), c)
+			x = Reshape(ConvertDType(x, c.DType()), b, nkv, -1) // [B, K, 1, E] → [B, K, E]
+			cleared := ScatterMin(c, idx, BroadcastToDims(Infinity(g, c.DType(), -1), x.Shape().Dimensions...), false, true)
+			out[2*layer+j] = ScatterMax(cleared, idx, x, false, true)
 		}
 		return ConvertDType(out[2*layer], k.DType()), ConvertDType(out[2*layer+1], v.DType())
 	})
@@ -438,21 +448,23 @@ func (gen *Generator) round(reqs []Request, queue []int, l int, s Sampling, resu
 				next[i], pos[i] = 0, 0
 			}
 		}
+		// The caches are donated: the step writes its keys and values into
+		// them in place where the backend can (SimpleGo), and the old
+		// tensors are invalid afterwards either way.
 		args := []any{tensors.FromFlatDataAndDimensions(slices.Clone(next), b), tensors.FromFlatDataAndDimensions(slices.Clone(pos), b)}
 		for _, c := range caches {
-			args = append(args, c)
+			d, err := DonateTensorBuffer(c, gen.backend, 0)
+			if err != nil {
+				return fmt.Errorf("decode step %d: %w", gen.stats.steps, err)
+			}
+			args = append(args, d)
 		}
+		caches = nil // donated: nothing left to free if the step fails
 		outs, err := gen.decode.Exec(args...)
 		if err != nil {
 			return fmt.Errorf("decode step %d: %w", gen.stats.steps, err)
 		}
 		gen.stats.steps++
-		// Free the previous step's cache now: on an accelerator its memory
-		// is not Go heap, and waiting for the garbage collector could run
-		// the device out of memory over a long generation.
-		for _, t := range caches {
-			t.FinalizeAll()
-		}
 		caches = outs[1:]
 		copy(logits, tensors.MustCopyFlatData[float32](outs[0]))
 		outs[0].FinalizeAll()
