@@ -24,7 +24,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gomlx/gomlx/backends"
@@ -117,14 +116,13 @@ func run() error {
 
 	ok := true
 	for _, tc := range []struct{ name, cfg string }{{"llama", tinyLlama}, {"qwen2", tinyQwen2}, {"mistral", tinyMistral}, {"gemma3", tinyGemma3}, {"phi4", tinyPhi4}} {
-		if !*flagParity {
-			break
+		if *flagParity {
+			pass, err := parity(dev, cpu, tc.name, tc.cfg)
+			if err != nil {
+				return fmt.Errorf("parity %s: %w", tc.name, err)
+			}
+			ok = ok && pass
 		}
-		pass, err := parity(dev, cpu, tc.name, tc.cfg)
-		if err != nil {
-			return fmt.Errorf("parity %s: %w", tc.name, err)
-		}
-		ok = ok && pass
 	}
 	if *flagBench {
 		if err := bench(dev); err != nil {
@@ -132,7 +130,7 @@ func run() error {
 		}
 	}
 	if !ok {
-		if !strings.Contains(backend.Resolve(*flagBackend), "full-f32") {
+		if !backend.HasOption(*flagBackend, "full-f32") {
 			return fmt.Errorf("parity FAILED (without the backend's full-f32 option, XLA multiplies float32 matrices in TF32 on NVIDIA GPUs)")
 		}
 		return fmt.Errorf("parity FAILED")

@@ -123,16 +123,27 @@ func hint(err error) string {
 // gomlxOptions are the XLA spec options GoMLX itself reads.
 var gomlxOptions = []string{"tf32", "shared_buffers", "noshared_buffers"}
 
-// xlaSettings splits the plugin part of an XLA spec ("path,opt,…") into
-// what GoMLX reads (the plugin and GoMLX's options) and the XLA flags and
-// environment statjob's options ask for (see the package doc).
-func xlaSettings(plugin string) (gomlx string, flags []string, env map[string]string, err error) {
+// splitOptions splits the plugin part of an XLA spec ("path,opt,…") into
+// the plugin and its non-empty options.
+func splitOptions(plugin string) (path string, opts []string) {
 	parts := strings.Split(plugin, ",")
-	kept := parts[:1]
-	env = map[string]string{}
 	for _, o := range parts[1:] {
-		switch o = strings.TrimSpace(o); {
-		case o == "":
+		if o = strings.TrimSpace(o); o != "" {
+			opts = append(opts, o)
+		}
+	}
+	return parts[0], opts
+}
+
+// xlaSettings splits the plugin part of an XLA spec into what GoMLX reads
+// (the plugin and GoMLX's options) and the XLA flags and environment
+// statjob's options ask for (see the package doc).
+func xlaSettings(plugin string) (gomlx string, flags []string, env map[string]string, err error) {
+	path, opts := splitOptions(plugin)
+	kept := []string{path}
+	env = map[string]string{}
+	for _, o := range opts {
+		switch {
 		case o == "deterministic":
 			flags = append(flags, "--xla_gpu_deterministic_ops=true")
 		case o == "full-f32":
@@ -161,20 +172,20 @@ func addXLAFlag(flag string) {
 	os.Setenv("XLA_FLAGS", strings.TrimSpace(cur+" "+flag))
 }
 
+// HasOption reports whether the XLA spec names option after its plugin.
+func HasOption(spec, option string) bool {
+	name, plugin, _ := strings.Cut(Resolve(spec), ":")
+	if name == "go" {
+		return false
+	}
+	_, opts := splitOptions(plugin)
+	return slices.Contains(opts, option)
+}
+
 // Deterministic reports whether the backend of spec gives bitwise the same
 // results for the same inputs: SimpleGo, or XLA with the deterministic option.
 func Deterministic(spec string) bool {
-	cfg := Resolve(spec)
-	if strings.HasPrefix(cfg, "go:") {
-		return true
-	}
-	_, plugin, _ := strings.Cut(cfg, ":")
-	for _, o := range strings.Split(plugin, ",")[1:] {
-		if strings.TrimSpace(o) == "deterministic" {
-			return true
-		}
-	}
-	return false
+	return strings.HasPrefix(Resolve(spec), "go:") || HasOption(spec, "deterministic")
 }
 
 const howToProvide = "provide one with GOMLX_BACKEND=xla:/abs/path/to/xla_cuda_plugin.so " +
@@ -185,7 +196,7 @@ const howToProvide = "provide one with GOMLX_BACKEND=xla:/abs/path/to/xla_cuda_p
 // checkPlugin fails early, with instructions, when the plugin named in an
 // XLA spec cannot be found.
 func checkPlugin(plugin string) error {
-	plugin, _, _ = strings.Cut(plugin, ",")
+	plugin, _ = splitOptions(plugin)
 	if plugin == "" {
 		return fmt.Errorf("backend xla: %w: name a plugin (xla:cuda or xla:/abs/path/plugin.so); %s", ErrNoPlugin, howToProvide)
 	}

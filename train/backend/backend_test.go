@@ -98,6 +98,9 @@ func TestDeterministic(t *testing.T) {
 			t.Errorf("Deterministic(%q) = %v, want %v", spec, got, want)
 		}
 	}
+	if !HasOption("xla:cuda, full-f32,tf32", "full-f32") || HasOption("xla:cuda,tf32", "full-f32") || HasOption("go:full-f32", "full-f32") {
+		t.Errorf("HasOption: full-f32 found where it is not, or missed where it is")
+	}
 }
 
 func TestHint(t *testing.T) {

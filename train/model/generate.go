@@ -258,9 +258,12 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 	g := tokens.Graph()
 	b := tokens.Shape().Dimensions[0]
 	posCol := InsertAxes(pos, -1) // [B, 1]
-	// A window's mask and write slot, the same for every layer with that
-	// window (whose caches are all as long).
-	type step struct{ mask, slot *Node }
+	// A window's mask and the (row, head, slot) indices [B, K, 3] the step
+	// writes at, the same for every layer with that window (whose caches
+	// are all as long).
+	nkv := cfg.NumKeyValueHeads
+	rk := shapes.Make(dtypes.Int32, b, nkv)
+	type step struct{ mask, idx *Node }
 	steps := map[int]step{}
 	stepOf := func(layer int) step {
 		w := cfg.LayerWindow(layer)
@@ -269,25 +272,21 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 		}
 		n := caches[2*layer].Shape().Dimensions[2]
 		slots := Iota(g, shapes.Make(dtypes.Int32, b, n), 1)
-		var st step
+		mask, slot := attends(w, posCol, slots), pos
 		if w > 0 && n == w {
 			// A ring: slot j holds the newest position ≡ j (mod W), which
 			// is inside the window; until pos reaches W-1 only the slots
 			// j <= pos hold one yet.
-			st = step{attends(0, posCol, slots), ModScalar(pos, n)}
-		} else {
-			st = step{attends(w, posCol, slots), pos}
+			mask, slot = attends(0, posCol, slots), ModScalar(pos, n)
 		}
-		st.mask = InsertAxes(st.mask, 1) // [B, 1(T), n]
+		st := step{InsertAxes(mask, 1), // [B, 1(T), n]
+			Stack([]*Node{Iota(g, rk, 0), Iota(g, rk, 1), BroadcastToDims(Reshape(slot, b, 1), b, nkv)}, -1)}
 		steps[w] = st
 		return st
 	}
-	// where [B, K, 3] indexes (row, head, slot) of a cache [B, K, L, E].
-	nkv := cfg.NumKeyValueHeads
-	where := func(slot *Node) *Node {
-		rk := shapes.Make(dtypes.Int32, b, nkv)
-		return Stack([]*Node{Iota(g, rk, 0), Iota(g, rk, 1), BroadcastToDims(Reshape(slot, b, 1), b, nkv)}, -1)
-	}
+	// What the scatter-min writes first: every cache has the same dtype and head size.
+	cdims := caches[0].Shape().Dimensions
+	negInf := BroadcastToDims(Infinity(g, caches[0].DType(), -1), b, nkv, cdims[3])
 	masks := func(w int) *Node {
 		for i := range cfg.NumHiddenLayers {
 			if cfg.LayerWindow(i) == w {
@@ -302,12 +301,11 @@ func decodeGraph(ctx *context.Context, cfg *Config, tokens, pos *Node, caches []
 		span = AddScalar(posCol, 1)
 	}
 	hidden := decoder(ctx, cfg, InsertAxes(tokens, -1), posCol, span, masks, func(layer int, k, v *Node) (*Node, *Node) {
-		idx := where(stepOf(layer).slot)
+		idx := stepOf(layer).idx
 		for j, x := range []*Node{k, v} {
 			c := caches[2*layer+j]
 			x = Reshape(ConvertDType(x, c.DType()), b, nkv, -1) // [B, K, 1, E] → [B, K, E]
-			cleared := ScatterMin(c, idx, BroadcastToDims(Infinity(g, c.DType(), -1), x.Shape().Dimensions...), false, true)
-			out[2*layer+j] = ScatterMax(cleared, idx, x, false, true)
+			out[2*layer+j] = ScatterMax(ScatterMin(c, idx, negInf, false, true), idx, x, false, true)
 		}
 		return ConvertDType(out[2*layer], k.DType()), ConvertDType(out[2*layer+1], v.DType())
 	})

@@ -201,11 +201,10 @@ func testResume(t *testing.T, kind, killedDir string, newRun func(testing.TB, st
 	if len(got.Metrics) != len(want.Metrics) {
 		t.Fatalf("metrics: %d vs %d records", len(got.Metrics), len(want.Metrics))
 	}
-	same := func(a, b float64) bool { return a == b }
 	for i := range want.Metrics {
 		g, w := got.Metrics[i], want.Metrics[i]
-		if !same(g.Loss, w.Loss) || !same(g.GradNorm, w.GradNorm) || g.LR != w.LR || (w.ValLoss != nil) != (g.ValLoss != nil) ||
-			(w.ValLoss != nil && !same(*w.ValLoss, *g.ValLoss)) {
+		if g.Loss != w.Loss || g.GradNorm != w.GradNorm || g.LR != w.LR || (w.ValLoss != nil) != (g.ValLoss != nil) ||
+			(w.ValLoss != nil && *w.ValLoss != *g.ValLoss) {
 			t.Errorf("step %d: resumed %+v, straight %+v", w.Step, g, w)
 		}
 	}
